@@ -1,0 +1,60 @@
+# The single entry point. `make run` and `make test` do every set-up step themselves.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+KAFKA_JARS := var/kafka/libs/.fetched
+PYTEST_ARGS ?=
+
+.PHONY: help install prerequisites kafka-jars run test test-unit test-integration test-e2e lint format clean
+
+help:
+	@echo "make run          start Kafka and the three services (DB=postgres for PostgreSQL)"
+	@echo "make test         unit, integration and end-to-end tests on the real broker and PostgreSQL"
+	@echo "make lint         ruff (lint + format check) and mypy --strict"
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+prerequisites:
+	@deploy/local/install-prerequisites.sh
+
+$(KAFKA_JARS): deploy/kafka/pom.xml | prerequisites $(STAMP)
+	$(PY) -m deploy.local.kafka fetch
+	touch $@
+
+kafka-jars: $(KAFKA_JARS)
+
+run: install prerequisites kafka-jars
+	$(PY) -m deploy.local.stack
+
+test: install prerequisites kafka-jars
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install prerequisites kafka-jars
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install prerequisites kafka-jars
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf var/data var/log var/pg var/kafka/run test-results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""Start, watch and stop the three service processes (for `make run` and the e2e tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.local.kafka import REPO_ROOT
+
+SERVICES = ("orders", "payments", "provisioning")
+
+
+@dataclass
+class ServiceProcess:
+    """One service as its own OS process: `python -m services.<name>`."""
+
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "HTTP_PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        output: Any = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            output = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
+            start_new_session=True,
+        )
+
+    def health(self) -> dict[str, Any] | None:
+        """The parsed /health body, or None while the process does not answer."""
+        try:
+            url = f"{self.base_url}/health"  # always http on loopback
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                body: dict[str, Any] = json.load(response)
+                return body
+        except urllib.error.HTTPError as error:
+            unhealthy: dict[str, Any] = json.load(error)
+            return unhealthy
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def wait_healthy(self, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
+            last = self.health()
+            if last is not None and last.get("status") == "ok":
+                return last
+            time.sleep(0.25)
+        raise TimeoutError(f"{self.name} not healthy after {timeout}s: {last}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (uvicorn shuts the broker and database down), then SIGKILL."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None

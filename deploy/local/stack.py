@@ -1,0 +1,101 @@
+"""`make run`: Kafka, optionally PostgreSQL, and the three services, in the foreground.
+
+Ctrl-C (or SIGTERM) stops the services, then the broker and the database, and
+leaves no process behind. Settings (environment variables):
+
+  DB=sqlite|postgres   where the services keep their data (default sqlite files
+                       under var/data/; postgres starts a local cluster in var/pg/run)
+  KAFKA_PORT=9092      the broker's port;  PG_PORT=55432  the cluster's port
+  ORDERS_PORT=8001, PAYMENTS_PORT=8002, PROVISIONING_PORT=8003
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+
+from deploy.local.kafka import REPO_ROOT, LocalKafka, kafka_version
+from deploy.local.postgres import PG_ROOT, LocalPostgres, server_version
+from deploy.local.processes import SERVICES, ServiceProcess
+from shared.settings import DEFAULT_HTTP_PORTS
+
+LOG_DIR = REPO_ROOT / "var" / "log"
+
+
+def main() -> int:
+    db = os.environ.get("DB", "sqlite").lower()
+    if db not in ("sqlite", "postgres"):
+        print(f"DB must be 'sqlite' or 'postgres', not {db!r}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    with ExitStack() as stack:
+        kafka = LocalKafka(
+            REPO_ROOT / "var/kafka/run", port=int(os.environ.get("KAFKA_PORT", 9092))
+        )
+        print(f"starting Kafka {kafka_version()} on {kafka.bootstrap_servers} ...", flush=True)
+        kafka.start()
+        stack.callback(kafka.stop)
+        database_urls = {name: "" for name in SERVICES}
+        if db == "postgres":
+            pg = LocalPostgres(PG_ROOT / "run", int(os.environ.get("PG_PORT", 55432)), fsync=True)
+            print(f"starting {server_version()} on port {pg.port} ...", flush=True)
+            pg.start()
+            stack.callback(pg.stop)
+            database_urls = {name: pg.create_database(name) for name in SERVICES}
+        services = [
+            ServiceProcess(
+                name,
+                int(os.environ.get(f"{name.upper()}_PORT", DEFAULT_HTTP_PORTS[name])),
+                env={
+                    "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                    "DATABASE_URL": database_urls[name],
+                },
+                log_path=LOG_DIR / f"{name}.log",
+            )
+            for name in SERVICES
+        ]
+        for service in services:
+            service.start()
+            stack.callback(service.stop)
+        for service in services:
+            service.wait_healthy()
+        _print_where_to_look(kafka, services, db, time.monotonic() - started)
+        return _wait_for_stop(services)
+    return 0
+
+
+def _print_where_to_look(
+    kafka: LocalKafka, services: list[ServiceProcess], db: str, seconds: float
+) -> None:
+    print(f"\nAll up in {seconds:.1f}s (databases: {db}).", flush=True)
+    print(f"  Kafka         {kafka.bootstrap_servers}   log: {kafka.log_path}")
+    for service in services:
+        print(f"  {service.name:<13} {service.base_url}/health   log: {service.log_path}")
+    print("Ctrl-C stops everything.", flush=True)
+
+
+def _wait_for_stop(services: list[ServiceProcess]) -> int:
+    """Block until Ctrl-C/SIGTERM, or until a service dies (then stop the rest)."""
+    stop = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stop:
+        for service in services:
+            if service.process is not None and service.process.poll() is not None:
+                print(f"{service.name} exited; see {service.log_path}", file=sys.stderr)
+                return 1
+        time.sleep(0.5)
+    print("\nstopping ...", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+-- Each service owns its own database.
+CREATE DATABASE orders;
+CREATE DATABASE payments;
+CREATE DATABASE provisioning;

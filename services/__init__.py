@@ -1,0 +1,1 @@
+"""The three services: orders, payments and provisioning."""

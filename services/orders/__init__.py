@@ -1,0 +1,1 @@
+"""Orders: takes order requests and drives the top-up saga."""

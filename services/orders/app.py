@@ -1,0 +1,25 @@
+"""Builds the orders service: its broker, database and HTTP API."""
+
+from fastapi import FastAPI
+
+from services.orders import api, handlers
+from services.orders.db import metadata
+from shared import topics
+from shared.service import build_service_app
+from shared.settings import ServiceSettings
+
+SERVICE = "orders"
+
+
+def settings() -> ServiceSettings:
+    return ServiceSettings(service_name=SERVICE)
+
+
+def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
+    return build_service_app(
+        service_settings or settings(),
+        metadata=metadata,
+        kafka_router=handlers.router,
+        topics=topics.ALL_TOPICS,
+        http_router=api.router,
+    )

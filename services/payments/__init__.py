@@ -1,0 +1,1 @@
+"""Payments: charges and refunds through the payment providers."""

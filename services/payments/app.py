@@ -1,0 +1,24 @@
+"""Builds the payments service: its broker and database."""
+
+from fastapi import FastAPI
+
+from services.payments import handlers
+from services.payments.db import metadata
+from shared import topics
+from shared.service import build_service_app
+from shared.settings import ServiceSettings
+
+SERVICE = "payments"
+
+
+def settings() -> ServiceSettings:
+    return ServiceSettings(service_name=SERVICE)
+
+
+def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
+    return build_service_app(
+        service_settings or settings(),
+        metadata=metadata,
+        kafka_router=handlers.router,
+        topics=topics.ALL_TOPICS,
+    )

@@ -1,0 +1,1 @@
+"""Provisioning: tops up lines through the carrier and keeps their balances."""

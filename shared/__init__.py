@@ -1,0 +1,1 @@
+"""The common package: the event contract, topics and the Kafka/database plumbing."""

@@ -1,0 +1,98 @@
+"""Kafka plumbing: the broker factory, delivery semantics and keyed publishing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Final
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy, Context
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka.subscriber.usecase import DefaultSubscriber
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events import Message
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# Offsets are committed only after the handler (and its database transaction)
+# succeeded; a failure seeks back so the message is delivered again. FastStream's
+# Kafka default (ACK_FIRST) commits before handling: at-most-once, wrong for a saga.
+SAGA_ACK_POLICY: Final = AckPolicy.NACK_ON_ERROR
+
+DEFAULT_PARTITIONS: Final = 3
+
+# Handlers receive the service's session factory through FastStream's context.
+Sessions = Annotated[async_sessionmaker[AsyncSession], Context("sessions")]
+
+
+def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
+    """One broker per process; an idempotent producer that waits for all replicas."""
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=settings.service_name,
+        acks="all",
+        enable_idempotence=True,
+        logger=logging.getLogger(f"{settings.service_name}.kafka"),
+    )
+    for key, value in context.items():
+        broker.context.set_global(key, value)
+    return broker
+
+
+def saga_subscriber(router: KafkaRouter, service_name: str, topic: str) -> DefaultSubscriber:
+    """A subscriber with its delivery semantics chosen on purpose.
+
+    Its own consumer group per (service, topic) keeps a rebalance of one
+    subscriber from pausing the service's others and shows operators lag per
+    input; `earliest` so a new group starts at the first message, not the next.
+    """
+    return router.subscriber(
+        topic,
+        group_id=f"{service_name}:{topic}",
+        auto_offset_reset="earliest",
+        ack_policy=SAGA_ACK_POLICY,
+    )
+
+
+async def publish(broker: KafkaBroker, topic: str, message: Message) -> None:
+    """Publish keyed by the line, so all messages of one line stay in order."""
+    await broker.publish(
+        message.model_dump(mode="json"),
+        topic=topic,
+        key=message.iccid.encode(),
+        headers={"type": type(message).__name__, "event_id": str(message.event_id)},
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: tuple[str, ...], partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    """Create the topics a service uses, so nothing depends on broker auto-creation."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name=t, num_partitions=partitions, replication_factor=1)
+            for t in topics
+            if t not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                log.debug("another process created the topics first")
+    finally:
+        await admin.close()
+
+
+Outgoing = tuple[str, Message]
+"""A message to publish and its topic: what the domain functions return."""
+
+
+async def publish_all(broker: KafkaBroker, outgoing: list[Outgoing]) -> None:
+    for topic, message in outgoing:
+        await publish(broker, topic, message)

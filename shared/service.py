@@ -1,0 +1,112 @@
+"""What every service process is: a FastAPI app (health and read API) that owns
+one Kafka broker and one database, started and stopped with the app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker, KafkaRouter
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared import db
+from shared.kafka import build_broker, ensure_topics
+from shared.settings import ServiceSettings
+
+HEALTH_TIMEOUT_S = 3.0
+
+
+def build_service_app(
+    settings: ServiceSettings,
+    *,
+    metadata: MetaData,
+    kafka_router: KafkaRouter,
+    topics: tuple[str, ...],
+    http_router: APIRouter | None = None,
+) -> FastAPI:
+    engine = db.create_engine(settings.resolved_database_url)
+    sessions = db.sessions_for(engine)
+    broker = build_broker(settings, sessions=sessions)
+    broker.include_router(kafka_router)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await db.create_schema(engine, metadata)
+        await ensure_topics(settings.kafka_bootstrap_servers, topics)
+        await broker.start()
+        logging.getLogger(settings.service_name).info(
+            "%s ready on http://%s:%s", settings.service_name, settings.http_host, settings.port
+        )
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await engine.dispose()
+
+    app = FastAPI(title=f"{settings.service_name} service", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.broker = broker
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.include_router(health_router)
+    if http_router is not None:
+        app.include_router(http_router)
+    return app
+
+
+health_router = APIRouter()
+
+
+@health_router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """Reachability of the broker and the database; 503 when either is down."""
+    broker: KafkaBroker = request.app.state.broker
+    engine: AsyncEngine = request.app.state.engine
+    checks: dict[str, dict[str, Any]] = {
+        "kafka": await _check_kafka(broker),
+        "database": await _check_database(engine),
+    }
+    healthy = all(check["ok"] for check in checks.values())
+    body = {
+        "service": request.app.state.settings.service_name,
+        "status": "ok" if healthy else "unavailable",
+        "checks": checks,
+    }
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def _check_kafka(broker: KafkaBroker) -> dict[str, Any]:
+    try:
+        ok = await broker.ping(timeout=HEALTH_TIMEOUT_S)
+    except Exception as exc:  # a health check reports failures, it never raises them
+        return {"ok": False, "error": repr(exc)}
+    return {"ok": ok} if ok else {"ok": False, "error": "broker did not answer"}
+
+
+async def _check_database(engine: AsyncEngine) -> dict[str, Any]:
+    try:
+        await db.ping(engine)
+    except Exception as exc:
+        return {"ok": False, "backend": engine.dialect.name, "error": repr(exc)}
+    return {"ok": True, "backend": engine.dialect.name}
+
+
+def run(app: FastAPI, settings: ServiceSettings) -> None:
+    """Serve until SIGINT/SIGTERM; uvicorn runs the lifespan shutdown either way."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )

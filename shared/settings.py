@@ -1,0 +1,43 @@
+"""Service configuration, read from environment variables (12-factor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_HTTP_PORTS = {"orders": 8001, "payments": 8002, "provisioning": 8003}
+
+
+class ServiceSettings(BaseSettings):
+    """What every service process needs; each field but `service_name` is an
+    environment variable of the same name in upper case.
+
+    `DATABASE_URL` is per process: every service owns its own database. When it
+    is unset the service uses an embedded SQLite file under `var/data/`.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str
+    kafka_bootstrap_servers: str = "localhost:9092"
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    @property
+    def port(self) -> int:
+        if self.http_port is not None:
+            return self.http_port
+        return DEFAULT_HTTP_PORTS.get(self.service_name, 8000)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        path = REPO_ROOT / "var" / "data" / f"{self.service_name}.db"
+        return f"sqlite+aiosqlite:///{path}"

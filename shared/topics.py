@@ -1,0 +1,26 @@
+"""Every topic name, in one place.
+
+Convention: `<owner>.<kind>.v<major>`, where `owner` is the service that owns the
+topic's schema, `kind` is `commands` (imperative messages addressed to the owner)
+or `events` (past-tense facts the owner publishes), and `major` changes only on
+a breaking contract change, which then gets a new topic. Every message is keyed
+by the line's ICCID, so everything about one line stays in one partition, in order.
+"""
+
+from typing import Final
+
+ORDERS_COMMANDS: Final = "orders.commands.v1"
+ORDERS_EVENTS: Final = "orders.events.v1"
+PAYMENTS_COMMANDS: Final = "payments.commands.v1"
+PAYMENTS_EVENTS: Final = "payments.events.v1"
+PROVISIONING_COMMANDS: Final = "provisioning.commands.v1"
+PROVISIONING_EVENTS: Final = "provisioning.events.v1"
+
+ALL_TOPICS: Final = (
+    ORDERS_COMMANDS,
+    ORDERS_EVENTS,
+    PAYMENTS_COMMANDS,
+    PAYMENTS_EVENTS,
+    PROVISIONING_COMMANDS,
+    PROVISIONING_EVENTS,
+)

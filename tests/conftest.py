@@ -1,0 +1,33 @@
+"""Session-wide real infrastructure for the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.infra import KafkaUnderTest, PostgresUnderTest, kafka_under_test, postgres_under_test
+
+_used: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaUnderTest]:
+    with kafka_under_test(tmp_path_factory.mktemp("kafka")) as broker:
+        _used["Kafka"] = broker.description
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresUnderTest]:
+    with postgres_under_test() as server:
+        _used["PostgreSQL"] = server.description
+        yield server
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _used:
+        terminalreporter.write_line("infrastructure used: none (unit tests only)")
+        return
+    for name, description in sorted(_used.items()):
+        terminalreporter.write_line(f"infrastructure used: {name}: {description}")

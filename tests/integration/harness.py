@@ -1,0 +1,89 @@
+"""A service in-process on the real broker and PostgreSQL, and a reader of topics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+
+from shared.events import Message
+from shared.settings import ServiceSettings
+from tests.infra import KafkaUnderTest, PostgresUnderTest
+
+
+@asynccontextmanager
+async def service_running(
+    build_app: Callable[[ServiceSettings], FastAPI],
+    name: str,
+    kafka: KafkaUnderTest,
+    postgres: PostgresUnderTest,
+) -> AsyncIterator[FastAPI]:
+    """The service's app with its lifespan run: schema, topics, consumers started."""
+    settings = ServiceSettings(
+        service_name=name,
+        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        database_url=await postgres.create_database(name),
+    )
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def send(kafka: KafkaUnderTest, topic: str, message: Message) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        body = json.dumps(message.model_dump(mode="json")).encode()
+        await producer.send_and_wait(topic, body, key=message.iccid.encode())
+    finally:
+        await producer.stop()
+
+
+async def messages_about(
+    kafka: KafkaUnderTest,
+    topic: str,
+    order_id: uuid.UUID,
+    *,
+    count: int = 1,
+    within: float = 30.0,
+    settle: float = 0.0,
+) -> list[dict[str, Any]]:
+    """The messages on `topic` for one order, once `count` have arrived.
+
+    With `settle`, keep reading that long after `count` arrived, so a test can
+    show that no extra message follows.
+    """
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(within):
+            while len(found) < count:
+                found += await _read_batch(consumer, order_id)
+        if settle:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + settle
+            while loop.time() < until:
+                found += await _read_batch(consumer, order_id)
+    except TimeoutError:
+        raise AssertionError(f"{len(found)} of {count} messages on {topic}: {found}") from None
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _read_batch(consumer: AIOKafkaConsumer, order_id: uuid.UUID) -> list[dict[str, Any]]:
+    batch = await consumer.getmany(timeout_ms=200)
+    bodies = (json.loads(record.value) for records in batch.values() for record in records)
+    return [body for body in bodies if body.get("order_id") == str(order_id)]

@@ -1,0 +1,56 @@
+"""Handler-level tests: a service's router in a fresh broker (run in memory by
+FastStream's TestKafkaBroker) with the service's tables in a temporary SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from faststream.kafka import KafkaBroker, KafkaRouter, TestKafkaBroker
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import db
+from shared.events import Message
+from shared.kafka import build_broker, publish
+from shared.settings import ServiceSettings
+
+
+class InMemoryService:
+    def __init__(self, broker: KafkaBroker, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.broker = broker
+        self.sessions = sessions
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+
+    def watch(self, topic: str) -> list[dict[str, Any]]:
+        """Collect what the service publishes to `topic` (call before `running`)."""
+        seen = self.seen.setdefault(topic, [])
+
+        @self.broker.subscriber(topic, group_id=f"test-watch:{topic}")
+        async def collect(body: dict[str, Any]) -> None:
+            seen.append(body)
+
+        return seen
+
+    async def send(self, topic: str, message: Message) -> None:
+        await publish(self.broker, topic, message)
+
+
+@asynccontextmanager
+async def in_memory_service(
+    name: str, router: KafkaRouter, metadata: MetaData, tmp_path: Path
+) -> AsyncIterator[InMemoryService]:
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / name}.db")
+    await db.create_schema(engine, metadata)
+    sessions = db.sessions_for(engine)
+    broker = build_broker(ServiceSettings(service_name=name), sessions=sessions)
+    broker.include_router(router)
+    try:
+        yield InMemoryService(broker, sessions)
+    finally:
+        await engine.dispose()
+
+
+running = TestKafkaBroker

@@ -1,0 +1,78 @@
+"""deploy/compose.yaml cannot run here (no Docker engine), so it is checked by reading it."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from deploy.local.processes import SERVICES
+from shared.settings import REPO_ROOT, ServiceSettings
+
+DEPLOY = REPO_ROOT / "deploy"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return loaded
+
+
+def published_ports(service: dict[str, Any]) -> dict[int, int]:
+    pairs = (str(p).split(":") for p in service.get("ports", []))
+    return {int(container): int(host) for host, container in pairs}
+
+
+def kafka_internal_address(compose: dict[str, Any]) -> str:
+    listeners = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    internal = next(x for x in listeners.split(",") if x.startswith("INTERNAL://"))
+    return internal.removeprefix("INTERNAL://")
+
+
+def test_the_stack_has_kafka_postgres_the_three_services_and_a_topic_ui(
+    compose: dict[str, Any],
+) -> None:
+    assert set(compose["services"]) == {"kafka", "postgres", "kafka-ui", *SERVICES}
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_gets_every_setting_it_needs(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    env = service["environment"]
+    settings_vars = {field.upper() for field in ServiceSettings.model_fields}
+    assert set(env) <= settings_vars, f"{name} sets variables no service reads"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_internal_address(compose)
+    assert service["command"] == ["python", "-m", f"services.{name}"]
+    assert set(service["depends_on"]) == {"kafka", "postgres"}
+    assert "healthcheck" in service
+    port = int(env["HTTP_PORT"])
+    assert published_ports(service) == {port: port}
+    assert env["HTTP_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_owns_a_database_that_postgres_creates(
+    compose: dict[str, Any], name: str
+) -> None:
+    url = make_url(compose["services"][name]["environment"]["DATABASE_URL"])
+    assert url.drivername == "postgresql+asyncpg"
+    assert url.host == "postgres"
+    assert url.database == name
+    init_sql = (DEPLOY / "postgres" / "init-databases.sql").read_text()
+    assert f"CREATE DATABASE {name};" in init_sql
+
+
+def test_the_files_compose_mounts_and_builds_exist(compose: dict[str, Any]) -> None:
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            assert (DEPLOY / Path(volume.split(":")[0])).exists(), volume
+        if build := service.get("build"):
+            assert (DEPLOY / build["context"] / build["dockerfile"]).exists()
+
+
+def test_the_topic_ui_reads_the_same_broker(compose: dict[str, Any]) -> None:
+    env = compose["services"]["kafka-ui"]["environment"]
+    assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == kafka_internal_address(compose)
+    assert published_ports(compose["services"]["kafka-ui"]) == {8080: 8080}
