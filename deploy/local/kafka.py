@@ -107,7 +107,10 @@ def kafka_version(libs: Path = KAFKA_LIBS) -> str:
     jars = _kafka_jars(libs)
     if len(jars) != 1:
         # Two versions side by side would put both on the classpath: refuse rather than guess.
-        raise RuntimeError(f"expected exactly one kafka_2.13-*.jar in {libs}, found {jars}")
+        raise RuntimeError(
+            f"expected exactly one kafka_2.13-*.jar in {libs}, found {[j.name for j in jars]}; "
+            f"remove {libs} and run ensure_jars() again"
+        )
     match = _KAFKA_JAR.match(jars[0].name)
     assert match is not None  # _kafka_jars only returns matching names
     return match["version"]
@@ -407,7 +410,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 # (async tests), where aiokafka could not be driven with asyncio.run().
 
 _METADATA_API_KEY = 3
-_METADATA_VERSION = 4  # non-flexible encoding; supported by Kafka 1.0 up to 4.x
+# v4: the plain (non-flexible) encoding, still served by Kafka 4.x (which dropped v0-v3).
+_METADATA_VERSION = 4
+_PROBE_CORRELATION_ID = 0x4B50
 
 
 def broker_is_ready(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -415,7 +420,7 @@ def broker_is_ready(host: str, port: int, timeout: float = 2.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
-            sock.sendall(_metadata_request(correlation_id=1))
+            sock.sendall(_metadata_request(_PROBE_CORRELATION_ID))
             return _broker_count(_read_response(sock)) > 0
     except (OSError, struct.error, ValueError):
         return False
@@ -450,7 +455,9 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
 
 def _broker_count(response: bytes) -> int:
     # correlation_id (int32), throttle_time_ms (int32, v3+), then the brokers array length.
-    _correlation_id, _throttle_ms, brokers = struct.unpack_from(">iii", response)
+    correlation_id, _throttle_ms, brokers = struct.unpack_from(">iii", response)
+    if correlation_id != _PROBE_CORRELATION_ID:
+        raise ValueError("not a response to our Metadata request")
     count: int = brokers
     return count
 

@@ -25,7 +25,7 @@ def published_ports(service: dict[str, Any]) -> dict[int, int]:
 
 
 def kafka_internal_address(compose: dict[str, Any]) -> str:
-    listeners = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    listeners = str(compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"])
     internal = next(x for x in listeners.split(",") if x.startswith("INTERNAL://"))
     return internal.removeprefix("INTERNAL://")
 
