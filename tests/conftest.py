@@ -31,3 +31,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     for name, description in sorted(_used.items()):
         terminalreporter.write_line(f"infrastructure used: {name}: {description}")
+
+
+def pytest_report_header() -> str:
+    from tests.infra import describe_choice
+
+    return f"infrastructure: {describe_choice()}"

@@ -120,3 +120,11 @@ def postgres_under_test() -> Iterator[PostgresUnderTest]:
                 yield PostgresUnderTest(pg.url(), f"local process: {server_version()}")
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def describe_choice() -> str:
+    """Which infrastructure the integration and e2e tests will use, before they start it."""
+    kafka = "KAFKA_BOOTSTRAP_SERVERS" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else None
+    postgres = "DATABASE_URL" if os.environ.get("DATABASE_URL") else None
+    fallback = "testcontainers" if docker_engine_answers() else "local processes"
+    return f"Kafka: {kafka or fallback}; PostgreSQL: {postgres or fallback}"
