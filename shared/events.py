@@ -2,21 +2,26 @@
 
 Events are named in the past tense, commands in the imperative. Every message
 carries `event_id`, `occurred_at`, `schema_version`, `order_id` and the line's
-`iccid`, plus a `type` literal so one topic can carry several messages.
-Changes are additive only: new fields are optional, nothing is renamed or retyped.
+`iccid`, plus a `type` literal naming the message, so one topic can carry
+several messages. Changes are additive only: new fields are optional, nothing
+is renamed or retyped (tests/unit/test_contract.py keeps a snapshot).
+
+Which topic carries which message is in `shared/topics.py`.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 # Order ids are derived from the publisher's request id, so publishing the same
 # request twice names the same order and a publisher can compute it up front.
 ORDER_NAMESPACE = uuid.UUID("6f1c2a4e-9a53-4a8e-8a4c-3f0b7d1e2c55")
+
+PaymentMethod = Literal["card", "paypal", "alipay", "wechat_pay"]
 
 
 def order_id_for(request_id: str) -> uuid.UUID:
@@ -28,12 +33,17 @@ def _now() -> datetime:
 
 
 class Money(BaseModel):
-    """An amount in integer minor units (cents) of an ISO 4217 currency."""
+    """An amount in integer minor units (cents) of an ISO 4217 currency. Never a float."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     amount_minor: int = Field(ge=0, strict=True)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+    def __add__(self, other: Money) -> Money:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot add {other.currency} to {self.currency}")
+        return Money(amount_minor=self.amount_minor + other.amount_minor, currency=self.currency)
 
 
 class Message(BaseModel):
@@ -46,65 +56,241 @@ class Message(BaseModel):
     iccid: str
 
 
-# --- orders.commands.v1: what publishers send -----------------------------------
+# --- orders.commands.v1: what publishers send ---------------------------------------
 
 
 class PlaceOrder(Message):
+    """A request to top up one line with one package.
+
+    `order_id` may be left out: it is derived from `request_id`. Business rules
+    (a known package, a valid ICCID, email and phone, a supported currency and
+    payment method) are checked by orders, which answers `OrderRejected` with a
+    machine-readable reason, so these fields are plain strings here.
+    """
+
     type: Literal["PlaceOrder"] = "PlaceOrder"
     request_id: str = Field(min_length=1, max_length=200)
     package_id: str
+    currency: str
+    payment_method: str
+    payment_token: str = Field(min_length=1, description="the provider's token, never a card")
+    msisdn: str = Field(description="the line's phone number, E.164")
+    email: str
+    promotion_code: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_order_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("order_id") is None and "request_id" in data:
+            return {**data, "order_id": order_id_for(str(data["request_id"]))}
+        return data
+
+    @model_validator(mode="after")
+    def _order_id_matches_request(self) -> PlaceOrder:
+        if self.order_id != order_id_for(self.request_id):
+            raise ValueError("order_id must be order_id_for(request_id) or left out")
+        return self
 
 
-# --- orders.events.v1: what publishers read back ---------------------------------
+# --- orders.events.v1: what publishers read back ------------------------------------
+
+RejectionReason = Literal[
+    "malformed_request",
+    "unknown_package",
+    "invalid_iccid",
+    "invalid_email",
+    "invalid_msisdn",
+    "unsupported_currency",
+    "unsupported_payment_method",
+    "invalid_promotion",
+]
 
 
 class OrderPlaced(Message):
+    """Accepted: the price is fixed and the payment is being taken."""
+
     type: Literal["OrderPlaced"] = "OrderPlaced"
     request_id: str
     package_id: str
-    price: Money
+    catalog_version: str
+    price: Money = Field(description="the package's list price")
+    discount: Money
+    fee: Money = Field(description="the payment method's fee")
+    total: Money = Field(description="price - discount + fee: what is charged")
+    promotion_code: str | None = None
+    bonus_mb: int = 0
+    payment_method: PaymentMethod
+
+
+class OrderRejected(Message):
+    """Refused before anything was created; `reason` is for machines, `message` for people."""
+
+    type: Literal["OrderRejected"] = "OrderRejected"
+    request_id: str
+    reason: RejectionReason
+    message: str
 
 
 class OrderCompleted(Message):
     type: Literal["OrderCompleted"] = "OrderCompleted"
+    request_id: str
+    data_mb: int | None = Field(description="data added, bonus included; None when unlimited")
+    valid_until: datetime
 
 
-# --- payments ---------------------------------------------------------------------
+class OrderPaymentFailed(Message):
+    type: Literal["OrderPaymentFailed"] = "OrderPaymentFailed"
+    request_id: str
+    reason: str
+    message: str
+
+
+class OrderExpired(Message):
+    """The payment was not confirmed in time; nothing was charged (or it was refunded)."""
+
+    type: Literal["OrderExpired"] = "OrderExpired"
+    request_id: str
+
+
+class OrderRefunded(Message):
+    type: Literal["OrderRefunded"] = "OrderRefunded"
+    request_id: str
+    amount: Money
+    reason: str
+
+
+# --- payments.commands.v1 -------------------------------------------------------------
 
 
 class ChargePayment(Message):
     type: Literal["ChargePayment"] = "ChargePayment"
-    amount: Money
-    idempotency_key: str
+    amount: Money = Field(description="the total to charge, fee included")
+    fee: Money
+    payment_method: PaymentMethod
+    payment_token: str
+    idempotency_key: str = Field(description="f'{order_id}:charge'")
+
+
+class CancelPayment(Message):
+    """Stop waiting for a pending charge; if it was captured after all, it is reported."""
+
+    type: Literal["CancelPayment"] = "CancelPayment"
+    idempotency_key: str = Field(description="the charge's key, f'{order_id}:charge'")
+    reason: str
+
+
+class RefundPayment(Message):
+    type: Literal["RefundPayment"] = "RefundPayment"
+    amount: Money = Field(description="what was charged, fee included")
+    idempotency_key: str = Field(description="f'{order_id}:refund'")
+    reason: str
+
+
+# --- payments.events.v1 ---------------------------------------------------------------
+
+
+class PaymentPending(Message):
+    """The provider accepted the charge and will confirm it later (asynchronous methods)."""
+
+    type: Literal["PaymentPending"] = "PaymentPending"
+    provider_reference: str
 
 
 class PaymentCaptured(Message):
     type: Literal["PaymentCaptured"] = "PaymentCaptured"
     amount: Money
+    fee: Money
+    provider_reference: str
 
 
-# --- provisioning -----------------------------------------------------------------
+class PaymentDeclined(Message):
+    type: Literal["PaymentDeclined"] = "PaymentDeclined"
+    reason: str = Field(description="e.g. insufficient_funds, card_expired, provider_declined")
+    message: str
+
+
+class PaymentCancelled(Message):
+    type: Literal["PaymentCancelled"] = "PaymentCancelled"
+    reason: str
+
+
+class PaymentRefunded(Message):
+    type: Literal["PaymentRefunded"] = "PaymentRefunded"
+    amount: Money
+    provider_reference: str
+
+
+# --- provisioning.commands.v1 ---------------------------------------------------------
 
 
 class TopUpLine(Message):
     type: Literal["TopUpLine"] = "TopUpLine"
-    data_mb: int = Field(ge=0)
+    package_id: str
+    data_mb: int | None = Field(ge=0, description="None for an unlimited package")
+    fair_use_mb: int | None = Field(default=None, ge=0, description="cap of an unlimited one")
+    bonus_mb: int = Field(default=0, ge=0)
     validity_days: int = Field(ge=1, le=365)
-    idempotency_key: str
+    idempotency_key: str = Field(description="f'{order_id}:topup'")
+
+
+# --- provisioning.events.v1 -----------------------------------------------------------
 
 
 class LineToppedUp(Message):
     type: Literal["LineToppedUp"] = "LineToppedUp"
-    data_mb: int
+    data_mb: int | None = Field(description="data added, bonus included; None when unlimited")
     valid_until: datetime
+    data_remaining_mb: int | None = Field(description="the line's balance after; None unlimited")
 
+
+class TopUpFailed(Message):
+    """The carrier refused the top-up for good (or every retry failed): compensate."""
+
+    type: Literal["TopUpFailed"] = "TopUpFailed"
+    reason: str = Field(description="e.g. line_suspended, line_unknown, retries_exhausted")
+    message: str
+    attempts: int
+
+
+# --- one union per topic --------------------------------------------------------------
+
+PaymentsCommand = Annotated[
+    ChargePayment | CancelPayment | RefundPayment, Field(discriminator="type")
+]
+PaymentsEvent = Annotated[
+    PaymentPending | PaymentCaptured | PaymentDeclined | PaymentCancelled | PaymentRefunded,
+    Field(discriminator="type"),
+]
+OrdersEvent = Annotated[
+    OrderPlaced
+    | OrderRejected
+    | OrderCompleted
+    | OrderPaymentFailed
+    | OrderExpired
+    | OrderRefunded,
+    Field(discriminator="type"),
+]
+ProvisioningEvent = Annotated[LineToppedUp | TopUpFailed, Field(discriminator="type")]
 
 ALL_MESSAGES: tuple[type[Message], ...] = (
     PlaceOrder,
     OrderPlaced,
+    OrderRejected,
     OrderCompleted,
+    OrderPaymentFailed,
+    OrderExpired,
+    OrderRefunded,
     ChargePayment,
+    CancelPayment,
+    RefundPayment,
+    PaymentPending,
     PaymentCaptured,
+    PaymentDeclined,
+    PaymentCancelled,
+    PaymentRefunded,
     TopUpLine,
     LineToppedUp,
+    TopUpFailed,
 )
+
+orders_events: TypeAdapter[Any] = TypeAdapter(OrdersEvent)

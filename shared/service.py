@@ -3,8 +3,9 @@ one Kafka broker and one database, started and stopped with the app."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import db
 from shared.kafka import build_broker, ensure_topics
 from shared.settings import ServiceSettings
+from shared.worker import BackgroundTask, Runtime
 
 HEALTH_TIMEOUT_S = 3.0
 
@@ -29,6 +31,7 @@ def build_service_app(
     kafka_router: KafkaRouter,
     topics: tuple[str, ...],
     http_router: APIRouter | None = None,
+    background: Sequence[BackgroundTask] = (),
 ) -> FastAPI:
     engine = db.create_engine(settings.resolved_database_url)
     sessions = db.sessions_for(engine)
@@ -40,12 +43,17 @@ def build_service_app(
         await db.create_schema(engine, metadata)
         await ensure_topics(settings.kafka_bootstrap_servers, topics)
         await broker.start()
+        runtime = Runtime(settings, broker, sessions)
+        tasks = [asyncio.create_task(task(runtime), name=task.__name__) for task in background]
         logging.getLogger(settings.service_name).info(
             "%s ready on http://%s:%s", settings.service_name, settings.http_host, settings.port
         )
         try:
             yield
         finally:
+            for running in tasks:
+                running.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
             await engine.dispose()
 

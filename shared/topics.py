@@ -24,3 +24,31 @@ ALL_TOPICS: Final = (
     PROVISIONING_COMMANDS,
     PROVISIONING_EVENTS,
 )
+
+
+def _messages() -> dict[str, tuple[str, ...]]:
+    """Which messages each topic carries (names of the models in shared/events.py)."""
+    return {
+        ORDERS_COMMANDS: ("PlaceOrder",),
+        ORDERS_EVENTS: (
+            "OrderPlaced",
+            "OrderRejected",
+            "OrderCompleted",
+            "OrderPaymentFailed",
+            "OrderExpired",
+            "OrderRefunded",
+        ),
+        PAYMENTS_COMMANDS: ("ChargePayment", "CancelPayment", "RefundPayment"),
+        PAYMENTS_EVENTS: (
+            "PaymentPending",
+            "PaymentCaptured",
+            "PaymentDeclined",
+            "PaymentCancelled",
+            "PaymentRefunded",
+        ),
+        PROVISIONING_COMMANDS: ("TopUpLine",),
+        PROVISIONING_EVENTS: ("LineToppedUp", "TopUpFailed"),
+    }
+
+
+MESSAGES_ON: Final = _messages()
