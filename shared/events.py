@@ -49,6 +49,7 @@ class Money(BaseModel):
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    type: str  # each message narrows it to a Literal of its own name
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     occurred_at: datetime = Field(default_factory=_now)
     schema_version: int = 1

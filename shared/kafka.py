@@ -37,7 +37,8 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
         enable_idempotence=True,
         logger=logging.getLogger(f"{settings.service_name}.kafka"),
     )
-    for key, value in context.items():
+    # Handlers reach the settings and anything else the service shares through the context.
+    for key, value in {"settings": settings, **context}.items():
         broker.context.set_global(key, value)
     return broker
 

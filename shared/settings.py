@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,3 +42,15 @@ class ServiceSettings(BaseSettings):
             return self.database_url
         path = REPO_ROOT / "var" / "data" / f"{self.service_name}.db"
         return f"sqlite+aiosqlite:///{path}"
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def specialise(settings: ServiceSettings | None, kind: type[SettingsT]) -> SettingsT:
+    """A service's own settings class from the common one (tests build the common one):
+    the given values win, the service's extra fields come from the environment."""
+    if isinstance(settings, kind):
+        return settings
+    given = settings.model_dump(exclude_unset=True) if settings is not None else {}
+    return kind(**given)

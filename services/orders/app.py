@@ -1,25 +1,26 @@
-"""Builds the orders service: its broker, database and HTTP API."""
+"""Builds the orders service: its broker, database, HTTP API and expiry sweeper."""
 
 from fastapi import FastAPI
 
 from services.orders import api, handlers
 from services.orders.db import metadata
+from services.orders.expiry import expiry_sweeper
+from services.orders.settings import OrdersSettings
 from shared import topics
 from shared.service import build_service_app
-from shared.settings import ServiceSettings
-
-SERVICE = "orders"
+from shared.settings import ServiceSettings, specialise
 
 
-def settings() -> ServiceSettings:
-    return ServiceSettings(service_name=SERVICE)
+def settings() -> OrdersSettings:
+    return OrdersSettings()
 
 
 def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
     return build_service_app(
-        service_settings or settings(),
+        specialise(service_settings, OrdersSettings),
         metadata=metadata,
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
         http_router=api.router,
+        background=[expiry_sweeper],
     )

@@ -7,104 +7,273 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.orders.catalog import PACKAGES
-from services.orders.db import order_transitions, orders
-from services.orders.saga import OrderState, can_transition
+from services.orders import saga
+from services.orders.catalog import Catalog
+from services.orders.db import order_transitions, orders, rejected_requests
+from services.orders.saga import OrderState, Step
+from services.orders.validation import Accepted, Rejected, parse_request, validate
 from shared import topics
-from shared.db import insert_once
+from shared.db import as_utc, insert_once
 from shared.events import (
-    ChargePayment,
     LineToppedUp,
     Money,
-    OrderCompleted,
     OrderPlaced,
+    OrderRejected,
+    PaymentCancelled,
     PaymentCaptured,
-    PlaceOrder,
-    TopUpLine,
+    PaymentDeclined,
+    PaymentPending,
+    PaymentRefunded,
+    TopUpFailed,
+    order_id_for,
 )
 from shared.kafka import Outgoing
 
 log = logging.getLogger(__name__)
 
+PaymentEvent = (
+    PaymentPending | PaymentCaptured | PaymentDeclined | PaymentCancelled | PaymentRefunded
+)
+ProvisioningEvent = LineToppedUp | TopUpFailed
 
-async def place_order(session: AsyncSession, command: PlaceOrder) -> list[Outgoing]:
-    package = PACKAGES.get(command.package_id)
-    if package is None:
-        log.warning("order %s names unknown package %s", command.order_id, command.package_id)
-        return []
+
+async def place_order(
+    session: AsyncSession, body: Any, catalog: Catalog, payment_timeout: timedelta
+) -> list[Outgoing]:
+    """Accept or reject an order request; a repeated request gets the first answer again."""
     now = datetime.now(UTC)
+    parsed = parse_request(body)
+    if isinstance(parsed, Rejected):
+        return await _reject_unparsable(session, body, parsed, now)
+    previous = await _answer_again(session, parsed.request_id)
+    if previous is not None:
+        return previous
+    decision = validate(parsed, catalog, now)
+    if isinstance(decision, Rejected):
+        return await _reject(session, parsed.request_id, parsed.iccid, decision, now)
+    return await _accept(session, decision, catalog.version, now + payment_timeout, now)
+
+
+async def _accept(
+    session: AsyncSession, accepted: Accepted, catalog_version: str, due_by: datetime,
+    now: datetime,
+) -> list[Outgoing]:  # fmt: skip
+    command, package, quote = accepted.command, accepted.package, accepted.quote
     created = await insert_once(
         session,
         insert(orders).values(
             order_id=command.order_id,
             request_id=command.request_id,
             iccid=command.iccid,
+            msisdn=command.msisdn,
+            email=command.email,
+            catalog_version=catalog_version,
             package_id=package.package_id,
-            price_minor=package.price.amount_minor,
-            currency=package.price.currency,
-            state=OrderState.PAYMENT_PENDING,
+            data_mb=package.data_mb,
+            fair_use_mb=package.fair_use_mb,
+            bonus_mb=quote.bonus_mb,
+            validity_days=package.validity_days,
+            promotion_code=quote.promotion_code,
+            payment_method=command.payment_method,
+            currency=quote.total.currency,
+            price_minor=quote.price.amount_minor,
+            discount_minor=quote.discount.amount_minor,
+            fee_minor=quote.fee.amount_minor,
+            total_minor=quote.total.amount_minor,
+            state=OrderState.PLACED,
+            payment_due_by=due_by,
             created_at=now,
             updated_at=now,
         ),
     )
-    if not created:
-        log.info("order %s already placed; duplicate request ignored", command.order_id)
-        return []
-    await _record_transition(session, command.order_id, None, OrderState.PAYMENT_PENDING, "placed")
-    ids = {"order_id": command.order_id, "iccid": command.iccid}
-    return [
-        (
-            topics.ORDERS_EVENTS,
-            OrderPlaced(
-                **ids,
-                request_id=command.request_id,
-                package_id=package.package_id,
-                price=package.price,
-            ),
-        ),
-        (
-            topics.PAYMENTS_COMMANDS,
-            ChargePayment(
-                **ids, amount=package.price, idempotency_key=f"{command.order_id}:charge"
-            ),
-        ),
-    ]
+    if not created:  # a concurrent delivery of the same request won the insert
+        return await _answer_again(session, command.request_id) or []
+    await _record(session, command.order_id, None, OrderState.PLACED, "order placed", now)
+    row = await _load(session, command.order_id)
+    assert row is not None
+    sent = await apply_steps(session, row, saga.start(_as_order(row), command.payment_token))
+    return [(topics.ORDERS_EVENTS, _placed(row)), *sent]
 
 
-async def record_payment_captured(session: AsyncSession, event: PaymentCaptured) -> list[Outgoing]:
-    order = await _move(session, event.order_id, OrderState.TOPUP_PENDING, "payment captured")
-    if order is None:
+async def on_payment_event(session: AsyncSession, event: PaymentEvent) -> list[Outgoing]:
+    row = await _load(session, event.order_id, lock=True)
+    if row is None:
+        log.warning("%s for unknown order %s ignored", event.type, event.order_id)
         return []
-    package = PACKAGES[order["package_id"]]
-    return [
-        (
-            topics.PROVISIONING_COMMANDS,
-            TopUpLine(
-                order_id=event.order_id,
-                iccid=event.iccid,
-                data_mb=package.data_mb,
-                validity_days=package.validity_days,
-                idempotency_key=f"{event.order_id}:topup",
-            ),
+    return await apply_steps(session, row, saga.on_payment_event(_as_order(row), event))
+
+
+async def on_provisioning_event(session: AsyncSession, event: ProvisioningEvent) -> list[Outgoing]:
+    row = await _load(session, event.order_id, lock=True)
+    if row is None:
+        log.warning("%s for unknown order %s ignored", event.type, event.order_id)
+        return []
+    if isinstance(event, LineToppedUp) and row.state == OrderState.TOPUP_PENDING:
+        await session.execute(
+            update(orders)
+            .where(orders.c.order_id == event.order_id)
+            .values(valid_until=event.valid_until)
         )
-    ]
+    return await apply_steps(session, row, saga.on_provisioning_event(_as_order(row), event))
 
 
-async def record_line_topped_up(session: AsyncSession, event: LineToppedUp) -> list[Outgoing]:
-    order = await _move(session, event.order_id, OrderState.COMPLETED, "line topped up")
-    if order is None:
+async def expire_overdue(session: AsyncSession, now: datetime, limit: int = 100) -> list[Outgoing]:
+    """Orders whose payment was not confirmed by its deadline end EXPIRED."""
+    overdue = await session.execute(
+        select(orders)
+        .where(orders.c.state == OrderState.PAYMENT_PENDING, orders.c.payment_due_by < now)
+        .order_by(orders.c.payment_due_by)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    sent: list[Outgoing] = []
+    for row in overdue.all():
+        sent += await apply_steps(session, row, saga.on_payment_deadline(_as_order(row), now))
+    return sent
+
+
+async def apply_steps(session: AsyncSession, row: Row[Any], steps: list[Step]) -> list[Outgoing]:
+    """Store each step (state, timeline entry, captured amount); return what to send."""
+    if not steps:
+        log.info("order %s is %s; message ignored", row.order_id, row.state)
         return []
-    return [(topics.ORDERS_EVENTS, OrderCompleted(order_id=event.order_id, iccid=event.iccid))]
+    now = datetime.now(UTC)
+    state = OrderState(row.state)
+    sent: list[Outgoing] = []
+    for step in steps:
+        if not step.note_only and not saga.can_transition(state, step.target):
+            raise RuntimeError(f"saga bug: {state} -> {step.target} is not a transition")
+        values: dict[str, Any] = {"state": step.target, "updated_at": now}
+        if step.captured is not None:
+            values["captured_minor"] = step.captured.amount_minor
+        await session.execute(
+            update(orders).where(orders.c.order_id == row.order_id).values(**values)
+        )
+        await _record(session, row.order_id, state, step.target, step.cause, now)
+        state = step.target
+        sent += step.send
+    return sent
+
+
+async def _reject_unparsable(
+    session: AsyncSession, body: Any, rejected: Rejected, now: datetime
+) -> list[Outgoing]:
+    request_id = body.get("request_id") if isinstance(body, dict) else None
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 200:
+        log.error("order request without a usable request_id cannot be answered: %s", rejected)
+        return []
+    previous = await _answer_again(session, request_id)
+    if previous is not None:
+        return previous
+    return await _reject(session, request_id, str(body.get("iccid", ""))[:64], rejected, now)
+
+
+async def _reject(
+    session: AsyncSession, request_id: str, iccid: str, rejected: Rejected, now: datetime
+) -> list[Outgoing]:
+    await insert_once(
+        session,
+        insert(rejected_requests).values(
+            request_id=request_id, order_id=order_id_for(request_id), iccid=iccid,
+            reason=rejected.reason, message=rejected.message, at=now,
+        ),
+    )  # fmt: skip
+    return await _answer_again(session, request_id) or []
+
+
+async def _answer_again(session: AsyncSession, request_id: str) -> list[Outgoing] | None:
+    """The answer a request already got (OrderPlaced or OrderRejected), or None if new."""
+    placed = (
+        await session.execute(select(orders).where(orders.c.request_id == request_id))
+    ).first()
+    if placed is not None:
+        return [(topics.ORDERS_EVENTS, _placed(placed))]
+    rejected = (
+        await session.execute(
+            select(rejected_requests).where(rejected_requests.c.request_id == request_id)
+        )
+    ).first()
+    if rejected is not None:
+        answer = OrderRejected(
+            order_id=rejected.order_id, iccid=rejected.iccid, request_id=request_id,
+            reason=rejected.reason, message=rejected.message,
+        )  # fmt: skip
+        return [(topics.ORDERS_EVENTS, answer)]
+    return None
+
+
+def _placed(row: Row[Any]) -> OrderPlaced:
+    def money(minor: int) -> Money:
+        return Money(amount_minor=minor, currency=row.currency)
+
+    return OrderPlaced(
+        order_id=row.order_id,
+        iccid=row.iccid,
+        request_id=row.request_id,
+        package_id=row.package_id,
+        catalog_version=row.catalog_version,
+        price=money(row.price_minor),
+        discount=money(row.discount_minor),
+        fee=money(row.fee_minor),
+        total=money(row.total_minor),
+        promotion_code=row.promotion_code,
+        bonus_mb=row.bonus_mb,
+        payment_method=row.payment_method,
+    )
+
+
+def _as_order(row: Row[Any]) -> saga.Order:
+    def money(minor: int) -> Money:
+        return Money(amount_minor=minor, currency=row.currency)
+
+    return saga.Order(
+        order_id=row.order_id,
+        request_id=row.request_id,
+        iccid=row.iccid,
+        state=OrderState(row.state),
+        package_id=row.package_id,
+        data_mb=row.data_mb,
+        fair_use_mb=row.fair_use_mb,
+        bonus_mb=row.bonus_mb,
+        validity_days=row.validity_days,
+        total=money(row.total_minor),
+        fee=money(row.fee_minor),
+        payment_method=row.payment_method,
+        captured=money(row.captured_minor) if row.captured_minor is not None else None,
+    )
+
+
+async def _load(
+    session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False
+) -> Row[Any] | None:
+    query = select(orders).where(orders.c.order_id == order_id)
+    if lock:  # two deliveries about one order cannot both move it (PostgreSQL)
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def _record(
+    session: AsyncSession, order_id: uuid.UUID, source: OrderState | None, target: OrderState,
+    cause: str, at: datetime,
+) -> None:  # fmt: skip
+    await session.execute(
+        insert(order_transitions).values(
+            order_id=order_id, from_state=source, to_state=target, cause=cause, at=at
+        )
+    )
+
+
+# --- reads ------------------------------------------------------------------------------
 
 
 async def get_order(session: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:
-    row = (await session.execute(select(orders).where(orders.c.order_id == order_id))).first()
+    row = await _load(session, order_id)
     if row is None:
         return None
     timeline = await session.execute(
@@ -112,54 +281,72 @@ async def get_order(session: AsyncSession, order_id: uuid.UUID) -> dict[str, Any
         .where(order_transitions.c.order_id == order_id)
         .order_by(order_transitions.c.id)
     )
-    order = dict(row._mapping)
-    order["price"] = Money(amount_minor=order.pop("price_minor"), currency=order.pop("currency"))
-    order["timeline"] = [
-        {k: t[k] for k in ("from_state", "to_state", "cause", "at")}
-        for t in (r._mapping for r in timeline)
-    ]
-    return order
+    return {
+        **_summary(row),
+        "timeline": [
+            {
+                "from_state": t.from_state,
+                "to_state": t.to_state,
+                "cause": t.cause,
+                "at": as_utc(t.at),
+            }
+            for t in timeline
+        ],
+    }
 
 
-async def _move(
-    session: AsyncSession, order_id: uuid.UUID, target: OrderState, cause: str
-) -> dict[str, Any] | None:
-    """Move an order to `target`; a move from the wrong state is a logged no-op.
-
-    The row is locked (on PostgreSQL) so two deliveries cannot both move it.
-    """
-    row = (
-        await session.execute(select(orders).where(orders.c.order_id == order_id).with_for_update())
-    ).first()
-    if row is None:
-        log.warning("%s for unknown order %s ignored", cause, order_id)
-        return None
-    current = OrderState(row.state)
-    if not can_transition(current, target):
-        log.info("order %s is %s; '%s' ignored", order_id, current, cause)
-        return None
-    await session.execute(
-        update(orders)
-        .where(orders.c.order_id == order_id)
-        .values(state=target, updated_at=datetime.now(UTC))
-    )
-    await _record_transition(session, order_id, current, target, cause)
-    return dict(row._mapping)
-
-
-async def _record_transition(
-    session: AsyncSession,
-    order_id: uuid.UUID,
-    source: OrderState | None,
-    target: OrderState,
-    cause: str,
-) -> None:
-    await session.execute(
-        insert(order_transitions).values(
-            order_id=order_id,
-            from_state=source,
-            to_state=target,
-            cause=cause,
-            at=datetime.now(UTC),
+async def find_by_request(session: AsyncSession, request_id: str) -> dict[str, Any] | None:
+    """The order a request made, or the rejection it got."""
+    row = (await session.execute(select(orders).where(orders.c.request_id == request_id))).first()
+    if row is not None:
+        return await get_order(session, row.order_id)
+    rejected = (
+        await session.execute(
+            select(rejected_requests).where(rejected_requests.c.request_id == request_id)
         )
+    ).first()
+    if rejected is None:
+        return None
+    return {
+        "order_id": rejected.order_id,
+        "request_id": request_id,
+        "iccid": rejected.iccid,
+        "state": "REJECTED",
+        "reason": rejected.reason,
+        "message": rejected.message,
+        "at": as_utc(rejected.at),
+    }
+
+
+async def orders_of_line(session: AsyncSession, iccid: str) -> list[dict[str, Any]]:
+    """The line's renewal history, newest first."""
+    rows = await session.execute(
+        select(orders).where(orders.c.iccid == iccid).order_by(orders.c.created_at.desc())
     )
+    return [_summary(row) for row in rows]
+
+
+def _summary(row: Row[Any]) -> dict[str, Any]:
+    def money(minor: int | None) -> dict[str, Any] | None:
+        return None if minor is None else {"amount_minor": minor, "currency": row.currency}
+
+    return {
+        "order_id": row.order_id,
+        "request_id": row.request_id,
+        "iccid": row.iccid,
+        "state": row.state,
+        "package_id": row.package_id,
+        "catalog_version": row.catalog_version,
+        "payment_method": row.payment_method,
+        "promotion_code": row.promotion_code,
+        "bonus_mb": row.bonus_mb,
+        "price": money(row.price_minor),
+        "discount": money(row.discount_minor),
+        "fee": money(row.fee_minor),
+        "total": money(row.total_minor),
+        "captured": money(row.captured_minor),
+        "payment_due_by": as_utc(row.payment_due_by),
+        "valid_until": as_utc(row.valid_until) if row.valid_until else None,
+        "created_at": as_utc(row.created_at),
+        "updated_at": as_utc(row.updated_at),
+    }

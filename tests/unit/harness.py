@@ -34,18 +34,26 @@ class InMemoryService:
 
         return seen
 
-    async def send(self, topic: str, message: Message) -> None:
-        await publish(self.broker, topic, message)
+    async def send(self, topic: str, message: Message | dict[str, Any]) -> None:
+        """Publish a message (or a raw body, as a careless publisher might)."""
+        if isinstance(message, Message):
+            await publish(self.broker, topic, message)
+        else:
+            await self.broker.publish(message, topic=topic, key=str(message.get("iccid")).encode())
 
 
 @asynccontextmanager
 async def in_memory_service(
-    name: str, router: KafkaRouter, metadata: MetaData, tmp_path: Path
+    name: str,
+    router: KafkaRouter,
+    metadata: MetaData,
+    tmp_path: Path,
+    settings: ServiceSettings | None = None,
 ) -> AsyncIterator[InMemoryService]:
     engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / name}.db")
     await db.create_schema(engine, metadata)
     sessions = db.sessions_for(engine)
-    broker = build_broker(ServiceSettings(service_name=name), sessions=sessions)
+    broker = build_broker(settings or ServiceSettings(service_name=name), sessions=sessions)
     broker.include_router(router)
     try:
         yield InMemoryService(broker, sessions)

@@ -1,10 +1,9 @@
-import uuid
-
 import pytest
 from pydantic import ValidationError
 
 from shared import topics
 from shared.events import ALL_MESSAGES, Money, PlaceOrder, order_id_for
+from tests.factories import order_request
 
 
 def test_the_same_request_id_always_names_the_same_order() -> None:
@@ -33,7 +32,7 @@ def test_money_is_integer_minor_units_never_float() -> None:
 
 
 def test_messages_are_frozen() -> None:
-    command = PlaceOrder(order_id=uuid.uuid4(), iccid="8901", request_id="r", package_id="p")
+    command = PlaceOrder.model_validate(order_request())
     with pytest.raises(ValidationError):
         command.request_id = "other"  # type: ignore[misc]
 

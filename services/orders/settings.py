@@ -1,0 +1,15 @@
+"""Orders' settings: the common ones plus the payment deadline and the catalog file."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.orders.catalog import DEFAULT_CATALOG
+from shared.settings import ServiceSettings
+
+
+class OrdersSettings(ServiceSettings):
+    service_name: str = "orders"
+    payment_timeout_s: float = Field(default=900.0, gt=0, description="then the order EXPIRES")
+    expiry_sweep_interval_s: float = Field(default=1.0, gt=0)
+    catalog_path: Path = DEFAULT_CATALOG

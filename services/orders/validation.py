@@ -1,0 +1,99 @@
+"""Checks an order request against the catalog and the rules for lines and customers.
+
+The answer is either an accepted order (package, quote) or a rejection with a
+machine-readable reason and a message for people. Nothing is stored here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import ValidationError
+
+from services.orders.catalog import Catalog, Package
+from services.orders.pricing import Quote, quote
+from shared.events import PlaceOrder, RejectionReason
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+ICCID = re.compile(r"^89\d{17,18}$")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    command: PlaceOrder
+    package: Package
+    quote: Quote
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: RejectionReason
+    message: str
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = int(char)
+        if position % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def parse_request(body: Any) -> PlaceOrder | Rejected:
+    """The request as a PlaceOrder, or why it is not one (missing or mistyped fields)."""
+    try:
+        return PlaceOrder.model_validate(body)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+        return Rejected("malformed_request", f"the request is not a valid PlaceOrder: {problems}")
+
+
+def validate(command: PlaceOrder, catalog: Catalog, now: datetime) -> Accepted | Rejected:
+    package = catalog.packages.get(command.package_id)
+    if package is None:
+        known = ", ".join(sorted(catalog.packages))
+        return Rejected("unknown_package", f"no package {command.package_id!r}; on sale: {known}")
+    if not (ICCID.match(command.iccid) and luhn_valid(command.iccid)):
+        return Rejected(
+            "invalid_iccid",
+            "the ICCID must be 19 or 20 digits starting with 89 with a valid Luhn check digit",
+        )
+    if not E164.match(command.msisdn):
+        return Rejected(
+            "invalid_msisdn", "the phone number must be in E.164 form, e.g. +447700900123"
+        )
+    try:
+        validate_email(command.email, check_deliverability=False)
+    except EmailNotValidError as error:
+        return Rejected("invalid_email", f"the email address is not valid: {error}")
+    if command.currency not in catalog.currencies or command.currency not in package.prices:
+        offered = ", ".join(sorted(package.prices))
+        return Rejected(
+            "unsupported_currency",
+            f"{command.package_id} is not sold in {command.currency!r}; it is in {offered}",
+        )
+    fee = catalog.payment_methods.get(command.payment_method)  # type: ignore[call-overload]
+    if fee is None:
+        methods = ", ".join(sorted(catalog.payment_methods))
+        return Rejected(
+            "unsupported_payment_method",
+            f"payment method {command.payment_method!r} is not supported; use one of {methods}",
+        )
+    promotion = None
+    if command.promotion_code:
+        promotion = catalog.promotions.get(command.promotion_code.upper())
+        if promotion is None or not promotion.applies(package.package_id, now):
+            return Rejected(
+                "invalid_promotion",
+                f"promotion {command.promotion_code!r} is unknown, has ended "
+                f"or does not apply to {package.package_id}",
+            )
+    return Accepted(command, package, quote(package, command.currency, fee, promotion))

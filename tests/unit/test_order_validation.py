@@ -1,0 +1,69 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from services.orders.catalog import load_catalog
+from services.orders.validation import Accepted, Rejected, parse_request, validate
+from shared.events import PlaceOrder
+from tests.factories import order_request
+
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def check(**overrides: object) -> Accepted | Rejected:
+    parsed = parse_request(order_request(**overrides))
+    assert isinstance(parsed, PlaceOrder)
+    return validate(parsed, load_catalog(), NOW)
+
+
+def test_a_valid_request_is_accepted_at_the_catalog_price() -> None:
+    decision = check()
+    assert isinstance(decision, Accepted)
+    assert decision.quote.total.amount_minor == 1500
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"package_id": "moon-1tb"}, "unknown_package"),
+        ({"iccid": "8944500102198304827"}, "invalid_iccid"),  # wrong check digit
+        ({"iccid": "894450010219830482"}, "invalid_iccid"),  # 18 digits
+        ({"iccid": "1944500102198304826"}, "invalid_iccid"),  # not starting 89
+        ({"msisdn": "07700900123"}, "invalid_msisdn"),
+        ({"email": "traveller@"}, "invalid_email"),
+        ({"currency": "JPY"}, "unsupported_currency"),
+        ({"package_id": "global-10gb-30d", "currency": "CNY"}, "unsupported_currency"),
+        ({"payment_method": "cash"}, "unsupported_payment_method"),
+        ({"promotion_code": "NOPE"}, "invalid_promotion"),
+        ({"promotion_code": "SUMMER25"}, "invalid_promotion"),  # ended
+        ({"package_id": "eu-1gb-7d", "promotion_code": "TRAVEL2"}, "invalid_promotion"),
+    ],
+)
+def test_an_invalid_request_is_rejected_with_its_reason(
+    overrides: dict[str, object], reason: str
+) -> None:
+    decision = check(**overrides)
+    assert isinstance(decision, Rejected)
+    assert decision.reason == reason
+    assert decision.message
+
+
+def test_a_request_missing_fields_is_malformed_and_says_which() -> None:
+    body = order_request()
+    del body["payment_token"]
+    parsed = parse_request(body)
+    assert isinstance(parsed, Rejected)
+    assert parsed.reason == "malformed_request"
+    assert "payment_token" in parsed.message
+
+
+def test_a_request_naming_another_order_id_is_malformed() -> None:
+    parsed = parse_request(order_request(order_id="00000000-0000-0000-0000-000000000000"))
+    assert isinstance(parsed, Rejected)
+    assert parsed.reason == "malformed_request"
+
+
+def test_promotion_codes_are_case_insensitive() -> None:
+    decision = check(promotion_code="welcome10")
+    assert isinstance(decision, Accepted)
+    assert decision.quote.promotion_code == "WELCOME10"
