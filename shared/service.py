@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db
 from shared.kafka import build_broker, ensure_topics
+from shared.migrations import migrate
 from shared.settings import ServiceSettings
 from shared.worker import BackgroundTask, Runtime
 
@@ -28,6 +30,7 @@ def build_service_app(
     settings: ServiceSettings,
     *,
     metadata: MetaData,
+    migrations: Path | None = None,
     kafka_router: KafkaRouter,
     topics: tuple[str, ...],
     http_router: APIRouter | None = None,
@@ -40,7 +43,10 @@ def build_service_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await db.create_schema(engine, metadata)
+        if migrations is not None:
+            await migrate(engine, migrations)
+        else:
+            await db.create_schema(engine, metadata)
         await ensure_topics(settings.kafka_bootstrap_servers, topics)
         await broker.start()
         runtime = Runtime(settings, broker, sessions)

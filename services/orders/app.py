@@ -1,5 +1,7 @@
 """Builds the orders service: its broker, database, HTTP API and expiry sweeper."""
 
+from pathlib import Path
+
 from fastapi import FastAPI
 
 from services.orders import api, handlers
@@ -19,6 +21,7 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
     return build_service_app(
         specialise(service_settings, OrdersSettings),
         metadata=metadata,
+        migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
         http_router=api.router,
