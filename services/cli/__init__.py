@@ -1,0 +1,1 @@
+"""`topup`: the command line for publishers (place and follow orders) and operators."""
