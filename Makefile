@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 KAFKA_JARS := var/kafka/libs/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars run test test-unit test-integration test-e2e lint format clean
+.PHONY: help install prerequisites kafka-jars run test test-unit test-integration test-e2e lint format clean migration
 
 help:
 	@echo "make run          start Kafka and the three services (DB=postgres for PostgreSQL)"
@@ -58,3 +58,6 @@ format: install
 
 clean:
 	rm -rf var/data var/log var/pg var/kafka/run test-results .pytest_cache .mypy_cache .ruff_cache
+
+migration: install
+	$(PY) -m deploy.local.migrations $(SERVICE) -m "$(MESSAGE)"

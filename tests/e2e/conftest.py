@@ -1,4 +1,5 @@
-"""The three services as separate processes against the real broker and PostgreSQL."""
+"""The three services as separate processes on the real broker, on PostgreSQL and on
+SQLite, with the outside world (payment provider, carrier) simulated."""
 
 from __future__ import annotations
 
@@ -10,23 +11,50 @@ from aiokafka import AIOKafkaProducer
 
 from deploy.local.kafka import free_port
 from deploy.local.processes import SERVICES, ServiceProcess
+from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
+# A line the simulated carrier reports as suspended: its top-ups fail for good.
+SUSPENDED_ICCID = random_iccid()
+PAYMENT_TIMEOUT_S = 6
 
-@pytest.fixture(scope="module")
-async def service_processes(
-    kafka: KafkaUnderTest, postgres: PostgresUnderTest, tmp_path_factory: pytest.TempPathFactory
+SIMULATION = {
+    "PAYMENT_TIMEOUT_S": str(PAYMENT_TIMEOUT_S),
+    "EXPIRY_SWEEP_INTERVAL_S": "0.5",
+    "PROVIDER_LATENCY_MS": "20",
+    "PROVIDER_CONFIRM_AFTER_S": "1",
+    "SETTLE_INTERVAL_S": "0.3",
+    "CARRIER_LATENCY_MS": "20",
+    "CARRIER_SUSPENDED_ICCIDS": SUSPENDED_ICCID,
+    "RETRY_INTERVAL_S": "0.3",
+}
+
+
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+async def services(
+    request: pytest.FixtureRequest,
+    kafka: KafkaUnderTest,
+    postgres: PostgresUnderTest,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[dict[str, ServiceProcess]]:
-    logs = tmp_path_factory.mktemp("service-logs")
+    backend: str = request.param
+    folder = tmp_path_factory.mktemp(f"stack-{backend}")
+
+    async def database(name: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite+aiosqlite:///{folder / name}.db"
+        return await postgres.create_database(name)
+
     processes = {
         name: ServiceProcess(
             name,
             free_port(),
             env={
+                **SIMULATION,
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                "DATABASE_URL": await postgres.create_database(name),
+                "DATABASE_URL": await database(name),
             },
-            log_path=logs / f"{name}.log",
+            log_path=folder / f"{name}.log",
         )
         for name in SERVICES
     }
@@ -39,14 +67,14 @@ async def service_processes(
     finally:
         for process in processes.values():
             process.stop()
-        _print_logs_on_failure(logs)
+        _print_logs(folder)
 
 
-def _print_logs_on_failure(logs: Path) -> None:
+def _print_logs(folder: Path) -> None:
     # Shown by pytest only for failing tests: the services' own account of what happened.
-    for log in sorted(logs.glob("*.log")):
-        print(f"----- {log.name} (last 30 lines) -----")
-        print("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+    for log in sorted(folder.glob("*.log")):
+        print(f"----- {log.name} (last 40 lines) -----")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 
 
 @pytest.fixture
