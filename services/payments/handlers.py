@@ -1,11 +1,16 @@
-"""Payments' subscribers: parse, call one function in one transaction, publish."""
+"""Payments' subscriber: parse, call one function, publish.
+
+The function runs its own transactions, because the provider is called between
+two of them (see payments.py).
+"""
 
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaBroker
 
 from services.payments import payments
+from services.payments.context import Checks, Provider
 from shared import topics
-from shared.events import ChargePayment
+from shared.events import PaymentsCommand
 from shared.kafka import Sessions, publish_all, saga_subscriber
 
 SERVICE = "payments"
@@ -13,9 +18,12 @@ router = KafkaRouter()
 
 
 @saga_subscriber(router, SERVICE, topics.PAYMENTS_COMMANDS)
-async def on_charge_payment(
-    command: ChargePayment, sessions: Sessions, broker: KafkaBroker
+async def on_payments_command(
+    command: PaymentsCommand,
+    sessions: Sessions,
+    provider: Provider,
+    backoff: Checks,
+    broker: KafkaBroker,
 ) -> None:
-    async with sessions.begin() as session:
-        outgoing = await payments.charge(session, command)
+    outgoing = await payments.handle(sessions, provider, backoff, command)
     await publish_all(broker, outgoing)

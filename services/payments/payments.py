@@ -1,41 +1,424 @@
-"""The payments service's logic (walking skeleton: every charge is captured)."""
+"""Payments' logic: a payment's state machine (states.py), driven by the commands
+and by the provider's answers.
+
+A provider call never happens inside a transaction: a first transaction records
+the intent (deduplicated by the idempotency key), the call follows, a second
+transaction records the answer. A crash in between leaves an open row that the
+settler asks the provider about, under the same key. Every function returns the
+messages to publish once its transactions have committed.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import Any, Final, assert_never
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.payments.db import payments
+from services.payments.backoff import Backoff
+from services.payments.card_numbers import looks_like_card_number, storable
+from services.payments.db import (
+    Payment,
+    Refund,
+    charge_key_for,
+    get_payment,
+    get_refund,
+    payments,
+    refunds,
+    update_payment,
+)
+from services.payments.provider import (
+    PaymentProvider,
+    ProviderResult,
+    ProviderStatus,
+    ProviderTimeout,
+)
+from services.payments.states import OPEN, PaymentStatus, can_transition
 from shared import topics
 from shared.db import insert_once
-from shared.events import ChargePayment, Money, PaymentCaptured
+from shared.events import (
+    CancelPayment,
+    ChargePayment,
+    Message,
+    PaymentCancelled,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentPending,
+    PaymentRefunded,
+    RefundPayment,
+)
 from shared.kafka import Outgoing
 
+log = logging.getLogger(__name__)
 
-async def charge(session: AsyncSession, command: ChargePayment) -> list[Outgoing]:
+SessionFactory = async_sessionmaker[AsyncSession]
+
+# An answer's event id is derived from its key and type: repeating an answer
+# repeats the very same message, which consumers deduplicate.
+ANSWER_NAMESPACE: Final = uuid.UUID("0b8f3f4e-5c1d-4d59-9a43-6a7c2e1f9d10")
+
+
+class PaymentChanged(Exception):
+    """Another worker moved the payment between this one's read and write: the
+    transaction rolls back and the command, redelivered, is handled afresh."""
+
+
+_STATUS_AFTER: Final[dict[ProviderStatus, PaymentStatus]] = {
+    "pending": PaymentStatus.PENDING,
+    "captured": PaymentStatus.CAPTURED,
+    "declined": PaymentStatus.DECLINED,
+    "cancelled": PaymentStatus.CANCELLED,
+}
+
+
+async def handle(
+    sessions: SessionFactory,
+    provider: PaymentProvider,
+    backoff: Backoff,
+    command: ChargePayment | CancelPayment | RefundPayment,
+) -> list[Outgoing]:
+    match command:
+        case ChargePayment():
+            return await charge(sessions, provider, backoff, command)
+        case CancelPayment():
+            return await cancel(sessions, provider, backoff, command)
+        case RefundPayment():
+            return await refund(sessions, provider, backoff, command)
+    assert_never(command)
+
+
+async def charge(
+    sessions: SessionFactory, provider: PaymentProvider, backoff: Backoff, command: ChargePayment
+) -> list[Outgoing]:
     """Charge once per idempotency key; a repeated command gets the first answer again."""
-    await insert_once(
-        session,
-        insert(payments).values(
-            idempotency_key=command.idempotency_key,
-            order_id=command.order_id,
-            iccid=command.iccid,
-            amount_minor=command.amount.amount_minor,
-            currency=command.amount.currency,
-            status="CAPTURED",
-            created_at=datetime.now(UTC),
-        ),
-    )
-    row = (
-        await session.execute(
-            select(payments).where(payments.c.idempotency_key == command.idempotency_key)
+    key = command.idempotency_key
+    now = _now()
+    refusal = _refusal(command)
+    async with sessions.begin() as session:
+        created = await insert_once(
+            session,
+            insert(payments).values(
+                idempotency_key=key,
+                order_id=command.order_id,
+                iccid=command.iccid,
+                amount_minor=command.amount.amount_minor,
+                currency=command.amount.currency,
+                fee_minor=command.fee.amount_minor,
+                payment_method=command.payment_method,
+                payment_token=storable(command.payment_token),
+                attempts=0 if refusal else 1,
+                created_at=now,
+                updated_at=now,
+                **(refusal or {"status": PaymentStatus.NEW, "next_check_at": backoff.grace(now)}),
+            ),
         )
-    ).one()
-    captured = PaymentCaptured(
-        order_id=row.order_id,
-        iccid=row.iccid,
-        amount=Money(amount_minor=row.amount_minor, currency=row.currency),
+        if not created or refusal:
+            payment = await get_payment(session, key)
+            assert payment is not None, "just inserted, or inserted before"
+            if not created:
+                log.info("payment %s is %s already; answering again", key, payment.status)
+            return charge_answer(payment)
+    result = await _ask(
+        provider.charge(
+            key, command.amount, command.fee, command.payment_method, command.payment_token
+        )
     )
-    return [(topics.PAYMENTS_EVENTS, captured)]
+    async with sessions.begin() as session:
+        return await record_charge_answer(session, key, result, backoff)
+
+
+async def cancel(
+    sessions: SessionFactory, provider: PaymentProvider, backoff: Backoff, command: CancelPayment
+) -> list[Outgoing]:
+    """Stop waiting for a charge; one the provider captured after all is reported as such."""
+    key = command.idempotency_key
+    async with sessions.begin() as session:
+        payment = await get_payment(session, key, lock=True)
+        if payment is None:
+            log.warning("cancel of unknown payment %s: nothing was charged", key)
+            cancelled = PaymentCancelled(
+                **_envelope(key, command, "PaymentCancelled"), reason=command.reason
+            )
+            return [(topics.PAYMENTS_EVENTS, cancelled)]
+        if payment.status not in OPEN:
+            return charge_answer(payment)
+        # Recorded before the call: if it times out, the settler goes on cancelling.
+        asked = await update_payment(
+            session,
+            payment,
+            cancel_reason=command.reason,
+            attempts=payment.attempts + 1,
+            next_check_at=backoff.grace(_now()),
+        )
+        if asked is None:
+            raise PaymentChanged(key)
+    result = await _ask(cancel_at_provider(provider, key))
+    async with sessions.begin() as session:
+        return await record_charge_answer(session, key, result, backoff)
+
+
+async def refund(
+    sessions: SessionFactory, provider: PaymentProvider, backoff: Backoff, command: RefundPayment
+) -> list[Outgoing]:
+    """Refund a captured charge once, in full, fee included; a repeat gets the same answer."""
+    charge_key = charge_key_for(command.order_id)
+    async with sessions.begin() as session:
+        payment = await get_payment(session, charge_key, lock=True)
+        problem = _refund_problem(payment, command)
+        if payment is None or problem:
+            log.error("refund %s refused: %s", command.idempotency_key, problem)
+            return []
+        now = _now()
+        created = await insert_once(
+            session,
+            insert(refunds).values(
+                idempotency_key=command.idempotency_key,
+                charge_key=charge_key,
+                amount_minor=command.amount.amount_minor,
+                currency=command.amount.currency,
+                created_at=now,
+            ),
+        )
+        if not created:
+            log.info("payment %s is %s already; answering again", charge_key, payment.status)
+            return refund_answer(payment, await get_refund(session, charge_key))
+        asked = await update_payment(
+            session,
+            payment,
+            status=PaymentStatus.REFUND_PENDING,
+            attempts=1,
+            next_check_at=backoff.grace(now),
+        )
+        if asked is None:
+            raise PaymentChanged(charge_key)
+    result = await _ask(provider.refund(command.idempotency_key, charge_key, command.amount))
+    async with sessions.begin() as session:
+        return await record_refund_answer(session, charge_key, result, backoff)
+
+
+async def settle_charge(
+    sessions: SessionFactory, provider: PaymentProvider, backoff: Backoff, payment: Payment
+) -> list[Outgoing]:
+    """Ask about an open charge: cancel it if a cancel was asked for, else its status."""
+    if payment.cancel_reason is not None:
+        result = await _ask(cancel_at_provider(provider, payment.key))
+    else:
+        result = await _ask(_status_or_charge(provider, payment))
+    async with sessions.begin() as session:
+        return await record_charge_answer(session, payment.key, result, backoff)
+
+
+async def settle_refund(
+    sessions: SessionFactory, provider: PaymentProvider, backoff: Backoff, payment: Payment
+) -> list[Outgoing]:
+    async with sessions() as session:
+        refund = await get_refund(session, payment.key)
+    assert refund is not None, "inserted with the move to REFUND_PENDING"
+    result = await _ask(_refund_status_or_refund(provider, refund))
+    async with sessions.begin() as session:
+        return await record_refund_answer(session, payment.key, result, backoff)
+
+
+async def cancel_at_provider(provider: PaymentProvider, key: str) -> ProviderResult:
+    result = await provider.cancel(key)
+    # A charge the provider never received took nothing: as good as cancelled.
+    return ProviderResult("cancelled") if result.status == "not_found" else result
+
+
+async def record_charge_answer(
+    session: AsyncSession, key: str, result: ProviderResult | None, backoff: Backoff
+) -> list[Outgoing]:
+    """Move the payment as the provider's answer says; None is a call whose outcome is unknown."""
+    payment = await get_payment(session, key, lock=True)
+    assert payment is not None, "answers are recorded for payments that exist"
+    target = _STATUS_AFTER.get(result.status) if result is not None else None
+    if target is None or target is payment.status:
+        if result is not None and target is None:
+            log.warning("provider answered %s about charge %s", result.status, key)
+        if payment.status in OPEN:
+            # Still open: ask again later; a charge whose call timed out is UNKNOWN.
+            status = PaymentStatus.UNKNOWN if payment.status is PaymentStatus.NEW else None
+            await update_payment(
+                session,
+                payment,
+                status=status or payment.status,
+                next_check_at=backoff.after(payment.attempts, _now()),
+            )
+        return []
+    if not can_transition(payment.status, target):
+        log.info("payment %s is %s; provider's %s ignored", key, payment.status, target)
+        return []
+    assert result is not None
+    settled = target not in OPEN
+    declined = target is PaymentStatus.DECLINED
+    updated = await update_payment(
+        session,
+        payment,
+        status=target,
+        provider_reference=result.provider_reference or payment.provider_reference,
+        decline_reason=result.reason if declined else None,
+        decline_message=result.message if declined else None,
+        next_check_at=None if settled else backoff.after(payment.attempts, _now()),
+    )
+    if updated is None:
+        log.info("payment %s moved meanwhile; the answer %s is left to its mover", key, target)
+        return []
+    log.info("payment %s: %s -> %s", key, payment.status, target)
+    return charge_answer(updated)
+
+
+async def record_refund_answer(
+    session: AsyncSession, charge_key: str, result: ProviderResult | None, backoff: Backoff
+) -> list[Outgoing]:
+    payment = await get_payment(session, charge_key, lock=True)
+    assert payment is not None, "answers are recorded for payments that exist"
+    if payment.status is not PaymentStatus.REFUND_PENDING:
+        log.info("payment %s is %s; refund answer ignored", charge_key, payment.status)
+        return []
+    if result is None or result.status != "refunded":
+        if result is not None:
+            # No event says a refund failed: the row stays REFUND_PENDING, is asked
+            # about again and again (at most every SETTLE_BACKOFF_MAX_S) and shouts.
+            log.error(
+                "provider answered %s (%s) to the refund of %s; asking again later",
+                result.status,
+                result.reason,
+                charge_key,
+            )
+        await update_payment(
+            session, payment, next_check_at=backoff.after(payment.attempts, _now())
+        )
+        return []
+    updated = await update_payment(
+        session, payment, status=PaymentStatus.REFUNDED, next_check_at=None
+    )
+    if updated is None:
+        log.info("payment %s moved meanwhile; its refund is left to its mover", charge_key)
+        return []
+    await session.execute(
+        update(refunds)
+        .where(refunds.c.charge_key == charge_key)
+        .values(provider_reference=result.provider_reference, refunded_at=_now())
+    )
+    log.info("payment %s refunded", charge_key)
+    return refund_answer(updated, await get_refund(session, charge_key))
+
+
+def charge_answer(payment: Payment) -> list[Outgoing]:
+    """The charge's answer as it stands; nothing while its outcome is unknown."""
+    message: Message
+    match payment.status:
+        case PaymentStatus.PENDING:
+            message = PaymentPending(
+                **_envelope(payment.key, payment, "PaymentPending"),
+                provider_reference=payment.provider_reference or "",
+            )
+        case PaymentStatus.CAPTURED | PaymentStatus.REFUND_PENDING | PaymentStatus.REFUNDED:
+            message = PaymentCaptured(
+                **_envelope(payment.key, payment, "PaymentCaptured"),
+                amount=payment.amount,
+                fee=payment.fee,
+                provider_reference=payment.provider_reference or "",
+            )
+        case PaymentStatus.DECLINED:
+            message = PaymentDeclined(
+                **_envelope(payment.key, payment, "PaymentDeclined"),
+                reason=payment.decline_reason or "provider_declined",
+                message=payment.decline_message or "",
+            )
+        case PaymentStatus.CANCELLED:
+            message = PaymentCancelled(
+                **_envelope(payment.key, payment, "PaymentCancelled"),
+                reason=payment.cancel_reason or "cancelled",
+            )
+        case PaymentStatus.NEW | PaymentStatus.UNKNOWN:
+            return []
+    return [(topics.PAYMENTS_EVENTS, message)]
+
+
+def refund_answer(payment: Payment, refund: Refund | None) -> list[Outgoing]:
+    """PaymentRefunded once the provider confirmed it; nothing while it is pending."""
+    if payment.status is not PaymentStatus.REFUNDED or refund is None:
+        return []
+    refunded = PaymentRefunded(
+        **_envelope(refund.key, payment, "PaymentRefunded"),
+        amount=refund.amount,
+        provider_reference=refund.provider_reference or "",
+    )
+    return [(topics.PAYMENTS_EVENTS, refunded)]
+
+
+async def _ask(call: Awaitable[ProviderResult]) -> ProviderResult | None:
+    """The provider's answer, or None when the outcome is unknown (a timeout)."""
+    try:
+        return await call
+    except ProviderTimeout as timeout:
+        log.warning("provider did not answer in time: %s", timeout)
+        return None
+
+
+async def _status_or_charge(provider: PaymentProvider, payment: Payment) -> ProviderResult:
+    result = await provider.status(payment.key)
+    if result.status != "not_found":
+        return result
+    # Only a provider that never saw the charge is sent it again, under the same key.
+    log.info("provider never received charge %s; sending it again", payment.key)
+    return await provider.charge(
+        payment.key, payment.amount, payment.fee, payment.method, payment.token
+    )
+
+
+async def _refund_status_or_refund(provider: PaymentProvider, refund: Refund) -> ProviderResult:
+    result = await provider.status(refund.key)
+    if result.status != "not_found":
+        return result
+    log.info("provider never received refund %s; sending it again", refund.key)
+    return await provider.refund(refund.key, refund.charge_key, refund.amount)
+
+
+def _refusal(command: ChargePayment) -> dict[str, Any] | None:
+    """Why the charge is declined without asking the provider, as the row's values."""
+    if looks_like_card_number(command.payment_token):
+        reason, message = "card_number_not_accepted", "Payments take provider tokens only."
+    elif command.fee.currency != command.amount.currency:
+        reason, message = "invalid_amount", "The fee is not in the charge's currency."
+    elif command.fee.amount_minor > command.amount.amount_minor:
+        reason, message = "invalid_amount", "The fee is more than the whole charge."
+    else:
+        return None
+    return {
+        "status": PaymentStatus.DECLINED,
+        "decline_reason": reason,
+        "decline_message": message,
+        "next_check_at": None,
+    }
+
+
+def _refund_problem(payment: Payment | None, command: RefundPayment) -> str | None:
+    if payment is None:
+        return "no charge for the order"
+    if payment.status not in {
+        PaymentStatus.CAPTURED,
+        PaymentStatus.REFUND_PENDING,
+        PaymentStatus.REFUNDED,
+    }:
+        return f"the charge is {payment.status}, not captured"
+    if command.amount != payment.amount:
+        return f"{command.amount} asked, {payment.amount} charged (fee included)"
+    return None
+
+
+def _envelope(key: str, about: Payment | Message, kind: str) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid5(ANSWER_NAMESPACE, f"{key}:{kind}"),
+        "order_id": about.order_id,
+        "iccid": about.iccid,
+    }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,25 +1,50 @@
-"""Builds the provisioning service: its broker, database and HTTP API."""
+"""Builds the provisioning service: its broker, database, HTTP API, the carrier and
+the retrier."""
+
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from services.provisioning import api, handlers
+from services.provisioning.carrier_simulator import simulator_for
 from services.provisioning.db import metadata
+from services.provisioning.provisioning import PROVISIONER, Provisioner
+from services.provisioning.retrier import retry_and_settle
+from services.provisioning.settings import ProvisioningSettings, provisioning_settings
+from services.provisioning.topup_states import RetryPolicy
 from shared import topics
 from shared.service import build_service_app
 from shared.settings import ServiceSettings
 
-SERVICE = "provisioning"
 
-
-def settings() -> ServiceSettings:
-    return ServiceSettings(service_name=SERVICE)
+def settings() -> ProvisioningSettings:
+    return provisioning_settings()
 
 
 def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
-    return build_service_app(
-        service_settings or settings(),
+    config = provisioning_settings(service_settings)
+    app = build_service_app(
+        config,
         metadata=metadata,
+        migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
         http_router=api.router,
+        background=[retry_and_settle],
     )
+    # The simulator keeps its ledger in the same database, in a table and transactions
+    # of its own; a real carrier client would need neither.
+    provisioner = Provisioner(
+        carrier=simulator_for(config, app.state.sessions),
+        stacking_rule=config.stacking_rule,
+        retry=RetryPolicy(
+            max_attempts=config.carrier_max_attempts,
+            backoff_base_s=config.retry_backoff_base_s,
+            backoff_max_s=config.retry_backoff_max_s,
+            grace_s=config.new_grace_s,
+            interval_s=config.retry_interval_s,
+        ),
+    )
+    app.state.provisioner = provisioner
+    app.state.broker.context.set_global(PROVISIONER, provisioner)
+    return app

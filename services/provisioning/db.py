@@ -1,6 +1,34 @@
-"""The provisioning database: each line's balance and every top-up applied to it."""
+"""The provisioning database: each line's balance and every top-up asked for it,
+with the few queries the service needs. (The simulated carrier keeps its own
+ledger apart, in carrier_simulator.py.)"""
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Uuid
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Uuid,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.provisioning.balances import Balance, Package
+from services.provisioning.topup_states import UNSETTLED, TopUpStatus
+from shared.db import as_utc, insert_once
+from shared.events import TopUpLine
 
 metadata = MetaData()
 
@@ -9,7 +37,10 @@ lines = Table(
     metadata,
     Column("iccid", String(20), primary_key=True),
     Column("data_remaining_mb", Integer, nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=True),  # None: never topped up
+    Column("unlimited_until", DateTime(timezone=True), nullable=True),
+    Column("fair_use_remaining_mb", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -20,8 +51,197 @@ topups = Table(
     Column("idempotency_key", String(80), primary_key=True),
     Column("order_id", Uuid, nullable=False, index=True),
     Column("iccid", String(20), nullable=False, index=True),
-    Column("data_mb", Integer, nullable=False),
+    Column("package_id", String(64), nullable=False),
+    Column("data_mb", Integer, nullable=True),  # None: unlimited
+    Column("fair_use_mb", Integer, nullable=True),
+    Column("bonus_mb", Integer, nullable=False),
     Column("validity_days", Integer, nullable=False),
-    Column("valid_until", DateTime(timezone=True), nullable=False),
-    Column("applied_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),  # top-up calls sent to the carrier
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),  # None once settled
+    Column("last_error", String(500), nullable=True),
+    Column("failure_reason", String(64), nullable=True),
+    # The answer, kept so that a repeated command gets the very same one.
+    Column("answer_event_id", Uuid, nullable=True),
+    Column("stacking_rule", String(16), nullable=True),
+    Column("valid_until", DateTime(timezone=True), nullable=True),
+    Column("data_remaining_mb", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("applied_at", DateTime(timezone=True), nullable=True),
+    Index("ix_topups_due", "status", "next_attempt_at"),
 )
+
+
+@dataclass(frozen=True)
+class TopUp:
+    key: str
+    order_id: uuid.UUID
+    iccid: str
+    package_id: str
+    package: Package
+    status: TopUpStatus
+    attempts: int
+    last_error: str | None
+    failure_reason: str | None
+    answer_event_id: uuid.UUID | None
+    valid_until: datetime | None
+    data_remaining_mb: int | None
+    settled_at: datetime | None
+    applied_at: datetime | None
+
+
+async def insert_topup(
+    session: AsyncSession, command: TopUpLine, now: datetime, due_at: datetime
+) -> bool:
+    """Record a new top-up NEW, and its line if unknown; False when the key exists."""
+    created = await insert_once(
+        session,
+        insert(topups).values(
+            idempotency_key=command.idempotency_key,
+            order_id=command.order_id,
+            iccid=command.iccid,
+            package_id=command.package_id,
+            data_mb=command.data_mb,
+            fair_use_mb=command.fair_use_mb,
+            bonus_mb=command.bonus_mb,
+            validity_days=command.validity_days,
+            status=TopUpStatus.NEW,
+            attempts=0,
+            next_attempt_at=due_at,
+            created_at=now,
+            updated_at=now,
+        ),
+    )
+    if created:
+        # The line exists from its first top-up on, so recording the result only
+        # ever locks and updates it (no racing inserts of a new line).
+        await insert_once(
+            session,
+            insert(lines).values(
+                iccid=command.iccid, data_remaining_mb=0, created_at=now, updated_at=now
+            ),
+        )
+    return created
+
+
+async def find_topup(session: AsyncSession, key: str, *, lock: bool = False) -> TopUp | None:
+    query = select(topups).where(topups.c.idempotency_key == key)
+    row = (await session.execute(query.with_for_update() if lock else query)).first()
+    return None if row is None else _topup(row)
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, lease_until: datetime, limit: int
+) -> list[TopUp]:
+    """Unsettled top-ups whose time has come, pushed to `lease_until` so that no other
+    instance takes them while this one talks to the carrier. SKIP LOCKED lets two
+    instances claim at once without waiting for, or sharing, a row."""
+    rows = (
+        await session.execute(
+            select(topups)
+            .where(topups.c.status.in_(UNSETTLED), topups.c.next_attempt_at <= now)
+            .order_by(topups.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    claimed = [_topup(row) for row in rows]
+    if claimed:
+        await session.execute(
+            update(topups)
+            .where(topups.c.idempotency_key.in_([t.key for t in claimed]))
+            .values(next_attempt_at=lease_until)
+        )
+    return claimed
+
+
+async def mark(session: AsyncSession, topup: TopUp, now: datetime, **values: Any) -> bool:
+    """Move `topup` on, provided nobody moved it since it was read; False otherwise."""
+    result = await session.execute(
+        update(topups)
+        .where(
+            topups.c.idempotency_key == topup.key,
+            topups.c.status == topup.status,
+            topups.c.attempts == topup.attempts,
+        )
+        .values(updated_at=now, **values)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def locked_balance(session: AsyncSession, iccid: str) -> Balance | None:
+    row = (
+        await session.execute(select(lines).where(lines.c.iccid == iccid).with_for_update())
+    ).first()
+    return None if row is None else _balance(row)
+
+
+async def save_balance(session: AsyncSession, iccid: str, balance: Balance, now: datetime) -> None:
+    await session.execute(
+        update(lines)
+        .where(lines.c.iccid == iccid)
+        .values(
+            data_remaining_mb=balance.data_remaining_mb,
+            valid_until=balance.valid_until,
+            unlimited_until=balance.unlimited_until,
+            fair_use_remaining_mb=balance.fair_use_remaining_mb,
+            updated_at=now,
+        )
+    )
+
+
+async def line_exists(session: AsyncSession, iccid: str) -> bool:
+    return (await session.scalar(select(lines.c.iccid).where(lines.c.iccid == iccid))) is not None
+
+
+async def history(session: AsyncSession, iccid: str) -> list[TopUp]:
+    rows = await session.execute(
+        select(topups).where(topups.c.iccid == iccid).order_by(topups.c.created_at)
+    )
+    return [_topup(row) for row in rows]
+
+
+async def balance_of(session: AsyncSession, iccid: str) -> Balance | None:
+    row = (await session.execute(select(lines).where(lines.c.iccid == iccid))).first()
+    return None if row is None else _balance(row)
+
+
+def _balance(row: Row[Any]) -> Balance | None:
+    if row.valid_until is None:
+        return None
+    return Balance(
+        data_remaining_mb=row.data_remaining_mb,
+        valid_until=as_utc(row.valid_until),
+        unlimited_until=_utc(row.unlimited_until),
+        fair_use_remaining_mb=row.fair_use_remaining_mb,
+    )
+
+
+def _topup(row: Row[Any]) -> TopUp:
+    return TopUp(
+        key=row.idempotency_key,
+        order_id=row.order_id,
+        iccid=row.iccid,
+        package_id=row.package_id,
+        package=Package(
+            data_mb=row.data_mb,
+            validity_days=row.validity_days,
+            bonus_mb=row.bonus_mb,
+            fair_use_mb=row.fair_use_mb,
+        ),
+        status=TopUpStatus(row.status),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        failure_reason=row.failure_reason,
+        answer_event_id=row.answer_event_id,
+        valid_until=_utc(row.valid_until),
+        data_remaining_mb=row.data_remaining_mb,
+        settled_at=_utc(row.settled_at),
+        applied_at=_utc(row.applied_at),
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)

@@ -1,95 +1,229 @@
-"""The provisioning service's logic: plain functions over one session and one transaction."""
+"""Topping a line up through the carrier, exactly once per order.
+
+Each top-up goes through two transactions with the carrier call between them, so
+no database transaction stays open while the outside world thinks:
+1. record the request NEW under its idempotency key (a repeat stops here and gets
+   the first answer again, or nothing while the first is still in progress);
+2. call the carrier with that key;
+3. record what it said: APPLIED with the balance changed in the same transaction,
+   FAILED, RETRYING after a backoff, or UNKNOWN until `status(key)` settles it.
+The retrier (retrier.py) takes every top-up that is due: RETRYING ones are sent
+again; UNKNOWN ones, and NEW ones a crash left behind, are asked about first.
+
+The functions return the messages to publish once their transaction has committed.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.provisioning.balances import Balance, apply_top_up
-from services.provisioning.db import lines, topups
+from services.provisioning import db
+from services.provisioning.balances import Balance, StackingRule, apply_top_up
+from services.provisioning.carrier import Carrier, CarrierTimeout, CarrierUnavailable
+from services.provisioning.db import TopUp
+from services.provisioning.topup_states import (
+    Outcome,
+    RetryPolicy,
+    TopUpStatus,
+    Unavailable,
+    Unknown,
+    can_transition,
+    decide,
+)
 from shared import topics
-from shared.db import as_utc, insert_once
-from shared.events import LineToppedUp, TopUpLine
+from shared.events import LineToppedUp, TopUpFailed, TopUpLine
 from shared.kafka import Outgoing
 
+log = logging.getLogger(__name__)
 
-async def top_up(session: AsyncSession, command: TopUpLine) -> list[Outgoing]:
-    """Top the line up once per idempotency key; a repeat gets the first answer again."""
-    now = datetime.now(UTC)
-    current = await _locked_balance(session, command.iccid)
-    new = apply_top_up(current, command.data_mb, command.validity_days, now)
-    applied = await insert_once(
-        session,
-        insert(topups).values(
-            idempotency_key=command.idempotency_key,
-            order_id=command.order_id,
-            iccid=command.iccid,
-            data_mb=command.data_mb,
-            validity_days=command.validity_days,
-            valid_until=new.valid_until,
-            applied_at=now,
-        ),
-    )
-    if applied:
-        await _save_balance(session, command.iccid, new, exists=current is not None, now=now)
-    row = (
-        await session.execute(
-            select(topups).where(topups.c.idempotency_key == command.idempotency_key)
-        )
-    ).one()
-    done = LineToppedUp(
-        order_id=row.order_id,
-        iccid=row.iccid,
-        data_mb=row.data_mb,
-        valid_until=as_utc(row.valid_until),
-    )
-    return [(topics.PROVISIONING_EVENTS, done)]
+PROVISIONER: Final = "provisioner"  # its name in the broker's context
+CLAIM_BATCH: Final = 20
 
 
-async def get_line(session: AsyncSession, iccid: str) -> dict[str, Any] | None:
-    line = (await session.execute(select(lines).where(lines.c.iccid == iccid))).first()
-    if line is None:
-        return None
-    history = await session.execute(
-        select(topups).where(topups.c.iccid == iccid).order_by(topups.c.applied_at)
-    )
-    return {
-        "iccid": iccid,
-        "data_remaining_mb": line.data_remaining_mb,
-        "valid_until": as_utc(line.valid_until),
-        "topups": [
-            {
-                "order_id": t.order_id,
-                "data_mb": t.data_mb,
-                "validity_days": t.validity_days,
-                "applied_at": as_utc(t.applied_at),
-            }
-            for t in history
-        ],
-    }
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-async def _locked_balance(session: AsyncSession, iccid: str) -> Balance | None:
-    row = (
-        await session.execute(select(lines).where(lines.c.iccid == iccid).with_for_update())
-    ).first()
-    if row is None:
-        return None
-    return Balance(row.data_remaining_mb, as_utc(row.valid_until))
+@dataclass(frozen=True)
+class Provisioner:
+    """What the flow works with besides the database: the carrier and the rules."""
+
+    carrier: Carrier
+    stacking_rule: StackingRule = StackingRule.EXTEND
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    clock: Callable[[], datetime] = _utc_now
 
 
-async def _save_balance(
-    session: AsyncSession, iccid: str, balance: Balance, *, exists: bool, now: datetime
-) -> None:
-    values = {
-        "data_remaining_mb": balance.data_remaining_mb,
-        "valid_until": balance.valid_until,
-        "updated_at": now,
-    }
-    if exists:
-        await session.execute(update(lines).where(lines.c.iccid == iccid).values(**values))
+def provisioner_of(broker: KafkaBroker) -> Provisioner:
+    provisioner = broker.context.get(PROVISIONER)
+    if not isinstance(provisioner, Provisioner):
+        raise RuntimeError("the broker's context has no provisioner")
+    return provisioner
+
+
+async def top_up(
+    sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner, command: TopUpLine
+) -> list[Outgoing]:
+    """The first delivery of a TopUpLine calls the carrier; a repeat gets the first answer."""
+    now = provisioner.clock()
+    async with sessions.begin() as session:
+        # Until the grace period is over the retrier leaves this call alone.
+        due_at = now + timedelta(seconds=provisioner.retry.grace_s)
+        first = await db.insert_topup(session, command, now, due_at)
+        topup = await db.find_topup(session, command.idempotency_key)
+    if topup is None:  # pragma: no cover - the row was just inserted or found by its key
+        raise RuntimeError(f"top-up {command.idempotency_key} vanished")
+    if not first:
+        log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
+        return answer_for(topup)
+    outcome = await send(provisioner.carrier, topup)
+    async with sessions.begin() as session:
+        return await record_outcome(session, provisioner, topup.key, outcome, sent=True)
+
+
+async def claim_due(
+    sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner
+) -> list[TopUp]:
+    now = provisioner.clock()
+    lease_until = now + timedelta(seconds=provisioner.retry.grace_s)
+    async with sessions.begin() as session:
+        return await db.claim_due(session, now, lease_until, CLAIM_BATCH)
+
+
+async def follow_up(
+    sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner, topup: TopUp
+) -> list[Outgoing]:
+    """One more step for a due top-up: send it again, or ask what became of it."""
+    if topup.status is TopUpStatus.RETRYING:
+        outcome, sent = await send(provisioner.carrier, topup), True
     else:
-        await session.execute(insert(lines).values(iccid=iccid, **values))
+        # UNKNOWN, or NEW left behind: it may have been applied; never send blindly.
+        outcome, sent = await ask(provisioner.carrier, topup.key), False
+    async with sessions.begin() as session:
+        return await record_outcome(session, provisioner, topup.key, outcome, sent=sent)
+
+
+async def send(carrier: Carrier, topup: TopUp) -> Outcome:
+    package = topup.package
+    try:
+        return await carrier.top_up(
+            topup.key, topup.iccid, package.data_added_mb, package.validity_days
+        )
+    except CarrierUnavailable as exc:
+        return Unavailable(f"carrier unavailable: {exc}")
+    except CarrierTimeout as exc:
+        return Unknown(f"carrier timed out: {exc}")
+
+
+async def ask(carrier: Carrier, key: str) -> Outcome:
+    try:
+        return await carrier.status(key)
+    except (CarrierUnavailable, CarrierTimeout) as exc:
+        return Unknown(f"carrier status not available: {exc}")
+
+
+async def record_outcome(
+    session: AsyncSession, provisioner: Provisioner, key: str, outcome: Outcome, *, sent: bool
+) -> list[Outgoing]:
+    """Move the top-up on as `outcome` says; a top-up already settled stays as it is."""
+    now = provisioner.clock()
+    topup = await db.find_topup(session, key, lock=True)
+    if topup is None:
+        log.warning("outcome %r for unknown top-up %s ignored", outcome, key)
+        return []
+    attempts = topup.attempts + (1 if sent else 0)
+    move = decide(outcome, attempts, provisioner.retry)
+    if not can_transition(topup.status, move.status):
+        log.info("top-up %s is %s; %r ignored", key, topup.status, outcome)
+        return []
+    if move.status is TopUpStatus.APPLIED:
+        moved = await _apply(session, provisioner, topup, attempts, now)
+    elif move.status is TopUpStatus.FAILED:
+        moved = await db.mark(
+            session, topup, now, status=move.status, attempts=attempts, next_attempt_at=None,
+            failure_reason=move.reason, last_error=move.message, answer_event_id=uuid.uuid4(),
+            settled_at=now,
+        )  # fmt: skip
+        log.warning("top-up %s failed (%s): %s", key, move.reason, move.message)
+    else:
+        moved = await db.mark(
+            session, topup, now, status=move.status, attempts=attempts,
+            next_attempt_at=now + (move.retry_in or timedelta(0)), last_error=move.message,
+        )  # fmt: skip
+        log.warning("top-up %s %s after %d attempts: %s", key, move.status, attempts, move.message)
+    if not moved:
+        log.info("top-up %s moved on meanwhile; %r ignored", key, outcome)
+        return []
+    settled = await db.find_topup(session, key)
+    return [] if settled is None else answer_for(settled)
+
+
+async def _apply(
+    session: AsyncSession, provisioner: Provisioner, topup: TopUp, attempts: int, now: datetime
+) -> bool:
+    """Mark the top-up APPLIED and change the balance, in the caller's one transaction."""
+    current = await db.locked_balance(session, topup.iccid)
+    balance = apply_top_up(current, topup.package, provisioner.stacking_rule, now)
+    marked = await db.mark(
+        session, topup, now, status=TopUpStatus.APPLIED, attempts=attempts, next_attempt_at=None,
+        last_error=None, answer_event_id=uuid.uuid4(), stacking_rule=provisioner.stacking_rule,
+        valid_until=balance.valid_until, data_remaining_mb=_metered(balance, now),
+        settled_at=now, applied_at=now,
+    )  # fmt: skip
+    if marked:
+        await db.save_balance(session, topup.iccid, balance, now)
+    return marked
+
+
+def _metered(balance: Balance, now: datetime) -> int | None:
+    """The balance as events report it: None while the line is unlimited."""
+    return None if balance.unlimited_at(now) else balance.data_remaining_mb
+
+
+def answer_for(topup: TopUp) -> list[Outgoing]:
+    """The answer a settled top-up gave, the very same each time (its event id too);
+    nothing while it is unsettled."""
+    ids = {
+        "event_id": topup.answer_event_id or uuid.uuid4(),
+        "occurred_at": topup.settled_at or _utc_now(),
+        "order_id": topup.order_id,
+        "iccid": topup.iccid,
+    }
+    if topup.status is TopUpStatus.APPLIED and topup.valid_until is not None:
+        done = LineToppedUp(
+            **ids,
+            data_mb=topup.package.data_added_mb,
+            valid_until=topup.valid_until,
+            data_remaining_mb=topup.data_remaining_mb,
+        )
+        return [(topics.PROVISIONING_EVENTS, done)]
+    if topup.status is TopUpStatus.FAILED:
+        failed = TopUpFailed(
+            **ids,
+            reason=topup.failure_reason or "failed",
+            message=topup.last_error or "",
+            attempts=topup.attempts,
+        )
+        return [(topics.PROVISIONING_EVENTS, failed)]
+    return []
+
+
+@dataclass(frozen=True)
+class LineReport:
+    balance: Balance | None  # None: never topped up
+    topups: list[TopUp]
+
+
+async def line_report(session: AsyncSession, iccid: str) -> LineReport | None:
+    """A line's stored balance and its top-ups, oldest first; None for an unknown line."""
+    if not await db.line_exists(session, iccid):
+        return None
+    return LineReport(await db.balance_of(session, iccid), await db.history(session, iccid))

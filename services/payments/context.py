@@ -1,0 +1,25 @@
+"""What payments keeps in the broker's context beside the sessions: handlers receive
+it as typed arguments, the settler reads it from its runtime."""
+
+from typing import Annotated, cast
+
+from faststream import Context
+from faststream.kafka import KafkaBroker
+
+from services.payments.backoff import Backoff
+from services.payments.provider import PaymentProvider
+
+_PROVIDER = "payment_provider"
+_BACKOFF = "payment_backoff"
+
+Provider = Annotated[PaymentProvider, Context(_PROVIDER)]
+Checks = Annotated[Backoff, Context(_BACKOFF)]
+
+
+def provide(broker: KafkaBroker, provider: PaymentProvider, backoff: Backoff) -> None:
+    broker.context.set_global(_PROVIDER, provider)
+    broker.context.set_global(_BACKOFF, backoff)
+
+
+def provider_in(broker: KafkaBroker) -> PaymentProvider:
+    return cast(PaymentProvider, broker.context.get(_PROVIDER))

@@ -1,0 +1,45 @@
+"""The retry-and-settle loop: every `RETRY_INTERVAL_S` it takes the top-ups that are
+due (RETRYING after their backoff, UNKNOWN ones, NEW ones past the grace period)
+and moves each one step on, publishing what it settles."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.provisioning import provisioning
+from services.provisioning.provisioning import Provisioner, provisioner_of
+from shared.kafka import publish_all
+from shared.worker import Runtime, every
+
+log = logging.getLogger(__name__)
+
+
+async def retry_and_settle(runtime: Runtime) -> None:
+    provisioner = provisioner_of(runtime.broker)
+
+    async def step() -> int:
+        return await settle_due(runtime.broker, runtime.sessions, provisioner)
+
+    await every(provisioner.retry.interval_s, step, "provisioning retrier")
+
+
+async def settle_due(
+    broker: KafkaBroker, sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner
+) -> int:
+    """One pass; returns how many top-ups were due.
+
+    Each answer is published as soon as its transaction has committed. A top-up whose
+    step fails is logged and left for its lease to run out: it must not hold back the
+    others (a poison row is as bad as a poison message).
+    """
+    due = await provisioning.claim_due(sessions, provisioner)
+    for topup in due:
+        try:
+            outgoing = await provisioning.follow_up(sessions, provisioner, topup)
+            await publish_all(broker, outgoing)
+        except Exception:
+            log.exception("top-up %s: step failed; retried after its lease", topup.key)
+    return len(due)
