@@ -12,7 +12,7 @@ from services.payments.settings import PaymentsSettings
 from services.payments.settler import settler
 from shared import topics
 from shared.service import build_service_app
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, specialise
 
 SERVICE = "payments"
 
@@ -24,7 +24,7 @@ def settings() -> PaymentsSettings:
 def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
     """The app for `service_settings`; plain service settings get payments' own from the
     environment (PROVIDER_*, SETTLE_*, NEW_GRACE_S)."""
-    payments_settings = PaymentsSettings.from_service(service_settings or settings())
+    payments_settings = specialise(service_settings, PaymentsSettings)
     app = build_service_app(
         payments_settings,
         metadata=metadata,

@@ -26,13 +26,6 @@ class PaymentsSettings(ServiceSettings):
     settle_batch_size: int = Field(default=50, ge=1)
     new_grace_s: float = Field(default=10.0, ge=0.0)
 
-    @classmethod
-    def from_service(cls, settings: ServiceSettings) -> PaymentsSettings:
-        """Payments' settings for `settings`; what it does not say comes from the environment."""
-        if isinstance(settings, PaymentsSettings):
-            return settings
-        return cls(**settings.model_dump())
-
     @property
     def backoff(self) -> Backoff:
         return Backoff(

@@ -21,6 +21,7 @@ from services.payments.provider import PaymentProvider
 from services.payments.settings import PaymentsSettings
 from services.payments.states import PaymentStatus
 from shared.kafka import Outgoing, publish_all
+from shared.settings import specialise
 from shared.worker import Runtime, every
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 async def settler(runtime: Runtime) -> None:
     """A `BackgroundTask`: settle due payments every SETTLE_INTERVAL_S until cancelled."""
-    settings = PaymentsSettings.from_service(runtime.settings)
+    settings = specialise(runtime.settings, PaymentsSettings)
     provider = provider_in(runtime.broker)
 
     async def step() -> None:

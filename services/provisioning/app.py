@@ -10,19 +10,19 @@ from services.provisioning.carrier_simulator import simulator_for
 from services.provisioning.db import metadata
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.retrier import retry_and_settle
-from services.provisioning.settings import ProvisioningSettings, provisioning_settings
+from services.provisioning.settings import ProvisioningSettings
 from services.provisioning.topup_states import RetryPolicy
 from shared import topics
 from shared.service import build_service_app
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, specialise
 
 
 def settings() -> ProvisioningSettings:
-    return provisioning_settings()
+    return ProvisioningSettings()
 
 
 def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
-    config = provisioning_settings(service_settings)
+    config = specialise(service_settings, ProvisioningSettings)
     app = build_service_app(
         config,
         metadata=metadata,

@@ -45,12 +45,3 @@ class ProvisioningSettings(ServiceSettings):
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
-
-
-def provisioning_settings(given: ServiceSettings | None = None) -> ProvisioningSettings:
-    """`given` as provisioning settings; what it does not set comes from the environment."""
-    if isinstance(given, ProvisioningSettings):
-        return given
-    if given is None:
-        return ProvisioningSettings()
-    return ProvisioningSettings(**given.model_dump())

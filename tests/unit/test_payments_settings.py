@@ -35,17 +35,6 @@ def test_environment_variables_set_the_provider_and_the_settler(
     assert configured.backoff.new_grace_s == 20.0
 
 
-def test_plain_service_settings_become_payments_settings_keeping_what_they_say(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("SETTLE_INTERVAL_S", "2")
-    plain = ServiceSettings(service_name="payments", database_url="sqlite+aiosqlite:///x.db")
-    converted = PaymentsSettings.from_service(plain)
-    assert converted.database_url == "sqlite+aiosqlite:///x.db"
-    assert converted.settle_interval_s == 2.0
-    assert PaymentsSettings.from_service(converted) is converted
-
-
 def test_the_app_is_built_from_plain_service_settings_with_the_provider_in_its_context() -> None:
     app = build_app(ServiceSettings(service_name="payments", database_url="sqlite+aiosqlite://"))
     assert isinstance(app.state.settings, PaymentsSettings)

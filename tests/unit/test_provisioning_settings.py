@@ -3,7 +3,7 @@ import pytest
 from services.provisioning.app import build_app, settings
 from services.provisioning.balances import StackingRule
 from services.provisioning.provisioning import Provisioner
-from services.provisioning.settings import ProvisioningSettings, provisioning_settings
+from services.provisioning.settings import ProvisioningSettings
 from shared.settings import ServiceSettings
 
 
@@ -36,19 +36,6 @@ def test_a_rate_above_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARRIER_TRANSIENT_FAILURE_RATE", "1.5")
     with pytest.raises(ValueError, match="less than or equal to 1"):
         ProvisioningSettings()
-
-
-def test_plain_service_settings_are_kept_and_completed_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("CARRIER_MAX_ATTEMPTS", "3")
-    plain = ServiceSettings(
-        service_name="provisioning", kafka_bootstrap_servers="broker:1", database_url="sqlite://"
-    )
-    converted = provisioning_settings(plain)
-    assert converted.kafka_bootstrap_servers == "broker:1"
-    assert converted.database_url == "sqlite://"
-    assert converted.carrier_max_attempts == 3
 
 
 def test_the_app_is_built_from_plain_settings_with_a_carrier_and_the_rules() -> None:
