@@ -36,11 +36,16 @@ async def service_running(
 
 
 async def send(kafka: KafkaUnderTest, topic: str, message: Message) -> None:
+    await send_raw(kafka, topic, message.model_dump(mode="json"))
+
+
+async def send_raw(kafka: KafkaUnderTest, topic: str, body: dict[str, Any]) -> None:
+    """Publish a JSON body keyed by its line, as any internal system would."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
     await producer.start()
     try:
-        body = json.dumps(message.model_dump(mode="json")).encode()
-        await producer.send_and_wait(topic, body, key=message.iccid.encode())
+        key = str(body.get("iccid", "")).encode()
+        await producer.send_and_wait(topic, json.dumps(body).encode(), key=key)
     finally:
         await producer.stop()
 
