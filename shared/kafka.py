@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.dead_letters import DeadLetters
 from shared.events import Message
 from shared.settings import ServiceSettings
 
@@ -36,6 +37,7 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         logger=logging.getLogger(f"{settings.service_name}.kafka"),
+        middlewares=[DeadLetters],
     )
     # Handlers reach the settings and anything else the service shares through the context.
     for key, value in {"settings": settings, **context}.items():
@@ -92,8 +94,3 @@ async def ensure_topics(
 
 Outgoing = tuple[str, Message]
 """A message to publish and its topic: what the domain functions return."""
-
-
-async def publish_all(broker: KafkaBroker, outgoing: list[Outgoing]) -> None:
-    for topic, message in outgoing:
-        await publish(broker, topic, message)

@@ -17,7 +17,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import db
+from shared import db, outbox
 from shared.kafka import build_broker, ensure_topics
 from shared.migrations import migrate
 from shared.settings import ServiceSettings
@@ -50,7 +50,10 @@ def build_service_app(
         await ensure_topics(settings.kafka_bootstrap_servers, topics)
         await broker.start()
         runtime = Runtime(settings, broker, sessions)
-        tasks = [asyncio.create_task(task(runtime), name=task.__name__) for task in background]
+        tasks = [
+            asyncio.create_task(task(runtime), name=task.__name__)
+            for task in (outbox.relay, *background)
+        ]
         logging.getLogger(settings.service_name).info(
             "%s ready on http://%s:%s", settings.service_name, settings.http_host, settings.port
         )

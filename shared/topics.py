@@ -16,7 +16,7 @@ PAYMENTS_EVENTS: Final = "payments.events.v1"
 PROVISIONING_COMMANDS: Final = "provisioning.commands.v1"
 PROVISIONING_EVENTS: Final = "provisioning.events.v1"
 
-ALL_TOPICS: Final = (
+SAGA_TOPICS: Final = (
     ORDERS_COMMANDS,
     ORDERS_EVENTS,
     PAYMENTS_COMMANDS,
@@ -24,6 +24,15 @@ ALL_TOPICS: Final = (
     PROVISIONING_COMMANDS,
     PROVISIONING_EVENTS,
 )
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where a consumer of `topic` puts what it cannot process (shared/dead_letters.py)."""
+    return f"{topic}.dlt"
+
+
+DEAD_LETTER_TOPICS: Final = tuple(dead_letter_topic(topic) for topic in SAGA_TOPICS)
+ALL_TOPICS: Final = SAGA_TOPICS + DEAD_LETTER_TOPICS
 
 
 def _messages() -> dict[str, tuple[str, ...]]:

@@ -14,7 +14,13 @@ from sqlalchemy import (
     Uuid,
 )
 
+from shared.inbox import add_inbox_to
+from shared.outbox import add_outbox_to
+
 metadata = MetaData()
+# Every service keeps an outbox (what it has to publish) and an inbox (what it has done).
+add_outbox_to(metadata)
+add_inbox_to(metadata)
 
 orders = Table(
     "orders",

@@ -4,17 +4,17 @@ from datetime import UTC, datetime
 
 from services.orders import orders
 from services.orders.settings import OrdersSettings
-from shared.kafka import publish_all
+from shared.outbox import run_and_stage
+from shared.settings import specialise
 from shared.worker import Runtime, every
 
 
 async def expiry_sweeper(runtime: Runtime) -> None:
-    settings = runtime.settings
-    interval = settings.expiry_sweep_interval_s if isinstance(settings, OrdersSettings) else 1.0
+    settings = specialise(runtime.settings, OrdersSettings)
 
     async def sweep() -> None:
-        async with runtime.sessions.begin() as session:
-            outgoing = await orders.expire_overdue(session, datetime.now(UTC))
-        await publish_all(runtime.broker, outgoing)
+        await run_and_stage(
+            runtime.sessions, lambda session: orders.expire_overdue(session, datetime.now(UTC))
+        )
 
-    await every(interval, sweep, "expiry sweep")
+    await every(settings.expiry_sweep_interval_s, sweep, "expiry sweep")

@@ -20,6 +20,7 @@ from services.orders.saga import OrderState, Step
 from services.orders.validation import Accepted, Rejected, parse_request, validate
 from shared import topics
 from shared.db import as_utc, insert_once
+from shared.dead_letters import BusinessRuleViolation
 from shared.events import (
     LineToppedUp,
     Money,
@@ -102,18 +103,12 @@ async def _accept(
 
 
 async def on_payment_event(session: AsyncSession, event: PaymentEvent) -> list[Outgoing]:
-    row = await _load(session, event.order_id, lock=True)
-    if row is None:
-        log.warning("%s for unknown order %s ignored", event.type, event.order_id)
-        return []
+    row = await _locked(session, event)
     return await apply_steps(session, row, saga.on_payment_event(_as_order(row), event))
 
 
 async def on_provisioning_event(session: AsyncSession, event: ProvisioningEvent) -> list[Outgoing]:
-    row = await _load(session, event.order_id, lock=True)
-    if row is None:
-        log.warning("%s for unknown order %s ignored", event.type, event.order_id)
-        return []
+    row = await _locked(session, event)
     if isinstance(event, LineToppedUp) and row.state == OrderState.TOPUP_PENDING:
         await session.execute(
             update(orders)
@@ -247,6 +242,14 @@ def _as_order(row: Row[Any]) -> saga.Order:
         payment_method=row.payment_method,
         captured=money(row.captured_minor) if row.captured_minor is not None else None,
     )
+
+
+async def _locked(session: AsyncSession, event: PaymentEvent | ProvisioningEvent) -> Row[Any]:
+    """The order an event is about, locked; an event about no order of ours is dead-lettered."""
+    row = await _load(session, event.order_id, lock=True)
+    if row is None:
+        raise BusinessRuleViolation(f"{event.type} for unknown order {event.order_id}")
+    return row
 
 
 async def _load(

@@ -27,8 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.payments.backoff import Backoff
 from services.payments.states import UNSETTLED, PaymentStatus
 from shared.events import Money, PaymentMethod
+from shared.inbox import add_inbox_to
+from shared.outbox import add_outbox_to
 
 metadata = MetaData()
+# Every service keeps an outbox (what it has to publish) and an inbox (what it has done).
+add_outbox_to(metadata)
+add_inbox_to(metadata)
 
 payments = Table(
     "payments",

@@ -11,7 +11,7 @@ from services.payments import payments
 from services.payments.context import Checks, Provider
 from shared import topics
 from shared.events import PaymentsCommand
-from shared.kafka import Sessions, publish_all, saga_subscriber
+from shared.kafka import Sessions, saga_subscriber
 
 SERVICE = "payments"
 router = KafkaRouter()
@@ -25,5 +25,4 @@ async def on_payments_command(
     backoff: Checks,
     broker: KafkaBroker,
 ) -> None:
-    outgoing = await payments.handle(sessions, provider, backoff, command)
-    await publish_all(broker, outgoing)
+    await payments.handle(sessions, provider, backoff, command)

@@ -52,6 +52,7 @@ from shared.events import (
     RefundPayment,
 )
 from shared.kafka import Outgoing
+from shared.outbox import staged
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +122,14 @@ async def charge(
             assert payment is not None, "just inserted, or inserted before"
             if not created:
                 log.info("payment %s is %s already; answering again", key, payment.status)
-            return charge_answer(payment)
+            return await staged(session, charge_answer(payment))
     result = await _ask(
         provider.charge(
             key, command.amount, command.fee, command.payment_method, command.payment_token
         )
     )
     async with sessions.begin() as session:
-        return await record_charge_answer(session, key, result, backoff)
+        return await staged(session, await record_charge_answer(session, key, result, backoff))
 
 
 async def cancel(
@@ -143,9 +144,9 @@ async def cancel(
             cancelled = PaymentCancelled(
                 **_envelope(key, command, "PaymentCancelled"), reason=command.reason
             )
-            return [(topics.PAYMENTS_EVENTS, cancelled)]
+            return await staged(session, [(topics.PAYMENTS_EVENTS, cancelled)])
         if payment.status not in OPEN:
-            return charge_answer(payment)
+            return await staged(session, charge_answer(payment))
         # Recorded before the call: if it times out, the settler goes on cancelling.
         asked = await update_payment(
             session,
@@ -158,7 +159,7 @@ async def cancel(
             raise PaymentChanged(key)
     result = await _ask(cancel_at_provider(provider, key))
     async with sessions.begin() as session:
-        return await record_charge_answer(session, key, result, backoff)
+        return await staged(session, await record_charge_answer(session, key, result, backoff))
 
 
 async def refund(
@@ -185,7 +186,9 @@ async def refund(
         )
         if not created:
             log.info("payment %s is %s already; answering again", charge_key, payment.status)
-            return refund_answer(payment, await get_refund(session, charge_key))
+            return await staged(
+                session, refund_answer(payment, await get_refund(session, charge_key))
+            )
         asked = await update_payment(
             session,
             payment,
@@ -197,7 +200,9 @@ async def refund(
             raise PaymentChanged(charge_key)
     result = await _ask(provider.refund(command.idempotency_key, charge_key, command.amount))
     async with sessions.begin() as session:
-        return await record_refund_answer(session, charge_key, result, backoff)
+        return await staged(
+            session, await record_refund_answer(session, charge_key, result, backoff)
+        )
 
 
 async def settle_charge(
@@ -209,7 +214,9 @@ async def settle_charge(
     else:
         result = await _ask(_status_or_charge(provider, payment))
     async with sessions.begin() as session:
-        return await record_charge_answer(session, payment.key, result, backoff)
+        return await staged(
+            session, await record_charge_answer(session, payment.key, result, backoff)
+        )
 
 
 async def settle_refund(
@@ -220,7 +227,9 @@ async def settle_refund(
     assert refund is not None, "inserted with the move to REFUND_PENDING"
     result = await _ask(_refund_status_or_refund(provider, refund))
     async with sessions.begin() as session:
-        return await record_refund_answer(session, payment.key, result, backoff)
+        return await staged(
+            session, await record_refund_answer(session, payment.key, result, backoff)
+        )
 
 
 async def cancel_at_provider(provider: PaymentProvider, key: str) -> ProviderResult:

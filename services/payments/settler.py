@@ -20,7 +20,7 @@ from services.payments.payments import SessionFactory
 from services.payments.provider import PaymentProvider
 from services.payments.settings import PaymentsSettings
 from services.payments.states import PaymentStatus
-from shared.kafka import Outgoing, publish_all
+from shared.kafka import Outgoing
 from shared.settings import specialise
 from shared.worker import Runtime, every
 
@@ -33,10 +33,9 @@ async def settler(runtime: Runtime) -> None:
     provider = provider_in(runtime.broker)
 
     async def step() -> None:
-        outgoing = await settle_due(
+        await settle_due(
             runtime.sessions, provider, settings.backoff, limit=settings.settle_batch_size
         )
-        await publish_all(runtime.broker, outgoing)
 
     await every(settings.settle_interval_s, step, "payments settler")
 

@@ -29,8 +29,13 @@ from services.provisioning.balances import Balance, Package
 from services.provisioning.topup_states import UNSETTLED, TopUpStatus
 from shared.db import as_utc, insert_once
 from shared.events import TopUpLine
+from shared.inbox import add_inbox_to
+from shared.outbox import add_outbox_to
 
 metadata = MetaData()
+# Every service keeps an outbox (what it has to publish) and an inbox (what it has done).
+add_outbox_to(metadata)
+add_inbox_to(metadata)
 
 lines = Table(
     "lines",

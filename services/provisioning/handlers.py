@@ -11,7 +11,7 @@ from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.settings import SERVICE
 from shared import topics
 from shared.events import TopUpLine
-from shared.kafka import Sessions, publish_all, saga_subscriber
+from shared.kafka import Sessions, saga_subscriber
 
 router = KafkaRouter()
 
@@ -23,5 +23,4 @@ ProvisionerDep = Annotated[Provisioner, Context(PROVISIONER)]
 async def on_top_up_line(
     command: TopUpLine, sessions: Sessions, provisioner: ProvisionerDep, broker: KafkaBroker
 ) -> None:
-    outgoing = await provisioning.top_up(sessions, provisioner, command)
-    await publish_all(broker, outgoing)
+    await provisioning.top_up(sessions, provisioner, command)

@@ -41,6 +41,7 @@ from services.provisioning.topup_states import (
 from shared import topics
 from shared.events import LineToppedUp, TopUpFailed, TopUpLine
 from shared.kafka import Outgoing
+from shared.outbox import staged
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,15 @@ async def top_up(
         due_at = now + timedelta(seconds=provisioner.retry.grace_s)
         first = await db.insert_topup(session, command, now, due_at)
         topup = await db.find_topup(session, command.idempotency_key)
-    if topup is None:  # pragma: no cover - the row was just inserted or found by its key
-        raise RuntimeError(f"top-up {command.idempotency_key} vanished")
-    if not first:
-        log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
-        return answer_for(topup)
+        if topup is None:  # pragma: no cover - the row was just inserted or found by its key
+            raise RuntimeError(f"top-up {command.idempotency_key} vanished")
+        if not first:
+            log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
+            return await staged(session, answer_for(topup))
     outcome = await send(provisioner.carrier, topup)
     async with sessions.begin() as session:
-        return await record_outcome(session, provisioner, topup.key, outcome, sent=True)
+        answer = await record_outcome(session, provisioner, topup.key, outcome, sent=True)
+        return await staged(session, answer)
 
 
 async def claim_due(
@@ -108,7 +110,8 @@ async def follow_up(
         # UNKNOWN, or NEW left behind: it may have been applied; never send blindly.
         outcome, sent = await ask(provisioner.carrier, topup.key), False
     async with sessions.begin() as session:
-        return await record_outcome(session, provisioner, topup.key, outcome, sent=sent)
+        answer = await record_outcome(session, provisioner, topup.key, outcome, sent=sent)
+        return await staged(session, answer)
 
 
 async def send(carrier: Carrier, topup: TopUp) -> Outcome:

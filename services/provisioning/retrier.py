@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.provisioning import provisioning
 from services.provisioning.provisioning import Provisioner, provisioner_of
-from shared.kafka import publish_all
 from shared.worker import Runtime, every
 
 log = logging.getLogger(__name__)
@@ -38,8 +37,7 @@ async def settle_due(
     due = await provisioning.claim_due(sessions, provisioner)
     for topup in due:
         try:
-            outgoing = await provisioning.follow_up(sessions, provisioner, topup)
-            await publish_all(broker, outgoing)
+            await provisioning.follow_up(sessions, provisioner, topup)
         except Exception:
             log.exception("top-up %s: step failed; retried after its lease", topup.key)
     return len(due)

@@ -12,7 +12,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter, TestKafkaBroker
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import db
+from shared import db, outbox
 from shared.events import Message
 from shared.kafka import build_broker, publish
 from shared.settings import ServiceSettings
@@ -40,6 +40,13 @@ class InMemoryService:
             await publish(self.broker, topic, message)
         else:
             await self.broker.publish(message, topic=topic, key=str(message.get("iccid")).encode())
+        await self.relay()
+
+    async def relay(self) -> None:
+        """What the outbox relay does in a running service: publish every staged row
+        (which may make the in-memory handlers stage more), until none is left."""
+        while await outbox.drain(self.sessions, self.broker):
+            pass
 
 
 @asynccontextmanager

@@ -38,7 +38,7 @@ def test_messages_are_frozen() -> None:
 
 
 def test_topic_names_follow_the_convention() -> None:
-    for name in topics.ALL_TOPICS:
+    for name in topics.SAGA_TOPICS:
         owner, kind, version = name.split(".")
         assert owner in {"orders", "payments", "provisioning"}
         assert kind in {"commands", "events"}

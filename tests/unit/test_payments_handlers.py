@@ -6,11 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,10 +20,9 @@ from services.payments.context import provide
 from services.payments.db import metadata, payments, refunds
 from services.payments.provider_simulator import (
     ProviderSimulator,
-    provider_metadata,
     simulated_charges,
 )
-from shared import db, topics
+from shared import topics
 from shared.events import (
     CancelPayment,
     ChargePayment,
@@ -34,38 +32,12 @@ from shared.events import (
     PaymentsCommand,
     RefundPayment,
 )
+from tests.clock import Clock
 from tests.unit.harness import InMemoryService, in_memory_service, running
 
 ICCID = "8944500102198304826"
 FEE = Money(amount_minor=45, currency="EUR")
 TOTAL = Money(amount_minor=1545, currency="EUR")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-async def provider_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    # The provider's ledger in a database of its own: it is the outside world.
-    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'provider.db'}")
-    await db.create_schema(engine, provider_metadata)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def provider(provider_engine: AsyncEngine, clock: Clock) -> ProviderSimulator:
-    return ProviderSimulator(provider_engine, clock=clock)
 
 
 @asynccontextmanager

@@ -21,7 +21,6 @@ from services.payments.db import payments as payments_table
 from services.payments.provider import ProviderResult, ProviderTimeout
 from services.payments.provider_simulator import (
     ProviderSimulator,
-    provider_metadata,
     simulated_charges,
     simulated_refunds,
 )
@@ -36,6 +35,7 @@ from shared.events import (
     RefundPayment,
 )
 from shared.kafka import Outgoing
+from tests.clock import Clock
 
 ICCID = "8944500102198304826"
 FEE = Money(amount_minor=45, currency="EUR")
@@ -43,14 +43,6 @@ TOTAL = Money(amount_minor=1545, currency="EUR")
 BACKOFF = Backoff(base_s=1.0, max_s=8.0, new_grace_s=10.0)
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class FailingProvider:
@@ -103,24 +95,6 @@ async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
     await db.create_schema(engine, metadata)
     yield db.sessions_for(engine)
     await engine.dispose()
-
-
-@pytest.fixture
-async def provider_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'provider.db'}")
-    await db.create_schema(engine, provider_metadata)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def provider(provider_engine: AsyncEngine, clock: Clock) -> ProviderSimulator:
-    return ProviderSimulator(provider_engine, clock=clock)
 
 
 def charge(paying_with: str = "tok_visa", method: PaymentMethod = "card") -> ChargePayment:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,10 @@ from services.payments.provider_simulator import (
 )
 from shared import db
 from shared.events import Money, PaymentMethod
+from tests.clock import Clock
 
 EUR_15 = Money(amount_minor=1500, currency="EUR")
 FEE = Money(amount_minor=45, currency="EUR")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -42,11 +31,6 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'provider.db'}")
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -27,23 +27,13 @@ from services.provisioning.retrier import settle_due
 from services.provisioning.topup_states import RetryPolicy, TopUpStatus
 from shared import topics
 from shared.events import TopUpLine
+from tests.clock import Clock
 from tests.unit.harness import InMemoryService, in_memory_service, running
 
 ICCID = "8944500102198304826"
 SUSPENDED = "8944500102198304834"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, backoff_base_s=10, backoff_max_s=60, grace_s=30)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -59,7 +49,9 @@ class Provisioning:
 
     async def retrier_pass(self, after_s: float = 0.0) -> int:
         self.clock.advance(after_s)
-        return await settle_due(self.service.broker, self.service.sessions, self.provisioner)
+        due = await settle_due(self.service.broker, self.service.sessions, self.provisioner)
+        await self.service.relay()  # what the outbox relay does after the pass commits
+        return due
 
     async def topup(self, command: TopUpLine) -> db.TopUp:
         async with self.service.sessions() as session:
@@ -84,7 +76,7 @@ async def rig_with(tmp_path: Path, rule: StackingRule) -> AsyncIterator[Provisio
     async with in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service:
         behaviour = CarrierBehaviour(suspended_iccids=frozenset({SUSPENDED}))
         carrier = CarrierSimulator(service.sessions, behaviour)
-        clock = Clock()
+        clock = Clock(START)
         provisioner = Provisioner(carrier, rule, POLICY, clock)
         service.broker.context.set_global(PROVISIONER, provisioner)
         events = service.watch(topics.PROVISIONING_EVENTS)

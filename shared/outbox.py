@@ -1,0 +1,190 @@
+"""The transactional outbox: messages are stored in the same transaction as the state
+change that emits them, and a relay publishes them to Kafka afterwards.
+
+Why not faststream-outbox: it keeps its queue in PostgreSQL only and relays by
+polling, while our services also run on SQLite (`make run`) and should publish
+as soon as a transaction commits. This is the small part of it we need:
+
+- `stage(session, outgoing)` inserts the rows; when that session commits, the
+  relay of this process is woken at once (an SQLAlchemy `after_commit` hook), so
+  publishing is prompt, not a poll away. A slow poll remains as the safety net
+  for rows left by a crash (the relay picks up where it left off: every row
+  without `published_at`).
+- One relay drains at a time per database (a PostgreSQL advisory lock), in
+  insertion order, so two instances never reorder one line's messages.
+- The producer is idempotent with acks=all (shared/kafka.py). A crash between
+  publishing and marking a row publishes it again: consumers deduplicate by
+  `event_id` (shared/inbox.py), so at-least-once here is exactly-once in effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.kafka import Outgoing
+from shared.worker import Runtime
+
+log = logging.getLogger(__name__)
+
+_metadata = MetaData()
+outbox = Table(
+    "outbox",
+    _metadata,
+    # SQLite only autoincrements an INTEGER primary key.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_published_at_id", "published_at", "id"),
+)
+
+BATCH = 500
+POLL_S = 1.0
+KEEP_PUBLISHED = timedelta(hours=1)
+_LOCK_ID = 0x0B0C  # the advisory lock a relay holds while it drains
+
+_wake = asyncio.Event()
+
+
+def add_outbox_to(metadata: MetaData) -> Table:
+    """Give a service's metadata (and so its migrations) the outbox table."""
+    return outbox.to_metadata(metadata)
+
+
+async def stage(session: AsyncSession, outgoing: Iterable[Outgoing]) -> int:
+    """Store messages to publish once `session`'s transaction commits."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "topic": topic,
+            "key": message.iccid,
+            "payload": message.model_dump_json(),
+            "headers": json.dumps({"type": message.type, "event_id": str(message.event_id)}),
+            "created_at": now,
+        }
+        for topic, message in outgoing
+    ]
+    if rows:
+        await session.execute(insert(outbox), rows)
+        event.listen(session.sync_session, "after_commit", _wake_relay, once=True)
+    return len(rows)
+
+
+async def staged(session: AsyncSession, outgoing: list[Outgoing]) -> list[Outgoing]:
+    """`outgoing`, once stored in the outbox of `session`'s transaction."""
+    await stage(session, outgoing)
+    return outgoing
+
+
+Step = Callable[[AsyncSession], Awaitable[list[Outgoing]]]
+
+
+async def run_and_stage(sessions: async_sessionmaker[AsyncSession], step: Step) -> None:
+    """Run `step` in a transaction that also stores the messages it returns."""
+    async with sessions.begin() as session:
+        await stage(session, await step(session))
+
+
+def _wake_relay(_session: Any) -> None:
+    _wake.set()
+
+
+async def relay(runtime: Runtime) -> None:
+    """Publish staged messages as they commit, until cancelled."""
+    next_purge = datetime.now(UTC)
+    while True:
+        try:
+            published = await drain(runtime.sessions, runtime.broker)
+            if datetime.now(UTC) >= next_purge:
+                await purge(runtime.sessions)
+                next_purge = datetime.now(UTC) + KEEP_PUBLISHED / 4
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("outbox relay failed; retrying")
+            published = 0
+            await asyncio.sleep(POLL_S)
+        if published < BATCH:  # drained: sleep until a commit wakes us, or the poll
+            _wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_wake.wait(), POLL_S)
+
+
+async def drain(sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker) -> int:
+    """Publish the oldest unpublished rows, in order; the number published."""
+    async with sessions.begin() as session:
+        if not await _may_drain(session):
+            return 0  # another instance is draining
+        rows = (
+            await session.execute(
+                select(outbox)
+                .where(outbox.c.published_at.is_(None))
+                .order_by(outbox.c.id)
+                .limit(BATCH)
+            )
+        ).all()
+        for row in rows:
+            await broker.publish(
+                json.loads(row.payload),
+                topic=row.topic,
+                key=row.key.encode(),
+                headers=json.loads(row.headers),
+            )
+        if rows:
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([row.id for row in rows]))
+                .values(published_at=datetime.now(UTC))
+            )
+    return len(rows)
+
+
+async def _may_drain(session: AsyncSession) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite: one process per database file
+    return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(_LOCK_ID))))
+
+
+async def purge(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        await session.execute(
+            delete(outbox).where(outbox.c.published_at < datetime.now(UTC) - KEEP_PUBLISHED)
+        )
+
+
+async def backlog(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Rows not published yet (for health, metrics and the fault suite)."""
+    async with sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        )
+    return int(count or 0)

@@ -1,0 +1,5 @@
+"""Fixtures the unit tests share; they are defined in the modules named here."""
+
+from tests.unit.payments_fixtures import clock, provider, provider_engine
+
+__all__ = ["clock", "provider", "provider_engine"]
