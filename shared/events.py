@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 # Order ids are derived from the publisher's request id, so publishing the same
 # request twice names the same order and a publisher can compute it up front.
@@ -46,15 +46,27 @@ class Money(BaseModel):
         return Money(amount_minor=self.amount_minor + other.amount_minor, currency=self.currency)
 
 
+SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({1})
+
+
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     type: str  # each message narrows it to a Literal of its own name
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     occurred_at: datetime = Field(default_factory=_now)
-    schema_version: int = 1
+    schema_version: int = Field(default=1, description="the versions this code reads: 1")
     order_id: uuid.UUID
     iccid: str
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        # A newer version may mean something this code does not know: dead-letter it
+        # (shared/dead_letters.py) rather than guess.
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(f"unknown schema_version {version}; this consumer reads 1")
+        return version
 
 
 # --- orders.commands.v1: what publishers send ---------------------------------------

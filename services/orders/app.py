@@ -1,4 +1,4 @@
-"""Builds the orders service: its broker, database, HTTP API and expiry sweeper."""
+"""Builds the orders service: its broker, database, HTTP API and deadline sweeper."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.orders import api, handlers
 from services.orders.db import metadata
-from services.orders.expiry import expiry_sweeper
+from services.orders.deadlines import deadline_sweeper
 from services.orders.settings import OrdersSettings
 from shared import topics
 from shared.service import build_service_app
@@ -25,5 +25,5 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
         http_router=api.router,
-        background=[expiry_sweeper],
+        background=[deadline_sweeper],
     )

@@ -48,6 +48,8 @@ orders = Table(
     Column("total_minor", BigInteger, nullable=False),
     Column("captured_minor", BigInteger, nullable=True),
     Column("state", String(32), nullable=False),
+    # How often a saga with no progress was nudged (services/orders/deadlines.py).
+    Column("nudges", Integer, nullable=False, server_default="0"),
     Column("payment_due_by", DateTime(timezone=True), nullable=False),
     Column("valid_until", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),

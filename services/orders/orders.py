@@ -133,6 +133,29 @@ async def expire_overdue(session: AsyncSession, now: datetime, limit: int = 100)
     return sent
 
 
+async def nudge_stuck(
+    session: AsyncSession, now: datetime, after: timedelta, most: timedelta, limit: int = 100
+) -> list[Outgoing]:
+    """Sagas waiting on another service with no progress for `after` (doubling with each
+    nudge, up to `most`) ask again; each nudge is noted in the order's timeline."""
+    candidates = await session.execute(
+        select(orders)
+        .where(orders.c.state.in_(saga.WAITING_ON_OTHERS), orders.c.updated_at < now - after)
+        .order_by(orders.c.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    sent: list[Outgoing] = []
+    for row in candidates.all():
+        if as_utc(row.updated_at) + min(after * 2**row.nudges, most) > now:
+            continue  # nudged recently: back off
+        await session.execute(
+            update(orders).where(orders.c.order_id == row.order_id).values(nudges=row.nudges + 1)
+        )
+        sent += await apply_steps(session, row, saga.on_no_progress(_as_order(row)))
+    return sent
+
+
 async def apply_steps(session: AsyncSession, row: Row[Any], steps: list[Step]) -> list[Outgoing]:
     """Store each step (state, timeline entry, captured amount); return what to send."""
     if not steps:

@@ -184,6 +184,27 @@ def on_payment_deadline(order: Order, now: datetime) -> list[Step]:
     ]
 
 
+def on_no_progress(order: Order) -> list[Step]:
+    """A saga waiting too long on another service: ask again, with the same idempotency
+    key, so the other side answers with its first result or carries on; never a new
+    charge or top-up. Compensation stays with the answer: a top-up that may have been
+    applied is never refunded on a timer."""
+    match order.state:
+        case S.TOPUP_PENDING:
+            again = ((topics.PROVISIONING_COMMANDS, _top_up(order)),)
+            return [Step(S.TOPUP_PENDING, "no progress: top-up requested again", again,
+                         note_only=True)]  # fmt: skip
+        case S.REFUND_PENDING:
+            amount = order.captured or order.total
+            step = _refund(order, "no progress: refund requested again", amount)
+            return [Step(step.target, step.cause, step.send, note_only=True)]
+    return []
+
+
+WAITING_ON_OTHERS = frozenset({S.TOPUP_PENDING, S.REFUND_PENDING})
+"""States in which only another service's answer moves the saga on."""
+
+
 def order_with_capture(order: Order, amount: Money) -> Order:
     return Order(**{**order.__dict__, "captured": amount})
 

@@ -15,7 +15,7 @@ from services.orders import handlers
 from services.orders import orders as logic
 from services.orders.db import metadata, orders, rejected_requests
 from services.orders.settings import OrdersSettings
-from shared import topics
+from shared import outbox, topics
 from shared.events import (
     Money,
     PaymentCaptured,
@@ -175,3 +175,31 @@ async def test_an_order_shows_its_timeline_with_causes(service: InMemoryService)
         (None, "PLACED"),
         ("PLACED", "PAYMENT_PENDING"),
     ]
+
+
+async def test_a_top_up_with_no_answer_is_requested_again_backing_off(
+    service: InMemoryService,
+) -> None:
+    topups = service.watch(topics.PROVISIONING_COMMANDS)
+    request = order_request()
+    captured = PaymentCaptured(**ids(request), amount=PRICE, fee=FEE, provider_reference="p")
+    after, most = timedelta(seconds=60), timedelta(hours=1)
+    start = datetime.now(UTC)
+
+    async def nudge(at: datetime) -> list[str]:
+        async with service.sessions.begin() as session:
+            sent = await logic.nudge_stuck(session, at, after, most)
+            await outbox.stage(session, sent)
+        await service.relay()
+        return [message.type for _, message in sent]
+
+    async with running(service.broker):
+        await service.send(topics.ORDERS_COMMANDS, request)
+        await service.send(topics.PAYMENTS_EVENTS, captured)
+        assert await nudge(start) == []  # not stuck yet
+        assert await nudge(start + timedelta(seconds=61)) == ["TopUpLine"]
+        assert await nudge(start + timedelta(seconds=62)) == []  # just nudged: backing off
+        assert await nudge(start + timedelta(seconds=61 + 121)) == ["TopUpLine"]
+    assert len(topups) == 3
+    assert {t["idempotency_key"] for t in topups} == {f"{ids(request)['order_id']}:topup"}
+    assert await state_of(service, request) == "TOPUP_PENDING"

@@ -17,6 +17,7 @@ from shared.events import (
     PaymentRefunded,
     RefundPayment,
     TopUpFailed,
+    TopUpLine,
 )
 
 S = OrderState
@@ -146,3 +147,15 @@ def test_messages_in_the_wrong_state_are_ignored() -> None:
     assert saga.on_payment_event(completed, capture) == []
     failed = TopUpFailed(**ids(completed), reason="x", message="", attempts=1)
     assert saga.on_provisioning_event(completed, failed) == []
+
+
+def test_a_saga_with_no_progress_asks_again_with_the_same_key_and_never_compensates() -> None:
+    waiting = an_order(S.TOPUP_PENDING, captured=TOTAL)
+    [step] = saga.on_no_progress(waiting)
+    [(_, again)] = step.send
+    assert step.note_only
+    assert isinstance(again, TopUpLine)
+    assert again.idempotency_key == f"{waiting.order_id}:topup"
+    [refund_step] = saga.on_no_progress(an_order(S.REFUND_PENDING, captured=TOTAL))
+    assert sent_types([refund_step]) == ["RefundPayment"]
+    assert saga.on_no_progress(an_order(S.PAYMENT_PENDING)) == []
