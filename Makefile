@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 KAFKA_JARS := var/kafka/libs/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars run test test-unit test-integration test-e2e lint format clean migration
+.PHONY: help install prerequisites kafka-jars run test test-unit test-integration test-e2e test-faults test-fuzz lint format clean migration
 
 help:
 	@echo "make run          start Kafka and the three services (DB=postgres for PostgreSQL)"
 	@echo "make test         unit, integration and end-to-end tests on the real broker and PostgreSQL"
+	@echo "make test-faults  the fault-injection suite at full size (3000 orders, kills, a broker restart)"
+	@echo "make test-fuzz    10,000 malformed payloads thrown at every consumer"
 	@echo "make lint         ruff (lint + format check) and mypy --strict"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -46,6 +48,13 @@ test-integration: install prerequisites kafka-jars
 
 test-e2e: install prerequisites kafka-jars
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# The long runs; `make test` runs a bounded slice of each.
+test-faults: install prerequisites kafka-jars
+	FAULTS_ORDERS=$${FAULTS_ORDERS:-3000} $(PY) -m pytest tests/faults -s $(PYTEST_ARGS)
+
+test-fuzz: install
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(PY) -m pytest tests/fuzz -s $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
