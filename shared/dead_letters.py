@@ -34,6 +34,10 @@ class BusinessRuleViolation(Exception):
     """A well-formed message that breaks a rule of the domain (e.g. an unknown order)."""
 
 
+class MalformedMessage(Exception):
+    """A message its consumer found unusable after parsing it by hand."""
+
+
 def classify(error: BaseException) -> str | None:
     """The dead-letter reason for `error`, or None when it may pass if tried again."""
     if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
@@ -41,9 +45,19 @@ def classify(error: BaseException) -> str | None:
     if isinstance(error, ValidationError):
         locations = {str(part) for e in error.errors() for part in e["loc"]}
         return "unknown_schema_version" if "schema_version" in locations else "schema_invalid"
+    if isinstance(error, MalformedMessage):
+        return "schema_invalid"
     if isinstance(error, BusinessRuleViolation):
         return "business_rule"
     return None
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError too
+        return False
+    return True
 
 
 class DeadLetters(BaseMiddleware):
@@ -57,6 +71,11 @@ class DeadLetters(BaseMiddleware):
                 raise
             except Exception as error:
                 reason = classify(error)
+                if reason in (None, "schema_invalid") and not _is_json(msg.body):
+                    # Bytes that are not JSON reach a handler undecoded (FastStream only
+                    # tries to decode them) and fail its validation, or fail decoding
+                    # itself (e.g. nested too deep): either way, no retry can help.
+                    reason = "undecodable"
                 if reason is None and delay is not None:
                     log.warning("transient failure (%r); retrying in %.1fs", error, delay)
                     await asyncio.sleep(delay)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.subscriber.usecase import DefaultSubscriber
@@ -73,9 +74,21 @@ async def publish(broker: KafkaBroker, topic: str, message: Message) -> None:
 async def ensure_topics(
     bootstrap_servers: str, topics: tuple[str, ...], partitions: int = DEFAULT_PARTITIONS
 ) -> None:
-    """Create the topics a service uses, so nothing depends on broker auto-creation."""
+    """Create the topics a service uses, so nothing depends on broker auto-creation.
+
+    A service may start while the broker is still (re)starting: wait for it, backing
+    off, instead of exiting.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
+    for delay in (0.5, 1, 2, 4, 8, 15, 30, None):
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if delay is None:
+                raise
+            log.warning("broker %s not reachable; retrying in %ss", bootstrap_servers, delay)
+            await asyncio.sleep(delay)
     try:
         existing = set(await admin.list_topics())
         missing = [

@@ -20,7 +20,7 @@ from services.orders.saga import OrderState, Step
 from services.orders.validation import Accepted, Rejected, parse_request, validate
 from shared import topics
 from shared.db import as_utc, insert_once
-from shared.dead_letters import BusinessRuleViolation
+from shared.dead_letters import BusinessRuleViolation, MalformedMessage
 from shared.events import (
     LineToppedUp,
     Money,
@@ -184,8 +184,8 @@ async def _reject_unparsable(
 ) -> list[Outgoing]:
     request_id = body.get("request_id") if isinstance(body, dict) else None
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= 200:
-        log.error("order request without a usable request_id cannot be answered: %s", rejected)
-        return []
+        # No request_id, no order id to answer on: it goes to the dead-letter topic.
+        raise MalformedMessage(f"no usable request_id; {rejected.message}")
     previous = await _answer_again(session, request_id)
     if previous is not None:
         return previous

@@ -40,6 +40,7 @@ from services.payments.provider import (
 from services.payments.states import OPEN, PaymentStatus, can_transition
 from shared import topics
 from shared.db import insert_once
+from shared.dead_letters import BusinessRuleViolation
 from shared.events import (
     CancelPayment,
     ChargePayment,
@@ -171,8 +172,8 @@ async def refund(
         payment = await get_payment(session, charge_key, lock=True)
         problem = _refund_problem(payment, command)
         if payment is None or problem:
-            log.error("refund %s refused: %s", command.idempotency_key, problem)
-            return []
+            # Refused, and dead-lettered (not dropped): an operator must look at it.
+            raise BusinessRuleViolation(f"refund {command.idempotency_key} refused: {problem}")
         now = _now()
         created = await insert_once(
             session,
