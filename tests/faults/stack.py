@@ -1,0 +1,122 @@
+"""The stack the faults are injected into: the real local broker, a fresh PostgreSQL
+database per service, and two processes of every service sharing that database and
+its consumer groups, with the simulated outside world tuned to finish orders in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deploy.local.kafka import LocalKafka, free_port
+from deploy.local.processes import SERVICES, ServiceProcess
+from tests.factories import random_iccid
+from tests.infra import KafkaUnderTest, PostgresUnderTest
+
+INSTANCES_PER_SERVICE = 2
+
+# Lines the simulated carrier reports as suspended: top-ups on them fail, payments refund.
+SUSPENDED_ICCIDS = [random_iccid() for _ in range(3)]
+HEALTHY_WITHIN_S = 120.0
+
+# Small enough that `tok_pending_forever` orders expire while the suite runs, large enough
+# that most card orders outlive the stalls the chaos causes (a killed consumer's partitions
+# wait out its session timeout, about 10 s, and the broker restart adds its own), so the
+# happy path is tested too, not only the late capture and its refund.
+PAYMENT_TIMEOUT_S = float(os.environ.get("FAULTS_PAYMENT_TIMEOUT_S", "25"))
+
+
+def simulation(suspended_iccids: list[str]) -> dict[str, str]:
+    """The simulators and background loops at test speed, with failures switched on:
+    lost provider answers (unknown outcomes), carrier timeouts and busy signals (retries)."""
+    return {
+        "PAYMENT_TIMEOUT_S": str(PAYMENT_TIMEOUT_S),
+        "EXPIRY_SWEEP_INTERVAL_S": "0.5",
+        "PROVIDER_LATENCY_MS": "20",
+        "PROVIDER_CONFIRM_AFTER_S": "1",
+        "PROVIDER_TIMEOUT_RATE": "0.05",
+        "SETTLE_INTERVAL_S": "0.3",
+        "SETTLE_BACKOFF_BASE_S": "0.3",
+        "SETTLE_BACKOFF_MAX_S": "2",
+        # A row whose caller was SIGKILLed mid-call is taken over after this long.
+        "NEW_GRACE_S": "3",
+        "CARRIER_LATENCY_MS": "20",
+        "CARRIER_TIMEOUT_RATE": "0.05",
+        "CARRIER_TRANSIENT_FAILURE_RATE": "0.05",
+        "CARRIER_SUSPENDED_ICCIDS": ",".join(suspended_iccids),
+        "RETRY_INTERVAL_S": "0.3",
+        "RETRY_BACKOFF_BASE_S": "0.2",
+        "RETRY_BACKOFF_MAX_S": "2",
+    }
+
+
+@dataclass
+class Stack:
+    broker: LocalKafka
+    databases: dict[str, str]  # service name -> SQLAlchemy URL of its database
+    instances: list[ServiceProcess]
+    log_dir: Path
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.broker.bootstrap_servers
+
+
+def the_local_broker(kafka: KafkaUnderTest) -> LocalKafka:
+    """The broker process the suite owns; an external or container broker cannot be
+    restarted from here, and a fault suite that skips its faults proves nothing."""
+    if kafka.local is None:
+        pytest.fail(
+            f"the fault suite restarts the broker, so it needs the local Kafka process, "
+            f"but the tests run on {kafka.description}; unset KAFKA_BOOTSTRAP_SERVERS "
+            f"and run without a Docker engine to get it"
+        )
+    return kafka.local
+
+
+async def start_stack(
+    kafka: KafkaUnderTest, postgres: PostgresUnderTest, log_dir: Path, suspended: list[str]
+) -> Stack:
+    broker = the_local_broker(kafka)
+    databases = {name: await postgres.create_database(f"faults_{name}") for name in SERVICES}
+    instances = [
+        ServiceProcess(
+            name,
+            free_port(),
+            env={
+                **simulation(suspended),
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                "DATABASE_URL": databases[name],
+            },
+            log_path=log_dir / f"{name}-{number}.log",
+        )
+        for name in SERVICES
+        for number in range(1, INSTANCES_PER_SERVICE + 1)
+    ]
+    stack = Stack(broker, databases, instances, log_dir)
+    for instance in instances:
+        instance.start()
+    try:
+        await asyncio.gather(
+            *(asyncio.to_thread(i.wait_healthy, HEALTHY_WITHIN_S) for i in instances)
+        )
+    except BaseException:
+        stop_stack(stack)
+        raise
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    for instance in stack.instances:
+        instance.stop()
+    # Later tests of the session share the broker: leave it running whatever happened.
+    if not stack.broker.running:
+        stack.broker.start()
+
+
+def instance_label(instance: ServiceProcess) -> str:
+    """`payments-2`: the service and which of its instances, from the log file name."""
+    return instance.log_path.stem if instance.log_path is not None else instance.name

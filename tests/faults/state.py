@@ -1,0 +1,266 @@
+"""What the stack did, read straight from the services' databases (the simulated
+provider's and carrier's ledgers included) and from the dead-letter topics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from shared.topics import DEAD_LETTER_TOPICS
+from tests.faults.load import CONSUMED_TOPICS, LoadPlan
+from tests.faults.stack import Stack
+
+TERMINAL_STATES = frozenset({"COMPLETED", "PAYMENT_FAILED", "REFUNDED", "EXPIRED"})
+
+Row = dict[str, Any]
+
+# Per database, per table: the query that reads what the checks need. A pending charge
+# whose confirmation time has passed is captured as far as the provider is concerned
+# (it settles lazily on the next question), so it is read as captured.
+QUERIES: dict[str, dict[str, str]] = {
+    "orders": {
+        "orders": "SELECT order_id::text, request_id, iccid, state, currency, total_minor,"
+        " captured_minor, data_mb, fair_use_mb, bonus_mb FROM orders",
+        "order_transitions": "SELECT order_id::text, from_state, to_state FROM order_transitions"
+        " ORDER BY id",
+        "rejected_requests": "SELECT request_id, reason FROM rejected_requests",
+        "outbox": "SELECT count(*) AS unpublished FROM outbox WHERE published_at IS NULL",
+    },
+    "payments": {
+        "simulated_provider_charges": "SELECT idempotency_key, amount_minor, currency,"
+        " CASE WHEN status = 'pending' AND confirm_at <= now() THEN 'captured'"
+        " ELSE status END AS status, charge_calls FROM simulated_provider_charges",
+        "simulated_provider_refunds": "SELECT idempotency_key, charge_key, amount_minor,"
+        " currency, status FROM simulated_provider_refunds",
+        "outbox": "SELECT count(*) AS unpublished FROM outbox WHERE published_at IS NULL",
+    },
+    "provisioning": {
+        "simulated_carrier_topups": "SELECT key, iccid, outcome, requests"
+        " FROM simulated_carrier_topups",
+        "topups": "SELECT idempotency_key, order_id::text, iccid, status FROM topups",
+        "lines": "SELECT iccid, data_remaining_mb, fair_use_remaining_mb FROM lines",
+        "outbox": "SELECT count(*) AS unpublished FROM outbox WHERE published_at IS NULL",
+    },
+}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    value: bytes
+    headers: dict[str, str]
+
+    def came_from(self) -> tuple[str, int, int] | None:
+        """(topic, partition, offset) of the original, from the dlq.source.* headers."""
+        try:
+            return (
+                self.headers["dlq.source.topic"],
+                int(self.headers["dlq.source.partition"]),
+                int(self.headers["dlq.source.offset"]),
+            )
+        except (KeyError, ValueError):
+            return None
+
+
+Offsets = dict[tuple[str, int], int]
+
+
+@dataclass
+class Snapshot:
+    # database -> table -> rows; None when the table does not exist in that database
+    tables: dict[str, dict[str, list[Row] | None]]
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    missing_dead_letter_topics: list[str] = field(default_factory=list)
+    # where the consumed topics ended before the load: dead letters of older messages
+    # (from earlier tests on the same broker) are none of this run's business
+    source_offsets_before: Offsets = field(default_factory=dict)
+
+    def rows(self, database: str, table: str) -> list[Row] | None:
+        return self.tables[database][table]
+
+    def table(self, database: str, table: str) -> list[Row]:
+        """The rows of a table a check cannot do without."""
+        rows = self.tables[database][table]
+        if rows is None:
+            raise MissingTable(f"table `{table}` does not exist in the {database} database")
+        return rows
+
+
+class MissingTable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Where the topics ended before the load started."""
+
+    consumed: Offsets
+    dead_letters: Offsets
+
+
+async def baseline_before_the_load(stack: Stack) -> Baseline:
+    consumed = await end_offsets(stack.bootstrap_servers, CONSUMED_TOPICS)
+    dead_letters = await end_offsets(stack.bootstrap_servers, DEAD_LETTER_TOPICS)
+    return Baseline(consumed, dead_letters)
+
+
+async def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> Offsets:
+    partitions = await existing_partitions(bootstrap_servers, topics)
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
+
+async def existing_partitions(
+    bootstrap_servers: str, topics: Iterable[str]
+) -> list[TopicPartition]:
+    """The partitions of those of `topics` that exist. Asks for all topics' metadata: asking
+    for named ones would create the missing ones (the local broker auto-creates topics)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = {t["topic"]: t["partitions"] for t in await admin.describe_topics()}
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(topic, partition["partition"])
+        for topic in topics
+        for partition in sorted(described.get(topic, ()), key=lambda p: int(p["partition"]))
+    ]
+
+
+@dataclass
+class Progress:
+    answered: int  # published requests with an order or a rejection
+    unfinished: int  # orders not in a terminal state
+    unpublished: int  # outbox rows waiting for the relay
+
+    def __str__(self) -> str:
+        return (
+            f"answered {self.answered}, unfinished {self.unfinished}, "
+            f"unpublished {self.unpublished}"
+        )
+
+
+async def wait_until_settled(stack: Stack, plan: LoadPlan, within_s: float) -> Progress:
+    """Poll until every request is answered, every order terminal and every outbox empty,
+    or `within_s` has passed; the last progress either way (the checks say what is wrong)."""
+    deadline = time.monotonic() + within_s
+    engines = {name: _engine(url) for name, url in stack.databases.items()}
+    try:
+        while True:
+            progress = await _progress(engines, plan)
+            settled = (
+                progress.answered == len(plan.requests)
+                and progress.unfinished == 0
+                and progress.unpublished == 0
+            )
+            if settled or time.monotonic() > deadline:
+                return progress
+            await asyncio.sleep(1.0)
+    finally:
+        for engine in engines.values():
+            await engine.dispose()
+
+
+async def _progress(engines: dict[str, AsyncEngine], plan: LoadPlan) -> Progress:
+    async with engines["orders"].connect() as db:
+        placed = (await db.execute(text("SELECT request_id, state FROM orders"))).all()
+        rejected = (await db.execute(text("SELECT request_id FROM rejected_requests"))).all()
+    answered = {row.request_id for row in placed} | {row.request_id for row in rejected}
+    unpublished = 0
+    for engine in engines.values():
+        async with engine.connect() as db:
+            if await _table_exists(db, "outbox"):
+                unpublished += (
+                    await db.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+                ).scalar_one()
+    return Progress(
+        answered=sum(r.request_id in answered for r in plan.requests),
+        unfinished=sum(row.state not in TERMINAL_STATES for row in placed),
+        unpublished=unpublished,
+    )
+
+
+async def take_snapshot(stack: Stack, baseline: Baseline) -> Snapshot:
+    tables: dict[str, dict[str, list[Row] | None]] = {}
+    for database, queries in QUERIES.items():
+        engine = _engine(stack.databases[database])
+        try:
+            async with engine.connect() as db:
+                tables[database] = {
+                    table: await _read(db, table, query) for table, query in queries.items()
+                }
+        finally:
+            await engine.dispose()
+    letters, missing = await read_dead_letters(stack.bootstrap_servers, baseline.dead_letters)
+    return Snapshot(tables, letters, missing, baseline.consumed)
+
+
+async def read_dead_letters(
+    bootstrap_servers: str, since: Offsets
+) -> tuple[list[DeadLetter], list[str]]:
+    """Every record put on a dead-letter topic since `since`; and the topics that do not exist."""
+    partitions = await existing_partitions(bootstrap_servers, DEAD_LETTER_TOPICS)
+    present = {tp.topic for tp in partitions}
+    missing = [topic for topic in DEAD_LETTER_TOPICS if topic not in present]
+    letters: list[DeadLetter] = []
+    if not partitions:
+        return letters, missing
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, since.get((tp.topic, tp.partition), 0))
+        async with asyncio.timeout(60):
+            while await _behind(consumer, ends):
+                batch = await consumer.getmany(timeout_ms=500)
+                letters += [
+                    DeadLetter(
+                        record.topic,
+                        record.value or b"",
+                        {k: v.decode(errors="replace") for k, v in record.headers or ()},
+                    )
+                    for records in batch.values()
+                    for record in records
+                ]
+    finally:
+        await consumer.stop()
+    return letters, missing
+
+
+async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    positions = {tp: await consumer.position(tp) for tp in ends}
+    return any(positions[tp] < end for tp, end in ends.items())
+
+
+def _engine(url: str) -> AsyncEngine:
+    return create_async_engine(url, poolclass=NullPool)
+
+
+async def _read(db: Any, table: str, query: str) -> list[Row] | None:
+    if not await _table_exists(db, table):
+        return None
+    return [dict(row._mapping) for row in (await db.execute(text(query))).all()]
+
+
+async def _table_exists(db: Any, table: str) -> bool:
+    found = await db.execute(text("SELECT to_regclass(:table)"), {"table": table})
+    return found.scalar_one() is not None
