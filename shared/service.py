@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db, outbox
 from shared.kafka import build_broker, ensure_topics
+from shared.logs import configure_logging, uvicorn_log_config
 from shared.migrations import migrate
 from shared.settings import ServiceSettings
 from shared.worker import BackgroundTask, Runtime
@@ -116,14 +117,12 @@ async def _check_database(engine: AsyncEngine) -> dict[str, Any]:
 
 def run(app: FastAPI, settings: ServiceSettings) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn runs the lifespan shutdown either way."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.service_name, settings.log_level)
     uvicorn.run(
         app,
         host=settings.http_host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(),
         access_log=False,
     )
