@@ -26,15 +26,26 @@ def create_engine(url: str) -> AsyncEngine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30})
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling starts a transaction only at the first
+    # write, so a SAVEPOINT (insert_once) would open, and its RELEASE commit, the
+    # whole transaction. Turn it off and BEGIN ourselves (SQLAlchemy's pysqlite recipe).
+    dbapi_connection.isolation_level = None
     # WAL lets the HTTP readers run while the consumer writes.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # IMMEDIATE: take the write lock up front (waiting up to the busy timeout), so two
+    # transactions never both read and then fail to upgrade to writing.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def sessions_for(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

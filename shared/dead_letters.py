@@ -40,8 +40,10 @@ class MalformedMessage(Exception):
 
 def classify(error: BaseException) -> str | None:
     """The dead-letter reason for `error`, or None when it may pass if tried again."""
-    if isinstance(error, json.JSONDecodeError | UnicodeDecodeError):
-        return "undecodable"
+    if isinstance(error, json.JSONDecodeError | UnicodeError):
+        return "undecodable"  # UnicodeError: also a string the database cannot store
+    if isinstance(error, OverflowError):
+        return "schema_invalid"  # a number too large for its column
     if isinstance(error, ValidationError):
         locations = {str(part) for e in error.errors() for part in e["loc"]}
         return "unknown_schema_version" if "schema_version" in locations else "schema_invalid"

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli.clients import get_json, publish, service_url
+from services.cli.dead_letters import dlq_app
 from services.orders.catalog import load_catalog
 from services.orders.saga import FINAL
 from shared import topics
@@ -28,6 +29,7 @@ order_app = typer.Typer(help="Orders: place one, show one.", no_args_is_help=Tru
 line_app = typer.Typer(help="Lines: balance, validity and history.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
 app.add_typer(line_app, name="line")
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 
 ORDERS = service_url("orders", 8001)

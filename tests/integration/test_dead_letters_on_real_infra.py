@@ -1,0 +1,243 @@
+"""Dead letters on the real broker and PostgreSQL: orders in-process is sent what it
+cannot process; each lands on `<topic>.dlt` with its bytes, key and origin, and the
+consumer moves on (a valid message behind them on the same partition still goes
+through). Then `topup dlq list` shows a dead letter and `topup dlq replay` puts it back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from typer.testing import CliRunner
+
+from services.cli.main import app as topup
+from services.orders.app import build_app
+from shared import topics
+from shared.events import Money, PaymentCaptured, order_id_for
+from shared.topics import dead_letter_topic
+from tests.factories import order_request
+from tests.infra import KafkaUnderTest, PostgresUnderTest
+from tests.integration.harness import messages_about, send_raw, service_running
+
+pytestmark = pytest.mark.integration
+
+EUR = Money(amount_minor=1500, currency="EUR")
+Record = Any  # aiokafka's ConsumerRecord (aiokafka ships no type information)
+
+
+async def produce(kafka: KafkaUnderTest, topic: str, value: bytes, key: bytes) -> tuple[int, int]:
+    """Publish raw bytes as any producer might; the (partition, offset) they got."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+    return int(sent.partition), int(sent.offset)
+
+
+async def records_where(
+    kafka: KafkaUnderTest,
+    topic: str,
+    wanted: Callable[[Record], bool],
+    *,
+    count: int = 1,
+    within: float = 30.0,
+) -> list[Record]:
+    """The records of `topic` (read from the beginning) that `wanted` picks, once `count` are."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[Record] = []
+    try:
+        async with asyncio.timeout(within):
+            while len(found) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                found += [r for records in batch.values() for r in records if wanted(r)]
+    except TimeoutError:
+        raise AssertionError(f"{len(found)} of {count} records on {topic}") from None
+    finally:
+        await consumer.stop()
+    return found
+
+
+def headers_of(record: Record) -> dict[str, str]:
+    return {key: value.decode() for key, value in record.headers}
+
+
+async def dead_letter_of(kafka: KafkaUnderTest, topic: str, value: bytes) -> Record:
+    [record] = await records_where(kafka, dead_letter_topic(topic), lambda r: r.value == value)
+    return record
+
+
+@pytest.fixture
+async def undecodable(kafka: KafkaUnderTest) -> AsyncIterator[list[tuple[str, int, int]]]:
+    """Where a test wrote bytes that are not JSON to a saga topic: deleted afterwards,
+    because the topic readers of other tests (tests/integration/harness.py
+    messages_about) parse every record of a topic as JSON. Only on a broker this
+    session owns: a broker given by KAFKA_BOOTSTRAP_SERVERS is left as it is."""
+    written: list[tuple[str, int, int]] = []
+    yield written
+    if not written or kafka.description.startswith("external"):
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        up_to: dict[TopicPartition, int] = {}
+        for topic, partition, offset in written:
+            tp = TopicPartition(topic, partition)
+            up_to[tp] = max(up_to.get(tp, 0), offset + 1)
+        await admin.delete_records({tp: RecordsToDelete(end) for tp, end in up_to.items()})
+    finally:
+        await admin.close()
+
+
+async def test_what_orders_cannot_process_is_dead_lettered_and_the_partition_moves_on(
+    kafka: KafkaUnderTest,
+    postgres: PostgresUnderTest,
+    undecodable: list[tuple[str, int, int]],
+) -> None:
+    request = order_request()
+    order_id = order_id_for(request["request_id"])
+    key = request["iccid"].encode()  # one line: everything below shares one partition per topic
+    marker = uuid.uuid4().hex
+
+    def captured(**fields: Any) -> dict[str, Any]:
+        ids = {"order_id": uuid.uuid4(), "iccid": request["iccid"]}
+        event = PaymentCaptured(**ids, amount=EUR, fee=EUR, provider_reference=f"p-{marker}")
+        return {**event.model_dump(mode="json"), **fields}
+
+    bad_events = {
+        "undecodable": f"not json {marker} ".encode() + b"\xff\xfe\x00",
+        "schema_invalid": json.dumps({"type": "PaymentCaptured", "marker": marker}).encode(),
+        "unknown_schema_version": json.dumps(captured(schema_version=99)).encode(),
+        "business_rule": json.dumps(captured()).encode(),  # about an order that does not exist
+    }
+    bad_command = f"{{not json {marker}".encode()
+
+    async with service_running(build_app, "orders", kafka, postgres):
+        command_at = await produce(kafka, topics.ORDERS_COMMANDS, bad_command, key)
+        undecodable.append((topics.ORDERS_COMMANDS, *command_at))
+        events_at = {
+            reason: await produce(kafka, topics.PAYMENTS_EVENTS, body, key)
+            for reason, body in bad_events.items()
+        }
+        undecodable.append((topics.PAYMENTS_EVENTS, *events_at["undecodable"]))
+
+        # A valid order placed after them, and its payment, behind them on their partitions.
+        placed_at = await produce(kafka, topics.ORDERS_COMMANDS, json.dumps(request).encode(), key)
+        [charge] = await messages_about(kafka, topics.PAYMENTS_COMMANDS, order_id)
+        amount, fee = Money.model_validate(charge["amount"]), Money.model_validate(charge["fee"])
+        paid = PaymentCaptured(
+            order_id=order_id, iccid=request["iccid"], amount=amount, fee=fee,
+            provider_reference=f"p-{marker}",
+        )  # fmt: skip
+        paid_at = await produce(kafka, topics.PAYMENTS_EVENTS, paid.model_dump_json().encode(), key)
+        [top_up] = await messages_about(kafka, topics.PROVISIONING_COMMANDS, order_id)
+
+        dead_command = await dead_letter_of(kafka, topics.ORDERS_COMMANDS, bad_command)
+        dead_events = {
+            reason: await dead_letter_of(kafka, topics.PAYMENTS_EVENTS, body)
+            for reason, body in bad_events.items()
+        }
+
+    assert top_up["idempotency_key"] == f"{order_id}:topup"
+    assert placed_at[0] == command_at[0]
+    assert placed_at[1] > command_at[1]
+    for reason, (partition, offset) in events_at.items():
+        assert paid_at[0] == partition, reason
+        assert paid_at[1] > offset, reason
+
+    expected = [(topics.ORDERS_COMMANDS, "undecodable", bad_command, command_at, dead_command)]
+    expected += [
+        (topics.PAYMENTS_EVENTS, reason, body, events_at[reason], dead_events[reason])
+        for reason, body in bad_events.items()
+    ]
+    for source, reason, body, (partition, offset), dead in expected:
+        headers = headers_of(dead)
+        assert headers["dlq.reason"] == reason, headers
+        assert dead.value == body
+        assert dead.key == key
+        assert headers["dlq.source.topic"] == source
+        assert headers["dlq.source.partition"] == str(partition)
+        assert headers["dlq.source.offset"] == str(offset)
+        assert headers["dlq.consumer"] == "orders"
+        assert headers["dlq.error"]
+        assert headers["dlq.failed_at"]
+
+
+async def topup_cli(kafka: KafkaUnderTest, *args: str) -> str:
+    """Run `topup ARGS` as an operator would, against the test broker."""
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "COLUMNS": "300"}
+    # The commands run asyncio.run themselves: off this test's event loop.
+    result = await asyncio.to_thread(CliRunner().invoke, topup, list(args), env=env)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result.output
+
+
+async def test_dlq_list_shows_a_dead_letter_and_replay_delivers_it_once_its_order_exists(
+    kafka: KafkaUnderTest, postgres: PostgresUnderTest
+) -> None:
+    request = order_request()
+    order_id = order_id_for(request["request_id"])
+    key = request["iccid"].encode()
+    early = PaymentCaptured(
+        order_id=order_id, iccid=request["iccid"], amount=EUR, fee=EUR,
+        provider_reference=f"early-{uuid.uuid4().hex}",
+    )  # fmt: skip
+    body = early.model_dump_json().encode()
+    dlt = dead_letter_topic(topics.PAYMENTS_EVENTS)
+
+    async with service_running(build_app, "orders", kafka, postgres):
+        # The capture arrives before its order: no such order yet, so it is dead-lettered.
+        await produce(kafka, topics.PAYMENTS_EVENTS, body, key)
+        dead = await dead_letter_of(kafka, topics.PAYMENTS_EVENTS, body)
+        where = ["--topic", dlt, "--partition", str(dead.partition), "--offset", str(dead.offset)]
+
+        listing = await topup_cli(
+            kafka, "dlq", "list", "--topic", topics.PAYMENTS_EVENTS, "--limit", "100000"
+        )
+        [row] = [line for line in listing.splitlines() if f"{dead.partition}/{dead.offset}" in line]
+        assert dlt in row
+        assert "business_rule" in row
+        assert request["iccid"] in row
+        assert f"{topics.PAYMENTS_EVENTS}[{headers_of(dead)['dlq.source.partition']}]" in row
+        everything = await topup_cli(kafka, "dlq", "list", "--limit", "100000")
+        assert request["iccid"] in everything
+
+        await send_raw(kafka, topics.ORDERS_COMMANDS, request)
+        await messages_about(kafka, topics.PAYMENTS_COMMANDS, order_id)  # placed, awaiting payment
+
+        replayed = await topup_cli(kafka, "dlq", "replay", *where, "--yes")
+        assert f"replayed {dlt}:{dead.partition}:{dead.offset}" in replayed
+        [top_up] = await messages_about(kafka, topics.PROVISIONING_COMMANDS, order_id)
+        [again] = await records_where(
+            kafka,
+            topics.PAYMENTS_EVENTS,
+            lambda r: r.value == body and "dlq.replayed_from" in headers_of(r),
+        )
+
+        # Replaying it again, or every business-rule dead letter, changes nothing more.
+        await topup_cli(kafka, "dlq", "replay", *where, "--yes")
+        everything_again = await topup_cli(
+            kafka, "dlq", "replay", "--all", "--topic", topics.PAYMENTS_EVENTS,
+            "--reason", "business_rule", "--yes",
+        )  # fmt: skip
+        top_ups = await messages_about(kafka, topics.PROVISIONING_COMMANDS, order_id, settle=3.0)
+
+    assert top_up["idempotency_key"] == f"{order_id}:topup"
+    assert again.key == key
+    assert headers_of(again)["dlq.replayed_from"] == f"{dlt}:{dead.partition}:{dead.offset}"
+    assert not any(h.startswith("dlq.source") for h in headers_of(again))
+    assert "replayed" in everything_again
+    assert len(top_ups) == 1

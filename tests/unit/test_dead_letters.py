@@ -1,0 +1,301 @@
+"""The DeadLetters middleware (shared/dead_letters.py) in memory: FastStream's
+TestKafkaBroker hands consumers a real aiokafka ConsumerRecord (topic, partition
+and offset included), so the middleware runs here exactly as on a broker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, TestKafkaBroker
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from typer.testing import CliRunner
+
+from services.cli.dead_letters import DeadLetter, dlt_of
+from services.cli.main import app as topup
+from services.orders import handlers as orders_handlers
+from services.orders.db import metadata as orders_metadata
+from services.orders.settings import OrdersSettings
+from shared import dead_letters, topics
+from shared.dead_letters import BusinessRuleViolation, MalformedMessage, classify
+from shared.events import Money, PaymentCaptured, PaymentsEvent, order_id_for
+from shared.kafka import SAGA_ACK_POLICY, build_broker, saga_subscriber
+from shared.settings import ServiceSettings
+from shared.topics import dead_letter_topic
+from tests.factories import order_request
+from tests.unit.harness import in_memory_service, running
+
+TOPIC = "unit.events.v1"
+DLT = dead_letter_topic(TOPIC)
+KEY = b"8944500102198304826"
+
+
+def captured(**changes: Any) -> dict[str, Any]:
+    euros = Money(amount_minor=1500, currency="EUR")
+    event = PaymentCaptured(
+        order_id=uuid.uuid4(), iccid=KEY.decode(), amount=euros, fee=euros,
+        provider_reference="sim_ch_1",
+    )  # fmt: skip
+    return {**event.model_dump(mode="json"), **changes}
+
+
+def validation_error(body: dict[str, Any]) -> ValidationError:
+    with pytest.raises(ValidationError) as caught:
+        PaymentCaptured.model_validate(body)
+    return caught.value
+
+
+def json_error() -> json.JSONDecodeError:
+    with pytest.raises(json.JSONDecodeError) as caught:
+        json.loads("{not json")
+    return caught.value
+
+
+def unicode_error() -> UnicodeDecodeError:
+    with pytest.raises(UnicodeDecodeError) as caught:
+        b"\xff\xfe\xfa".decode("utf-8")
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        pytest.param(json_error(), "undecodable", id="json-decode"),
+        pytest.param(unicode_error(), "undecodable", id="unicode-decode"),
+        pytest.param(validation_error({"type": "PaymentCaptured"}), "schema_invalid", id="schema"),
+        pytest.param(
+            validation_error(captured(schema_version=99)), "unknown_schema_version", id="version"
+        ),
+        pytest.param(MalformedMessage("no usable request_id"), "schema_invalid", id="malformed"),
+        pytest.param(BusinessRuleViolation("unknown order"), "business_rule", id="business-rule"),
+        pytest.param(OperationalError("SELECT 1", {}, Exception("db gone")), None, id="database"),
+        pytest.param(KafkaConnectionError("broker gone"), None, id="broker"),
+        pytest.param(TimeoutError(), None, id="timeout"),
+    ],
+)
+def test_classify_names_the_reason_or_none_when_a_retry_may_help(
+    error: BaseException, reason: str | None
+) -> None:
+    assert classify(error) == reason
+
+
+def test_an_unknown_version_wins_over_other_schema_errors() -> None:
+    error = validation_error({"type": "PaymentCaptured", "schema_version": 2})
+    assert classify(error) == "unknown_schema_version"
+
+
+async def raw_body(msg: KafkaMessage) -> bytes:
+    """A decoder that leaves the bytes alone, so a collector can take anything."""
+    return bytes(msg.body)
+
+
+@dataclass
+class Rig:
+    broker: KafkaBroker
+    dead: list[KafkaMessage]
+    handled: list[dict[str, Any]]
+    calls: list[object] = field(default_factory=list)
+    fail_with: Callable[[int], BaseException | None] = lambda _attempt: None
+
+    async def send(self, body: bytes) -> None:
+        await self.broker.publish(body, topic=TOPIC, key=KEY, headers={"event_id": "e-1"})
+
+
+@pytest.fixture
+async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+    monkeypatch.setattr(dead_letters, "RETRY_DELAYS_S", (0.001, 0.001, 0.001))
+    broker = build_broker(ServiceSettings(service_name="unit"))
+    router = KafkaRouter()
+    rig = Rig(broker, dead=[], handled=[])
+
+    @saga_subscriber(router, "unit", TOPIC)
+    async def consume(event: PaymentsEvent) -> None:
+        rig.calls.append(event)
+        if (error := rig.fail_with(len(rig.calls))) is not None:
+            raise error
+        rig.handled.append(event.model_dump(mode="json"))
+
+    @router.subscriber(DLT, group_id="unit-dlt", decoder=raw_body, ack_policy=SAGA_ACK_POLICY)
+    async def collect(msg: KafkaMessage) -> None:
+        rig.dead.append(msg)
+
+    broker.include_router(router)
+    async with TestKafkaBroker(broker):
+        yield rig
+
+
+def record_of(msg: KafkaMessage) -> Any:
+    """The aiokafka ConsumerRecord behind a (non-batch) message."""
+    assert not isinstance(msg.raw_message, tuple)
+    return msg.raw_message
+
+
+def only_dead_letter(rig: Rig) -> tuple[bytes, dict[str, str]]:
+    assert len(rig.dead) == 1, [m.headers for m in rig.dead]
+    [msg] = rig.dead
+    return bytes(msg.body), dict(msg.headers)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(b"not json \xff\x00", "undecodable", id="not-json"),
+        pytest.param(b"[" * 50_000 + b"]" * 50_000, "undecodable", id="nested-too-deep"),
+        pytest.param(b'{"type": "PaymentCaptured"}', "schema_invalid", id="missing-fields"),
+        pytest.param(b'["a", "list"]', "schema_invalid", id="not-an-object"),
+        pytest.param(
+            json.dumps(captured(type="OrderPlaced")).encode(), "schema_invalid", id="wrong-type"
+        ),
+        pytest.param(
+            json.dumps(captured(schema_version=99)).encode(), "unknown_schema_version", id="v99"
+        ),
+    ],
+)
+async def test_what_cannot_be_parsed_is_dead_lettered_at_once_with_its_bytes_and_origin(
+    rig: Rig, body: bytes, reason: str
+) -> None:
+    await rig.send(body)
+    value, headers = only_dead_letter(rig)
+    assert value == body
+    assert record_of(rig.dead[0]).key == KEY
+    assert headers["dlq.reason"] == reason
+    assert headers["dlq.source.topic"] == TOPIC
+    assert (headers["dlq.source.partition"], headers["dlq.source.offset"]) == ("0", "0")
+    assert headers["dlq.consumer"] == "unit"
+    assert headers["dlq.error"]
+    assert datetime.fromisoformat(headers["dlq.failed_at"]).tzinfo is not None
+    assert headers["event_id"] == "e-1", "the original headers travel along"
+    assert rig.calls == [], "the handler never saw it"
+    assert rig.handled == []
+
+
+async def test_a_broken_business_rule_is_dead_lettered_without_a_retry(rig: Rig) -> None:
+    rig.fail_with = lambda _attempt: BusinessRuleViolation("PaymentCaptured for unknown order")
+    body = json.dumps(captured()).encode()
+    await rig.send(body)
+    value, headers = only_dead_letter(rig)
+    assert value == body
+    assert headers["dlq.reason"] == "business_rule"
+    assert headers["dlq.error"] == "BusinessRuleViolation: PaymentCaptured for unknown order"
+    assert len(rig.calls) == 1
+
+
+async def test_a_transient_failure_is_retried_and_what_then_succeeds_is_not_dead_lettered(
+    rig: Rig,
+) -> None:
+    def twice(attempt: int) -> BaseException | None:
+        return (
+            OperationalError("INSERT", {}, Exception("database restarting"))
+            if attempt <= 2
+            else None
+        )
+
+    rig.fail_with = twice
+    body = captured()
+    await rig.send(json.dumps(body).encode())
+    assert len(rig.calls) == 3
+    assert rig.handled == [body]
+    assert rig.dead == []
+
+
+async def test_a_failure_that_persists_is_dead_lettered_once_as_retries_exhausted(
+    rig: Rig,
+) -> None:
+    rig.fail_with = lambda _attempt: KafkaConnectionError("broker unreachable")
+    body = json.dumps(captured()).encode()
+    await rig.send(body)
+    value, headers = only_dead_letter(rig)
+    assert value == body
+    assert headers["dlq.reason"] == "retries_exhausted"
+    assert headers["dlq.error"].startswith("KafkaConnectionError")
+    assert len(rig.calls) == len(dead_letters.RETRY_DELAYS_S) + 1
+    assert rig.handled == []
+
+
+async def test_when_the_dead_letter_topic_cannot_be_written_the_error_reaches_the_ack_policy(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish = rig.broker.publish
+
+    async def dead_letter_topic_down(*args: Any, **kwargs: Any) -> Any:
+        if str(kwargs.get("topic", "")).endswith(".dlt"):
+            raise KafkaConnectionError("dlt unavailable")
+        return await publish(*args, **kwargs)
+
+    monkeypatch.setattr(rig.broker, "publish", dead_letter_topic_down)
+    rig.fail_with = lambda _attempt: BusinessRuleViolation("unknown order")
+    with pytest.raises(KafkaConnectionError):
+        await publish(json.dumps(captured()).encode(), topic=TOPIC, key=KEY)
+    assert rig.dead == []
+
+
+async def test_a_dead_lettered_event_replayed_once_its_order_exists_is_processed(
+    tmp_path: Path,
+) -> None:
+    settings = OrdersSettings(payment_timeout_s=60)
+    async with in_memory_service(
+        "orders", orders_handlers.router, orders_metadata, tmp_path, settings
+    ) as service:
+        top_ups = service.watch(topics.PROVISIONING_COMMANDS)
+        dead: list[KafkaMessage] = []
+
+        @service.broker.subscriber(
+            dead_letter_topic(topics.PAYMENTS_EVENTS), group_id="unit-dlt", decoder=raw_body
+        )
+        async def collect(msg: KafkaMessage) -> None:
+            dead.append(msg)
+
+        request = order_request()
+        euros = Money(amount_minor=1500, currency="EUR")
+        early = PaymentCaptured(
+            order_id=order_id_for(request["request_id"]), iccid=request["iccid"], amount=euros,
+            fee=euros, provider_reference="sim_ch_early",
+        )  # fmt: skip
+        async with running(service.broker):
+            await service.send(topics.PAYMENTS_EVENTS, early)  # before its order: dead-lettered
+            assert [dict(m.headers)["dlq.reason"] for m in dead] == ["business_rule"]
+            await service.send(topics.ORDERS_COMMANDS, request)
+            await service.broker.publish(
+                bytes(dead[0].body),
+                topic=topics.PAYMENTS_EVENTS,
+                key=record_of(dead[0]).key,
+                headers={"dlq.replayed_from": f"{dead_letter_topic(topics.PAYMENTS_EVENTS)}:0:0"},
+            )
+            await service.relay()
+    assert len(top_ups) == 1
+
+
+def test_a_replay_carries_the_original_headers_and_where_it_came_from() -> None:
+    letter = DeadLetter(
+        topic="payments.events.v1.dlt", partition=2, offset=17, key=KEY, value=b"{}",
+        raw_headers=(("event_id", b"e-1"), ("dlq.reason", b"business_rule"),
+                     ("dlq.source.topic", b"payments.events.v1")),
+    )  # fmt: skip
+    assert letter.source == "payments.events.v1"
+    assert letter.replay_headers() == [
+        ("event_id", b"e-1"),
+        ("dlq.replayed_from", b"payments.events.v1.dlt:2:17"),
+    ]
+    assert dlt_of("payments.events.v1") == dlt_of("payments.events.v1.dlt")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param([], id="neither-offset-nor-all"),
+        pytest.param(["--all", "--topic", "t", "--offset", "3"], id="both"),
+        pytest.param(["--offset", "3"], id="offset-without-topic"),
+        pytest.param(["--topic", "t", "--offset", "3", "--reason", "x"], id="reason-without-all"),
+    ],
+)
+def test_dlq_replay_refuses_an_ambiguous_request_before_reaching_kafka(args: list[str]) -> None:
+    result = CliRunner().invoke(topup, ["dlq", "replay", *args])
+    assert result.exit_code == 2, result.output
