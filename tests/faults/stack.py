@@ -1,4 +1,4 @@
-"""The stack the faults are injected into: the real local broker, a fresh PostgreSQL
+"""The stack the faults are injected into: a broker of its own, a fresh PostgreSQL
 database per service, and two processes of every service sharing that database and
 its consumer groups, with the simulated outside world tuned to finish orders in seconds."""
 
@@ -9,12 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from deploy.local.kafka import LocalKafka, free_port
 from deploy.local.processes import SERVICES, ServiceProcess
 from tests.factories import random_iccid
-from tests.infra import KafkaUnderTest, PostgresUnderTest
+from tests.infra import PostgresUnderTest
 
 INSTANCES_PER_SERVICE = 2
 
@@ -65,22 +63,13 @@ class Stack:
         return self.broker.bootstrap_servers
 
 
-def the_local_broker(kafka: KafkaUnderTest) -> LocalKafka:
-    """The broker process the suite owns; an external or container broker cannot be
-    restarted from here, and a fault suite that skips its faults proves nothing."""
-    if kafka.local is None:
-        pytest.fail(
-            f"the fault suite restarts the broker, so it needs the local Kafka process, "
-            f"but the tests run on {kafka.description}; unset KAFKA_BOOTSTRAP_SERVERS "
-            f"and run without a Docker engine to get it"
-        )
-    return kafka.local
-
-
 async def start_stack(
-    kafka: KafkaUnderTest, postgres: PostgresUnderTest, log_dir: Path, suspended: list[str]
+    broker_dir: Path, postgres: PostgresUnderTest, log_dir: Path, suspended: list[str]
 ) -> Stack:
-    broker = the_local_broker(kafka)
+    """A broker of the suite's own (it kills and restarts it, and no consumer group or
+    message of an earlier test may mix with the run), six service processes on it."""
+    broker = LocalKafka(broker_dir)
+    await asyncio.to_thread(broker.start, 90.0)
     databases = {name: await postgres.create_database(f"faults_{name}") for name in SERVICES}
     instances = [
         ServiceProcess(
@@ -112,9 +101,7 @@ async def start_stack(
 def stop_stack(stack: Stack) -> None:
     for instance in stack.instances:
         instance.stop()
-    # Later tests of the session share the broker: leave it running whatever happened.
-    if not stack.broker.running:
-        stack.broker.start()
+    stack.broker.stop()
 
 
 def instance_label(instance: ServiceProcess) -> str:
