@@ -226,20 +226,22 @@ async def _answer_again(session: AsyncSession, request_id: str) -> list[Outgoing
     return None
 
 
-def _placed(row: Row[Any]) -> OrderPlaced:
-    def money(minor: int) -> Money:
-        return Money(amount_minor=minor, currency=row.currency)
+def _money(row: Row[Any], minor: int) -> Money:
+    """An amount of the order's currency (every amount of an order is in it)."""
+    return Money(amount_minor=minor, currency=row.currency)
 
+
+def _placed(row: Row[Any]) -> OrderPlaced:
     return OrderPlaced(
         order_id=row.order_id,
         iccid=row.iccid,
         request_id=row.request_id,
         package_id=row.package_id,
         catalog_version=row.catalog_version,
-        price=money(row.price_minor),
-        discount=money(row.discount_minor),
-        fee=money(row.fee_minor),
-        total=money(row.total_minor),
+        price=_money(row, row.price_minor),
+        discount=_money(row, row.discount_minor),
+        fee=_money(row, row.fee_minor),
+        total=_money(row, row.total_minor),
         promotion_code=row.promotion_code,
         bonus_mb=row.bonus_mb,
         payment_method=row.payment_method,
@@ -247,9 +249,6 @@ def _placed(row: Row[Any]) -> OrderPlaced:
 
 
 def _as_order(row: Row[Any]) -> saga.Order:
-    def money(minor: int) -> Money:
-        return Money(amount_minor=minor, currency=row.currency)
-
     return saga.Order(
         order_id=row.order_id,
         request_id=row.request_id,
@@ -260,10 +259,10 @@ def _as_order(row: Row[Any]) -> saga.Order:
         fair_use_mb=row.fair_use_mb,
         bonus_mb=row.bonus_mb,
         validity_days=row.validity_days,
-        total=money(row.total_minor),
-        fee=money(row.fee_minor),
+        total=_money(row, row.total_minor),
+        fee=_money(row, row.fee_minor),
         payment_method=row.payment_method,
-        captured=money(row.captured_minor) if row.captured_minor is not None else None,
+        captured=_money(row, row.captured_minor) if row.captured_minor is not None else None,
     )
 
 
@@ -354,7 +353,7 @@ async def orders_of_line(session: AsyncSession, iccid: str) -> list[dict[str, An
 
 def _summary(row: Row[Any]) -> dict[str, Any]:
     def money(minor: int | None) -> dict[str, Any] | None:
-        return None if minor is None else {"amount_minor": minor, "currency": row.currency}
+        return None if minor is None else _money(row, minor).model_dump()
 
     return {
         "order_id": row.order_id,
