@@ -23,6 +23,7 @@ from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
+from shared.metrics import DEAD_LETTERS
 from shared.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class DeadLetters(BaseMiddleware):
                 "dlq.failed_at": datetime.now(UTC).isoformat(),
             }
         )
+        DEAD_LETTERS.labels(source, reason).inc()
         broker = self.context.get("broker")
         await broker.publish(
             record.value or b"", topic=dead_letter_topic(source), key=record.key, headers=headers

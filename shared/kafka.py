@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.dead_letters import DeadLetters
 from shared.events import Message
+from shared.metrics import prometheus_middleware
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         logger=logging.getLogger(f"{settings.service_name}.kafka"),
-        middlewares=[DeadLetters],
+        # Outermost first: Prometheus sees every message, DeadLetters what fails.
+        middlewares=[prometheus_middleware(settings.service_name), DeadLetters],
     )
     # Handlers reach the settings and anything else the service shares through the context.
     for key, value in {"settings": settings, **context}.items():

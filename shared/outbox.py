@@ -48,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.kafka import Outgoing
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.worker import Runtime
 
 log = logging.getLogger(__name__)
@@ -120,10 +121,13 @@ def _wake_relay(_session: Any) -> None:
 
 async def relay(runtime: Runtime) -> None:
     """Publish staged messages as they commit, until cancelled."""
-    next_purge = datetime.now(UTC)
+    next_purge = next_gauge = datetime.now(UTC)
     while True:
         try:
             published = await drain(runtime.sessions, runtime.broker)
+            if datetime.now(UTC) >= next_gauge:  # at most once a poll, off the hot path
+                OUTBOX_BACKLOG.set(await backlog(runtime.sessions))
+                next_gauge = datetime.now(UTC) + timedelta(seconds=POLL_S)
             if datetime.now(UTC) >= next_purge:
                 await purge(runtime.sessions)
                 next_purge = datetime.now(UTC) + KEEP_PUBLISHED / 4
@@ -160,6 +164,7 @@ async def drain(sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker)
                 headers=json.loads(row.headers),
             )
         if rows:
+            OUTBOX_PUBLISHED.inc(len(rows))
             await session.execute(
                 update(outbox)
                 .where(outbox.c.id.in_([row.id for row in rows]))

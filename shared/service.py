@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import db, outbox
 from shared.kafka import build_broker, ensure_topics
 from shared.logs import configure_logging, uvicorn_log_config
+from shared.metrics import mount_metrics
 from shared.migrations import migrate
 from shared.settings import ServiceSettings
 from shared.worker import BackgroundTask, Runtime
@@ -73,6 +74,7 @@ def build_service_app(
     app.state.engine = engine
     app.state.sessions = sessions
     app.include_router(health_router)
+    mount_metrics(app)
     if http_router is not None:
         app.include_router(http_router)
     return app

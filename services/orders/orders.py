@@ -35,6 +35,7 @@ from shared.events import (
     order_id_for,
 )
 from shared.kafka import Outgoing
+from shared.metrics import ORDERS, RECONCILER, REJECTIONS, SAGA_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ async def expire_overdue(session: AsyncSession, now: datetime, limit: int = 100)
     )
     sent: list[Outgoing] = []
     for row in overdue.all():
+        RECONCILER.labels("order_expired").inc()
         sent += await apply_steps(session, row, saga.on_payment_deadline(_as_order(row), now))
     return sent
 
@@ -152,6 +154,7 @@ async def nudge_stuck(
         await session.execute(
             update(orders).where(orders.c.order_id == row.order_id).values(nudges=row.nudges + 1)
         )
+        RECONCILER.labels("saga_nudged").inc()
         sent += await apply_steps(session, row, saga.on_no_progress(_as_order(row)))
     return sent
 
@@ -174,6 +177,9 @@ async def apply_steps(session: AsyncSession, row: Row[Any], steps: list[Step]) -
             update(orders).where(orders.c.order_id == row.order_id).values(**values)
         )
         await _record(session, row.order_id, state, step.target, step.cause, now)
+        if step.target in saga.OUTCOMES and not step.note_only:
+            ORDERS.labels(step.target).inc()
+            SAGA_SECONDS.labels(step.target).observe((now - as_utc(row.created_at)).total_seconds())
         state = step.target
         sent += step.send
     return sent
@@ -195,6 +201,7 @@ async def _reject_unparsable(
 async def _reject(
     session: AsyncSession, request_id: str, iccid: str, rejected: Rejected, now: datetime
 ) -> list[Outgoing]:
+    REJECTIONS.labels(rejected.reason).inc()
     await insert_once(
         session,
         insert(rejected_requests).values(

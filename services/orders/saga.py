@@ -69,6 +69,8 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 }
 FINAL = frozenset(state for state, targets in TRANSITIONS.items() if not targets)
 """States where the saga is over. EXPIRED is not final: a late capture is refunded."""
+OUTCOMES = FINAL | {S.EXPIRED}
+"""How an order ends, as far as its customer sees (metrics, dashboards)."""
 
 
 def can_transition(current: OrderState, target: OrderState) -> bool:

@@ -53,6 +53,7 @@ from shared.events import (
     RefundPayment,
 )
 from shared.kafka import Outgoing
+from shared.metrics import REFUNDS
 from shared.outbox import staged
 
 log = logging.getLogger(__name__)
@@ -309,6 +310,7 @@ async def record_refund_answer(
     if updated is None:
         log.info("payment %s moved meanwhile; its refund is left to its mover", charge_key)
         return []
+    REFUNDS.labels("refunded").inc()
     await session.execute(
         update(refunds)
         .where(refunds.c.charge_key == charge_key)

@@ -21,6 +21,7 @@ from services.payments.provider import PaymentProvider
 from services.payments.settings import PaymentsSettings
 from services.payments.states import PaymentStatus
 from shared.kafka import Outgoing
+from shared.metrics import RECONCILER
 from shared.settings import specialise
 from shared.worker import Runtime, every
 
@@ -53,6 +54,7 @@ async def settle_due(
         due = await claim_due(session, now or datetime.now(UTC), limit, backoff)
     outgoing: list[Outgoing] = []
     for payment in due:
+        RECONCILER.labels(f"payment_{payment.status.value.lower()}_settled").inc()
         settle = (
             payments.settle_refund
             if payment.status is PaymentStatus.REFUND_PENDING

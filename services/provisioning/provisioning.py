@@ -41,6 +41,7 @@ from services.provisioning.topup_states import (
 from shared import topics
 from shared.events import LineToppedUp, TopUpFailed, TopUpLine
 from shared.kafka import Outgoing
+from shared.metrics import TOPUPS
 from shared.outbox import staged
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ async def record_outcome(
     if not moved:
         log.info("top-up %s moved on meanwhile; %r ignored", key, outcome)
         return []
+    TOPUPS.labels(move.status.value.lower()).inc()
     settled = await db.find_topup(session, key)
     return [] if settled is None else answer_for(settled)
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.provisioning import provisioning
 from services.provisioning.provisioning import Provisioner, provisioner_of
+from shared.metrics import RECONCILER
 from shared.worker import Runtime, every
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ async def settle_due(
     """
     due = await provisioning.claim_due(sessions, provisioner)
     for topup in due:
+        RECONCILER.labels(f"topup_{topup.status.value.lower()}_followed_up").inc()
         try:
             await provisioning.follow_up(sessions, provisioner, topup)
         except Exception:

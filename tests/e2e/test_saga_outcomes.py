@@ -93,6 +93,12 @@ async def test_a_paid_order_tops_the_line_up_and_completes(
     answers = await messages_about(kafka, topics.ORDERS_EVENTS, order_id, count=2)
     assert [a["type"] for a in answers] == ["OrderPlaced", "OrderCompleted"]
     assert answers[1]["data_mb"] == 5120 + 1024
+    async with httpx.AsyncClient() as client:
+        orders_metrics = (await client.get(f"{services['orders'].base_url}/metrics/")).text
+        topup_metrics = (await client.get(f"{services['provisioning'].base_url}/metrics/")).text
+    assert 'topup_orders_total{outcome="COMPLETED"}' in orders_metrics
+    assert 'topup_topups_total{outcome="applied"}' in topup_metrics
+    assert "faststream_received_messages_total" in orders_metrics
 
 
 async def test_a_declined_payment_fails_the_order_and_tops_nothing_up(

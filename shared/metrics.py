@@ -1,0 +1,42 @@
+"""Prometheus metrics: FastStream's own (messages consumed and published, durations,
+errors, per topic) plus the business ones below, served at /metrics by every service.
+
+Counters change after the transaction they describe has committed where that is
+cheap to arrange, else when the step runs (a rolled-back step then counts once more
+than it happened: metrics are for dashboards, the databases are the record).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_asgi_app
+
+ORDERS = Counter("topup_orders_total", "Orders by how they ended", ["outcome"])
+REJECTIONS = Counter("topup_order_rejections_total", "Refused order requests", ["reason"])
+SAGA_SECONDS = Histogram(
+    "topup_saga_duration_seconds",
+    "From placed to the end of the saga",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+TOPUPS = Counter("topup_topups_total", "Top-ups by outcome", ["outcome"])
+REFUNDS = Counter("topup_refunds_total", "Refunds answered by the provider", ["outcome"])
+DEAD_LETTERS = Counter(
+    "topup_dead_letters_total", "Messages sent to a dead-letter topic", ["topic", "reason"]
+)
+OUTBOX_BACKLOG = Gauge("topup_outbox_backlog", "Outbox rows not yet published")
+OUTBOX_PUBLISHED = Counter("topup_outbox_published_total", "Outbox rows published")
+RECONCILER = Counter(
+    "topup_reconciler_actions_total",
+    "What the background loops did: settled, retried, expired, nudged",
+    ["action"],
+)
+
+
+def prometheus_middleware(service: str) -> KafkaPrometheusMiddleware:
+    return KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service)
+
+
+def mount_metrics(app: FastAPI) -> None:
+    app.mount("/metrics", make_asgi_app(REGISTRY))
