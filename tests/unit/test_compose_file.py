@@ -1,12 +1,16 @@
 """deploy/compose.yaml cannot run here (no Docker engine), so it is checked by reading it."""
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
 
+import shared.metrics  # noqa: F401 - registers the business metrics
 from deploy.local.processes import SERVICES
 from shared.settings import REPO_ROOT, ServiceSettings
 
@@ -33,7 +37,9 @@ def kafka_internal_address(compose: dict[str, Any]) -> str:
 def test_the_stack_has_kafka_postgres_the_three_services_and_a_topic_ui(
     compose: dict[str, Any],
 ) -> None:
-    assert set(compose["services"]) == {"kafka", "postgres", "kafka-ui", *SERVICES}
+    assert set(compose["services"]) == {
+        "kafka", "postgres", "kafka-ui", "prometheus", "grafana", *SERVICES,
+    }  # fmt: skip
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
 
 
@@ -76,3 +82,26 @@ def test_the_topic_ui_reads_the_same_broker(compose: dict[str, Any]) -> None:
     env = compose["services"]["kafka-ui"]["environment"]
     assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == kafka_internal_address(compose)
     assert published_ports(compose["services"]["kafka-ui"]) == {8080: 8080}
+
+
+def test_prometheus_scrapes_every_service_where_it_serves_metrics(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    targets = set(job["static_configs"][0]["targets"])
+    ports = {name: compose["services"][name]["environment"]["HTTP_PORT"] for name in SERVICES}
+    assert targets == {f"{name}:{port}" for name, port in ports.items()}
+    assert job["metrics_path"] == "/metrics/"
+
+
+def test_the_grafana_dashboard_only_charts_metrics_the_services_export() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "topup.json").read_text())
+    # FastStream registers its own metrics lazily, on the first message: named here.
+    exported = {m.name for m in REGISTRY.collect()} | {"faststream_received_messages"}
+    charted = {
+        name.removesuffix("_total").removesuffix("_bucket")
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(topup_[a-z_]+|faststream_[a-z_]+)", target["expr"])
+    }
+    assert charted, "the dashboard charts nothing"
+    assert charted <= exported, f"charted but not exported: {charted - exported}"
