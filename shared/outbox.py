@@ -123,6 +123,8 @@ async def relay(runtime: Runtime) -> None:
     """Publish staged messages as they commit, until cancelled."""
     next_purge = next_gauge = datetime.now(UTC)
     while True:
+        # Cleared before draining, so a commit that lands while we drain wakes us again.
+        _wake.clear()
         try:
             published = await drain(runtime.sessions, runtime.broker)
             if datetime.now(UTC) >= next_gauge:  # at most once a poll, off the hot path
@@ -138,7 +140,6 @@ async def relay(runtime: Runtime) -> None:
             published = 0
             await asyncio.sleep(POLL_S)
         if published < BATCH:  # drained: sleep until a commit wakes us, or the poll
-            _wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_wake.wait(), POLL_S)
 
