@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.dead_letters import DeadLetters
 from shared.events import Message
+from shared.logs import LogContext
 from shared.metrics import prometheus_middleware
 from shared.settings import ServiceSettings
 
@@ -40,7 +41,7 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
         enable_idempotence=True,
         logger=logging.getLogger(f"{settings.service_name}.kafka"),
         # Outermost first: Prometheus sees every message, DeadLetters what fails.
-        middlewares=[prometheus_middleware(settings.service_name), DeadLetters],
+        middlewares=[prometheus_middleware(settings.service_name), LogContext, DeadLetters],
     )
     # Handlers reach the settings and anything else the service shares through the context.
     for key, value in {"settings": settings, **context}.items():
@@ -69,7 +70,11 @@ async def publish(broker: KafkaBroker, topic: str, message: Message) -> None:
         message.model_dump(mode="json"),
         topic=topic,
         key=message.iccid.encode(),
-        headers={"type": type(message).__name__, "event_id": str(message.event_id)},
+        headers={
+            "type": message.type,
+            "event_id": str(message.event_id),
+            "order_id": str(message.order_id),
+        },
     )
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from typing import Any
 
+from faststream import BaseMiddleware
+from faststream.message import StreamMessage
 from pythonjsonlogger.json import JsonFormatter
 
 _ICCID = re.compile(r"\b89\d{15,18}\b")
@@ -50,6 +53,7 @@ def configure_logging(service: str, level: str) -> None:
         )
     )
     handler.addFilter(MaskingFilter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -58,3 +62,34 @@ def configure_logging(service: str, level: str) -> None:
 def uvicorn_log_config() -> dict[str, Any]:
     """Let uvicorn's loggers go through the root handler above."""
     return {"version": 1, "disable_existing_loggers": False}
+
+
+# What the message being handled is about, for every log line written while handling it.
+_context: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("log_context", default=())
+
+
+class ContextFilter(logging.Filter):
+    """Adds the handled message's order id, event id, type and (masked) line to a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.get():
+            setattr(record, key, value)
+        return True
+
+
+class LogContext(BaseMiddleware):
+    """Binds the log context for one consumed message, from its key and headers only
+    (our publishers set type, event_id and order_id), so nothing is parsed twice."""
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        headers = msg.headers or {}
+        names: tuple[str, ...] = ("type", "event_id", "order_id")
+        fields = [(k, str(headers[k])) for k in names if k in headers]
+        key = getattr(msg.raw_message, "key", None)
+        if isinstance(key, bytes):
+            fields.append(("iccid", mask(key.decode(errors="replace"))))
+        token = _context.set(tuple(fields))
+        try:
+            return await call_next(msg)
+        finally:
+            _context.reset(token)

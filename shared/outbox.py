@@ -89,7 +89,13 @@ async def stage(session: AsyncSession, outgoing: Iterable[Outgoing]) -> int:
             "topic": topic,
             "key": message.iccid,
             "payload": message.model_dump_json(),
-            "headers": json.dumps({"type": message.type, "event_id": str(message.event_id)}),
+            "headers": json.dumps(
+                {
+                    "type": message.type,
+                    "event_id": str(message.event_id),
+                    "order_id": str(message.order_id),
+                }
+            ),
             "created_at": now,
         }
         for topic, message in outgoing

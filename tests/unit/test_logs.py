@@ -3,8 +3,11 @@ import json
 import logging
 
 import pytest
+from faststream.kafka import TestKafkaBroker
 
+from shared.kafka import build_broker
 from shared.logs import configure_logging, mask
+from shared.settings import ServiceSettings
 
 
 def test_phone_email_and_iccid_are_masked_wherever_they_appear() -> None:
@@ -40,3 +43,30 @@ def test_a_log_line_is_json_with_the_service_and_masked_arguments_and_tracebacks
     assert record["message"] == "refused +44*******123"
     assert "traveller@" not in out.getvalue()
     assert "t***@example.com" in out.getvalue()
+
+
+async def test_a_line_logged_while_handling_a_message_says_which_order_event_and_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    broker = build_broker(ServiceSettings(service_name="orders"))
+
+    @broker.subscriber("log-context-test", group_id="t")
+    async def handle(body: dict[str, str]) -> None:
+        logging.getLogger("handler").warning("handling %s", body["what"])
+
+    configure_logging("orders", "INFO")
+    try:
+        async with TestKafkaBroker(broker):
+            await broker.publish(
+                {"what": "it"},
+                topic="log-context-test",
+                key=b"8944500102198304826",
+                headers={"type": "PaymentCaptured", "event_id": "e-1", "order_id": "o-1"},
+            )
+    finally:
+        logging.getLogger().handlers[:] = []
+    line = next(json.loads(x) for x in out.getvalue().splitlines() if "handling it" in x)
+    assert (line["order_id"], line["event_id"], line["type"]) == ("o-1", "e-1", "PaymentCaptured")
+    assert line["iccid"] == "8944***********4826"
