@@ -64,18 +64,13 @@ def saga_subscriber(router: KafkaRouter, service_name: str, topic: str) -> Defau
     )
 
 
-async def publish(broker: KafkaBroker, topic: str, message: Message) -> None:
-    """Publish keyed by the line, so all messages of one line stay in order."""
-    await broker.publish(
-        message.model_dump(mode="json"),
-        topic=topic,
-        key=message.iccid.encode(),
-        headers={
-            "type": message.type,
-            "event_id": str(message.event_id),
-            "order_id": str(message.order_id),
-        },
-    )
+def message_headers(message: Message) -> dict[str, str]:
+    """What consumers and operators read without parsing the body (shared/logs.py)."""
+    return {
+        "type": message.type,
+        "event_id": str(message.event_id),
+        "order_id": str(message.order_id),
+    }
 
 
 async def ensure_topics(

@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.kafka import Outgoing
+from shared.kafka import Outgoing, message_headers
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.worker import Runtime
 
@@ -89,13 +89,7 @@ async def stage(session: AsyncSession, outgoing: Iterable[Outgoing]) -> int:
             "topic": topic,
             "key": message.iccid,
             "payload": message.model_dump_json(),
-            "headers": json.dumps(
-                {
-                    "type": message.type,
-                    "event_id": str(message.event_id),
-                    "order_id": str(message.order_id),
-                }
-            ),
+            "headers": json.dumps(message_headers(message)),
             "created_at": now,
         }
         for topic, message in outgoing

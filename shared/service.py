@@ -14,7 +14,6 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker, KafkaRouter
-from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db, outbox
@@ -31,8 +30,7 @@ HEALTH_TIMEOUT_S = 3.0
 def build_service_app(
     settings: ServiceSettings,
     *,
-    metadata: MetaData,
-    migrations: Path | None = None,
+    migrations: Path,
     kafka_router: KafkaRouter,
     topics: tuple[str, ...],
     http_router: APIRouter | None = None,
@@ -45,10 +43,7 @@ def build_service_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if migrations is not None:
-            await migrate(engine, migrations)
-        else:
-            await db.create_schema(engine, metadata)
+        await migrate(engine, migrations)
         await ensure_topics(settings.kafka_bootstrap_servers, topics)
         await broker.start()
         runtime = Runtime(settings, broker, sessions)

@@ -5,7 +5,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.orders import api, handlers
-from services.orders.db import metadata
 from services.orders.deadlines import deadline_sweeper
 from services.orders.settings import OrdersSettings
 from shared import topics
@@ -20,7 +19,6 @@ def settings() -> OrdersSettings:
 def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
     return build_service_app(
         specialise(service_settings, OrdersSettings),
-        metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,

@@ -6,7 +6,6 @@ from fastapi import FastAPI
 
 from services.payments import handlers
 from services.payments.context import provide
-from services.payments.db import metadata
 from services.payments.provider_simulator import ProviderSimulator
 from services.payments.settings import PaymentsSettings
 from services.payments.settler import settler
@@ -27,7 +26,6 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
     payments_settings = specialise(service_settings, PaymentsSettings)
     app = build_service_app(
         payments_settings,
-        metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,

@@ -7,7 +7,6 @@ from fastapi import FastAPI
 
 from services.provisioning import api, handlers
 from services.provisioning.carrier_simulator import simulator_for
-from services.provisioning.db import metadata
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.retrier import retry_and_settle
 from services.provisioning.settings import ProvisioningSettings
@@ -25,7 +24,6 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
     config = specialise(service_settings, ProvisioningSettings)
     app = build_service_app(
         config,
-        metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,

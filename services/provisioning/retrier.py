@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 
-from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.provisioning import provisioning
@@ -21,17 +20,15 @@ async def retry_and_settle(runtime: Runtime) -> None:
     provisioner = provisioner_of(runtime.broker)
 
     async def step() -> int:
-        return await settle_due(runtime.broker, runtime.sessions, provisioner)
+        return await settle_due(runtime.sessions, provisioner)
 
     await every(provisioner.retry.interval_s, step, "provisioning retrier")
 
 
-async def settle_due(
-    broker: KafkaBroker, sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner
-) -> int:
+async def settle_due(sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner) -> int:
     """One pass; returns how many top-ups were due.
 
-    Each answer is published as soon as its transaction has committed. A top-up whose
+    Each answer goes to the outbox in the transaction that records it. A top-up whose
     step fails is logged and left for its lease to run out: it must not hold back the
     others (a poison row is as bad as a poison message).
     """

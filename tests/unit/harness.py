@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import db, outbox
 from shared.events import Message
-from shared.kafka import build_broker, publish
+from shared.kafka import build_broker, message_headers
 from shared.settings import ServiceSettings
 
 
@@ -37,7 +37,13 @@ class InMemoryService:
     async def send(self, topic: str, message: Message | dict[str, Any]) -> None:
         """Publish a message (or a raw body, as a careless publisher might)."""
         if isinstance(message, Message):
-            await publish(self.broker, topic, message)
+            # As the outbox relay publishes: keyed by the line, with the message headers.
+            await self.broker.publish(
+                message.model_dump(mode="json"),
+                topic=topic,
+                key=message.iccid.encode(),
+                headers=message_headers(message),
+            )
         else:
             await self.broker.publish(message, topic=topic, key=str(message.get("iccid")).encode())
         await self.relay()

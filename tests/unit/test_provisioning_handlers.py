@@ -49,7 +49,7 @@ class Provisioning:
 
     async def retrier_pass(self, after_s: float = 0.0) -> int:
         self.clock.advance(after_s)
-        due = await settle_due(self.service.broker, self.service.sessions, self.provisioner)
+        due = await settle_due(self.service.sessions, self.provisioner)
         await self.service.relay()  # what the outbox relay does after the pass commits
         return due
 
