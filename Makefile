@@ -5,9 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA_JARS := var/kafka/libs/.fetched
+NODE_TOOLS := tests/node/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars run test test-unit test-integration test-e2e test-faults test-fuzz lint format clean migration
+.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz lint format clean migration
 
 help:
 	@echo "make run          start Kafka and the three services (DB=postgres for PostgreSQL)"
@@ -34,10 +35,17 @@ $(KAFKA_JARS): deploy/kafka/pom.xml | prerequisites $(STAMP)
 
 kafka-jars: $(KAFKA_JARS)
 
+# The standard AsyncAPI parser (Node), pinned by package-lock.json; the tests validate docs/ with it.
+$(NODE_TOOLS): tests/node/package-lock.json | prerequisites
+	cd tests/node && npm ci --no-audit --no-fund --silent
+	touch $@
+
+node-tools: $(NODE_TOOLS)
+
 run: install prerequisites kafka-jars
 	$(PY) -m deploy.local.stack
 
-test: install prerequisites kafka-jars
+test: install prerequisites kafka-jars node-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the local stack needs when they are missing:
-# a JDK and Maven (to fetch and run Kafka) and PostgreSQL's server binaries.
+# a JDK and Maven (to fetch and run Kafka), PostgreSQL's server binaries,
+# Chromium (the dashboard's browser tests) and Node.js (the AsyncAPI parser).
 # Debian/Ubuntu only; elsewhere it says what to install and stops.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
   || missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
