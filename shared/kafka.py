@@ -13,6 +13,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.subscriber.usecase import DefaultSubscriber
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import tracing
 from shared.dead_letters import DeadLetters
 from shared.events import Message
 from shared.logs import LogContext
@@ -40,8 +41,14 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         logger=logging.getLogger(f"{settings.service_name}.kafka"),
-        # Outermost first: Prometheus sees every message, DeadLetters what fails.
-        middlewares=[prometheus_middleware(settings.service_name), LogContext, DeadLetters],
+        # Outermost first: Prometheus sees every message, tracing (when on) spans the
+        # handling and the retries, LogContext binds what is logged, DeadLetters what fails.
+        middlewares=[
+            prometheus_middleware(settings.service_name),
+            *tracing.middlewares(settings),
+            LogContext,
+            DeadLetters,
+        ],
     )
     # Handlers reach the settings and anything else the service shares through the context.
     for key, value in {"settings": settings, **context}.items():

@@ -15,6 +15,7 @@ from typing import Any
 
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 _ICCID = re.compile(r"\b89\d{15,18}\b")
@@ -69,11 +70,16 @@ _context: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("log_context", de
 
 
 class ContextFilter(logging.Filter):
-    """Adds the handled message's order id, event id, type and (masked) line to a record."""
+    """Adds the handled message's order id, event id, type and (masked) line to a record,
+    and, when tracing is on (shared/tracing.py), the trace and span it was written in."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in _context.get():
             setattr(record, key, value)
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            record.trace_id = trace.format_trace_id(span.trace_id)
+            record.span_id = trace.format_span_id(span.span_id)
         return True
 
 

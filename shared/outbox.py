@@ -47,6 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import tracing
 from shared.kafka import Outgoing, message_headers
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.worker import Runtime
@@ -89,7 +90,7 @@ async def stage(session: AsyncSession, outgoing: Iterable[Outgoing]) -> int:
             "topic": topic,
             "key": message.iccid,
             "payload": message.model_dump_json(),
-            "headers": json.dumps(message_headers(message)),
+            "headers": json.dumps(tracing.staged_headers(message_headers(message), topic, message)),
             "created_at": now,
         }
         for topic, message in outgoing
@@ -158,12 +159,11 @@ async def drain(sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker)
             )
         ).all()
         for row in rows:
-            await broker.publish(
-                json.loads(row.payload),
-                topic=row.topic,
-                key=row.key.encode(),
-                headers=json.loads(row.headers),
-            )
+            headers = json.loads(row.headers)
+            with tracing.continued(headers):  # the trace that staged it, not a new one
+                await broker.publish(
+                    json.loads(row.payload), topic=row.topic, key=row.key.encode(), headers=headers
+                )
         if rows:
             OUTBOX_PUBLISHED.inc(len(rows))
             await session.execute(

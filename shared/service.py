@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker, KafkaRouter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import db, outbox
+from shared import db, outbox, tracing
 from shared.kafka import build_broker, ensure_topics
 from shared.logs import configure_logging, uvicorn_log_config
 from shared.metrics import mount_metrics
@@ -62,6 +62,7 @@ def build_service_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
             await engine.dispose()
+            tracing.stop()  # exports the spans still buffered
 
     app = FastAPI(title=f"{settings.service_name} service", lifespan=lifespan)
     app.state.settings = settings

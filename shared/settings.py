@@ -29,6 +29,12 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str = "INFO"
+    # Tracing (shared/tracing.py, docs/tracing.md): off unless TRACING_ENABLED=true; then
+    # spans go to OTLP/HTTP when the standard OTEL_EXPORTER_OTLP_ENDPOINT is set, else
+    # as JSON lines to TRACING_FILE, else to stdout.
+    tracing_enabled: bool = False
+    tracing_file: str = ""
+    otel_exporter_otlp_endpoint: str = ""
 
     @property
     def port(self) -> int:
