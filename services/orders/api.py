@@ -1,11 +1,14 @@
-"""Orders' HTTP read API: an order (state and timeline) and the orders of a line."""
+"""Orders' HTTP read API: an order (state and timeline), the orders of a line, and the
+sagas by state with the stuck ones (for operators: it needs an operator's token)."""
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from services.orders import orders
+from services.orders import orders, sagas
+from shared.access import Operator
 
 router = APIRouter()
 
@@ -38,3 +41,16 @@ async def orders_of_line(
     async with request.app.state.sessions() as session:
         history = await orders.orders_of_line(session, iccid)
     return {"iccid": iccid, "orders": history}
+
+
+@router.get("/sagas")
+async def saga_overview(
+    request: Request,
+    _operator: Operator,
+    stuck_after_s: float = Query(default=30.0, gt=0, description="no transition for this long"),
+) -> dict[str, Any]:
+    """How many sagas are in each state, and those stuck: not ended, not moving."""
+    async with request.app.state.sessions() as session:
+        return await sagas.saga_overview(
+            session, datetime.now(UTC), timedelta(seconds=stuck_after_s)
+        )

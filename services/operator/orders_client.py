@@ -1,0 +1,56 @@
+"""How the operator asks the orders service: its read API over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class OrdersClient:
+    """One connection pool to orders, opened and closed with the app."""
+
+    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=10, transport=transport)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str, **params: Any) -> dict[str, Any] | None:
+        """The body of a GET, or None on 404."""
+        response = await self._http.get(path, params=params)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def order(self, order_id: str) -> dict[str, Any] | None:
+        return await self._get(f"/orders/{order_id}")
+
+    async def by_request(self, request_id: str) -> dict[str, Any] | None:
+        """The order a request made, or the rejection it got (state REJECTED)."""
+        return await self._get("/orders", request_id=request_id)
+
+    async def of_line(self, iccid: str) -> list[dict[str, Any]]:
+        """The line's orders, newest first, without their transitions."""
+        found = await self._get(f"/lines/{iccid}/orders")
+        return list(found["orders"]) if found else []
+
+    async def sagas(self, authorization: str, stuck_after_s: float) -> httpx.Response:
+        """Orders' saga overview, asked with the caller's own token (orders checks it too)."""
+        return await self._http.get(
+            "/sagas",
+            params={"stuck_after_s": stuck_after_s},
+            headers={"Authorization": authorization},
+        )
+
+    async def healthy(self) -> dict[str, Any]:
+        try:
+            response = await self._http.get("/health", timeout=3)
+        except httpx.HTTPError as error:
+            return {"ok": False, "url": self.base_url, "error": repr(error)}
+        if response.status_code != 200:
+            return {"ok": False, "url": self.base_url, "error": f"HTTP {response.status_code}"}
+        return {"ok": True, "url": self.base_url}
