@@ -1,0 +1,568 @@
+"""The event contract as an AsyncAPI 3.0 document, generated from the code.
+
+    python -m shared.asyncapi                     # writes docs/asyncapi.yaml
+    python -m shared.asyncapi --check             # exit 1 when docs/asyncapi.yaml is stale
+    python -m shared.asyncapi --update-snapshots  # and the schema snapshots, if additive
+    python -m shared.asyncapi --update-snapshots --allow-breaking
+
+Sources: the topics and which messages each carries (shared/topics.py), the pydantic
+models (shared/events.py: their JSON schemas, docstrings and field descriptions),
+the headers every publish writes (shared/kafka.py `message_headers`), and the
+subscribers of each service's router (topic, consumer group, ack policy).
+
+Why not FastStream's own generator: it documents the subscribers only. Our services
+publish through the outbox relay, not through declared publishers, so it misses every
+send, the topics nobody in this repository consumes (orders.events.v1 and the
+dead-letter topics), the Kafka key and the headers.
+
+How the contract evolves, and what counts as additive: docs/contract.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import importlib
+import inspect
+import json
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared import events, topics
+from shared.kafka import DEFAULT_PARTITIONS, message_headers
+from shared.schema_compatibility import Change, breaking, compare_snapshots
+from shared.settings import REPO_ROOT, ServiceSettings
+
+DOCUMENT: Final = REPO_ROOT / "docs" / "asyncapi.yaml"
+SNAPSHOTS: Final = REPO_ROOT / "tests" / "contract" / "snapshots"
+SERVICES: Final = ("orders", "payments", "provisioning")  # each has handlers.router
+INTERNAL_SYSTEMS: Final = "internal-systems"  # storefront, app, customer care, `topup order`
+OPERATORS: Final = "operators"  # `topup dlq`, the operator dashboard
+BINDING_VERSION: Final = "0.5.0"
+
+# Who sends each command topic; events are sent by the owner their name starts with.
+COMMAND_SENDERS: Final = {
+    topics.ORDERS_COMMANDS: INTERNAL_SYSTEMS,
+    topics.PAYMENTS_COMMANDS: "orders",  # the saga's orchestrator
+    topics.PROVISIONING_COMMANDS: "orders",
+}
+# Readers outside this repository, by topic.
+EXTERNAL_RECEIVERS: Final = {topics.ORDERS_EVENTS: INTERNAL_SYSTEMS}
+
+ICCID_KEY: Final = {
+    "type": "string",
+    "description": "The line's ICCID (ITU-T E.118, 19-20 digits starting 89), as UTF-8: every "
+    "message about one line is in one partition, in order.",
+}
+# Every header `message_headers` writes must be described here (the generator refuses
+# to run otherwise); the optional ones come from the libraries.
+HEADERS: Final = {
+    "type": {"type": "string", "description": "The message's name, as in the payload's `type`."},
+    "event_id": {
+        "type": "string",
+        "format": "uuid",
+        "description": "The payload's `event_id`: consumers drop a message whose id they have "
+        "acted on already (shared/inbox.py).",
+    },
+    "order_id": {
+        "type": "string",
+        "format": "uuid",
+        "description": "The saga's id, the payload's `order_id`.",
+    },
+}
+OPTIONAL_HEADERS: Final = {
+    "traceparent": {
+        "type": "string",
+        "description": "W3C trace context of the publishing span, when tracing is on.",
+    },
+    "content-type": {"type": "string", "description": "Set by FastStream: application/json."},
+    "correlation_id": {"type": "string", "description": "Set by FastStream; not relied upon."},
+}
+DEAD_LETTER_HEADERS: Final = {
+    "dlq.source.topic": {"type": "string", "description": "The topic the message came from."},
+    "dlq.source.partition": {
+        "type": "string",
+        "pattern": "^[0-9]+$",
+        "description": "Its partition there, in decimal.",
+    },
+    "dlq.source.offset": {
+        "type": "string",
+        "pattern": "^[0-9]+$",
+        "description": "Its offset there, in decimal.",
+    },
+    "dlq.reason": {
+        "type": "string",
+        "description": "Why it was set aside: undecodable, schema_invalid, "
+        "unknown_schema_version, business_rule (dead-lettered at once) or retries_exhausted "
+        "(a failure that persisted through the retries).",
+    },
+    "dlq.error": {
+        "type": "string",
+        "maxLength": 2000,
+        "description": "The error, `ExceptionType: message`, at most 2,000 characters.",
+    },
+    "dlq.consumer": {"type": "string", "description": "The service that could not process it."},
+    "dlq.failed_at": {
+        "type": "string",
+        "format": "date-time",
+        "description": "When it was dead-lettered (ISO 8601, UTC).",
+    },
+}
+
+_READS: Final = ", ".join(str(v) for v in sorted(events.SUPPORTED_SCHEMA_VERSIONS))
+GUARANTEES: Final = f"""\
+Data-SIM and eSIM top-ups: the orders, payments and provisioning services run a saga
+over these topics. Every application of the system is in this one document; each
+operation is tagged with the application that performs it.
+
+- **Key = ICCID.** Every message is keyed by the line's ICCID, so everything about one
+  line is in one partition, in order. Topics have {DEFAULT_PARTITIONS} partitions.
+- **Envelope.** Every message carries `type` (its name), `event_id`, `occurred_at`,
+  `schema_version` (this code reads {_READS}), `order_id` (the saga's id) and `iccid`;
+  the headers repeat `type`, `event_id` and `order_id`.
+- **Idempotency.** `order_id = uuid5(ORDER_NAMESPACE, request_id)` with ORDER_NAMESPACE
+  {events.ORDER_NAMESPACE}: the same request published twice is one order,
+  and the duplicate gets the same answer.
+  Consumers deduplicate by `event_id` in the transaction of their effect and commit
+  their offset only afterwards: delivery is at least once, the effect exactly once.
+- **Outbox.** Services publish what a transaction decided only after it committed
+  (a transactional outbox, relayed in order by an idempotent producer, acks=all).
+- **Dead letters.** What a consumer cannot process goes to `<topic>.dlt` with its
+  original bytes, key and headers plus `dlq.*` headers saying why; it can be replayed.
+- **Money** is integer minor units plus an ISO 4217 currency, never a float.
+- **Evolution.** Changes are additive only (a new optional field, a new message type);
+  a breaking change is a new `schema_version` or a new `.v2` topic (docs/contract.md).
+  The version's build part fingerprints the message schemas.
+"""
+
+
+Snapshots = dict[str, dict[str, Any]]
+"""JSON schemas by topic: {"topic", "key", "headers", "messages": {name: schema}}."""
+
+
+class ContractError(Exception):
+    """The code's contract cannot be documented as it stands."""
+
+
+# --- what the code says ------------------------------------------------------------
+
+
+def models_on(topic: str) -> list[type[BaseModel]]:
+    names = topics.MESSAGES_ON.get(topic)
+    if not names:
+        raise ContractError(f"{topic} is in ALL_TOPICS but MESSAGES_ON names no message for it")
+    models = {name: getattr(events, name, None) for name in names}
+    found = [m for m in models.values() if inspect.isclass(m) and issubclass(m, BaseModel)]
+    if len(found) < len(names):
+        unknown = [name for name, model in models.items() if model not in found]
+        raise ContractError(f"MESSAGES_ON[{topic!r}] names no model in shared/events.py: {unknown}")
+    return found
+
+
+def source_of(dead_letter_topic: str) -> str | None:
+    source = dead_letter_topic.removesuffix(".dlt")
+    return source if topics.dead_letter_topic(source) == dead_letter_topic else None
+
+
+def subscriptions() -> dict[str, list[tuple[str, str, str]]]:
+    """(service, consumer group, ack policy) of every subscriber, by topic."""
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for service in SERVICES:
+        router = importlib.import_module(f"services.{service}.handlers").router
+        for subscriber in router.subscribers:
+            for topic in subscriber.topic_names:
+                policy = getattr(subscriber.ack_policy, "name", str(subscriber.ack_policy))
+                found.setdefault(topic, []).append((service, str(subscriber.group_id), policy))
+    return {topic: sorted(subs) for topic, subs in found.items()}
+
+
+def senders_of(topic: str) -> str:
+    owner, kind, _version = topic.split(".")
+    if kind == "events":
+        return owner
+    if topic in COMMAND_SENDERS:
+        return COMMAND_SENDERS[topic]
+    raise ContractError(f"who sends {topic}? add it to COMMAND_SENDERS in shared/asyncapi.py")
+
+
+def header_names() -> list[str]:
+    """The headers every publish writes, read off `message_headers` itself."""
+    sample = events.Message.model_construct(
+        type="Sample", order_id=events.ORDER_NAMESPACE, iccid="89"
+    )
+    names = list(message_headers(sample))
+    undocumented = [name for name in names if name not in HEADERS]
+    if undocumented:
+        raise ContractError(f"describe the headers {undocumented} in shared/asyncapi.py HEADERS")
+    return names
+
+
+def headers_schema() -> dict[str, Any]:
+    names = header_names()
+    return {
+        "type": "object",
+        "properties": {**{n: HEADERS[n] for n in names}, **OPTIONAL_HEADERS},
+        "required": names,
+    }
+
+
+def dead_letter_headers_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "The original message's headers, as they were, plus where it came "
+        "from and why it could not be processed.",
+        "properties": {**DEAD_LETTER_HEADERS, **headers_schema()["properties"]},
+        "required": list(DEAD_LETTER_HEADERS),
+    }
+
+
+DEAD_LETTER_PAYLOAD: Final = {
+    "description": "The original bytes, unchanged: maybe not JSON, maybe not any schema.",
+}
+
+
+# --- snapshots: the schemas the compatibility check compares -------------------------
+
+
+def snapshots() -> Snapshots:
+    """Per topic: the schemas of its key, headers and messages (self-contained)."""
+    taken: Snapshots = {}
+    for topic in topics.ALL_TOPICS:
+        if source_of(topic) is not None:
+            headers, messages = dead_letter_headers_schema(), {"DeadLetter": DEAD_LETTER_PAYLOAD}
+        else:
+            headers = headers_schema()
+            messages = {m.__name__: m.model_json_schema() for m in models_on(topic)}
+        taken[topic] = {"topic": topic, "key": ICCID_KEY, "headers": headers, "messages": messages}
+    return taken
+
+
+def read_snapshots(directory: Path | None = None) -> Snapshots:
+    return {
+        path.name.removesuffix(".json"): json.loads(path.read_text())
+        for path in sorted((directory or SNAPSHOTS).glob("*.json"))
+    }
+
+
+def snapshot_text(snapshot: dict[str, Any]) -> str:
+    return json.dumps(snapshot, indent=2, sort_keys=True) + "\n"
+
+
+def changes_since(stored: Snapshots, current: Snapshots) -> list[Change]:
+    """Every change from the stored snapshots to the code's, topics included."""
+    changes: list[Change] = []
+    for topic in sorted(stored.keys() - current.keys()):
+        changes.append(Change(topic, "removed topic", breaking=True))
+    for topic in sorted(current.keys() - stored.keys()):
+        changes.append(Change(topic, "new topic", breaking=False))
+    for topic in sorted(stored.keys() & current.keys()):
+        changes += compare_snapshots(stored[topic], current[topic])
+    return changes
+
+
+def fingerprint(taken: Snapshots) -> str:
+    text = json.dumps(taken, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# --- the document ----------------------------------------------------------------------
+
+
+def channel_id(topic: str) -> str:
+    return topic.replace(".", "-")
+
+
+def build_document() -> dict[str, Any]:
+    subscribed = subscriptions()
+    models = sorted(
+        {m for t in topics.ALL_TOPICS if source_of(t) is None for m in models_on(t)},
+        key=lambda m: m.__name__,
+    )
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for topic in sorted(topics.ALL_TOPICS):
+        names = ["DeadLetter"] if source_of(topic) else [m.__name__ for m in models_on(topic)]
+        channels[channel_id(topic)] = _channel(topic, names)
+        for operation_id, operation in _operations(topic, names, subscribed):
+            operations[operation_id] = operation
+    version = max(events.SUPPORTED_SCHEMA_VERSIONS)
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Top-up billing: the event contract",
+            "version": f"{version}.0.0+{fingerprint(snapshots())}",
+            "description": GUARANTEES,
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {
+                "host": ServiceSettings.model_fields["kafka_bootstrap_servers"].default,
+                "protocol": "kafka",
+                "description": "The broker of `make run` (KAFKA_BOOTSTRAP_SERVERS elsewhere).",
+            }
+        },
+        "channels": channels,
+        "operations": dict(sorted(operations.items())),
+        "components": {
+            "messages": {
+                **{m.__name__: _message(m) for m in models},
+                "DeadLetter": _dead_letter_message(),
+            },
+            "schemas": {
+                **_schemas(models),
+                "MessageHeaders": headers_schema(),
+                "DeadLetterHeaders": dead_letter_headers_schema(),
+                "DeadLetterPayload": DEAD_LETTER_PAYLOAD,
+            },
+            "correlationIds": {
+                "orderId": {
+                    "description": "The saga's id, uuid5 of the publisher's request_id.",
+                    "location": "$message.header#/order_id",
+                }
+            },
+        },
+    }
+
+
+def _channel(topic: str, message_names: list[str]) -> dict[str, Any]:
+    source = source_of(topic)
+    if source is not None:
+        description = (
+            f"Dead letters of `{source}`: what a consumer of it could not process, with "
+            f"its original bytes, key and headers plus `dlq.*` headers saying why. "
+            f"`topup dlq replay` publishes one back to `{source}` once its cause is fixed."
+        )
+    else:
+        owner, kind, _version = topic.split(".")
+        description = (
+            f"Commands addressed to {owner}." if kind == "commands" else f"Events of {owner}."
+        )
+        description += " Keyed by the line's ICCID."
+    return {
+        "address": topic,
+        "description": description,
+        "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in message_names},
+        "bindings": {
+            "kafka": {
+                "topic": topic,
+                "partitions": DEFAULT_PARTITIONS,
+                "bindingVersion": BINDING_VERSION,
+            }
+        },
+    }
+
+
+def _operations(
+    topic: str, message_names: list[str], subscribed: dict[str, list[tuple[str, str, str]]]
+) -> Iterable[tuple[str, dict[str, Any]]]:
+    channel = channel_id(topic)
+    messages = [{"$ref": f"#/channels/{channel}/messages/{name}"} for name in message_names]
+
+    def operation(app: str, action: str, summary: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+        body = {
+            "action": action,
+            "channel": {"$ref": f"#/channels/{channel}"},
+            "title": f"{app}: {action} {topic}",
+            "summary": summary,
+            **extra,
+            "tags": [{"name": app}],
+            "messages": messages,
+        }
+        return f"{app}-{action}-{channel}", body
+
+    source = source_of(topic)
+    if source is not None:
+        for service in sorted({s for s, _group, _policy in subscribed.get(source, [])}):
+            summary = f"{service} sets aside what it cannot process from {source}."
+            yield operation(service, "send", summary)
+        yield operation(OPERATORS, "receive", "Listed, inspected and replayed by operators.")
+        return
+    sender = senders_of(topic)
+    if sender == INTERNAL_SYSTEMS:
+        summary = "Published keyed by ICCID; the same request_id twice is one order."
+    else:
+        summary = "Published through the transactional outbox, keyed by ICCID."
+    yield operation(sender, "send", summary)
+    for service, group, policy in subscribed.get(topic, []):
+        summary = (
+            f"Consumer group `{group}`, ack policy {policy}: the offset is committed "
+            f"only after the handler's transaction."
+        )
+        kafka = {
+            "groupId": {"type": "string", "enum": [group]},
+            "clientId": {"type": "string", "enum": [service]},
+            "bindingVersion": BINDING_VERSION,
+        }
+        yield operation(service, "receive", summary, bindings={"kafka": kafka})
+    if topic in EXTERNAL_RECEIVERS:
+        app = EXTERNAL_RECEIVERS[topic]
+        yield operation(app, "receive", "Read by the systems that publish the requests.")
+
+
+def _message(model: type[BaseModel]) -> dict[str, Any]:
+    name = model.__name__
+    title = _words(name)
+    first, _, rest = inspect.cleandoc(model.__doc__ or "").partition("\n\n")
+    message: dict[str, Any] = {
+        "name": name,
+        "title": title,
+        "summary": first.replace("\n", " ") or f"{title}.",
+    }
+    if rest:
+        message["description"] = rest
+    return {
+        **message,
+        "contentType": "application/json",
+        "correlationId": {"$ref": "#/components/correlationIds/orderId"},
+        "headers": {"$ref": "#/components/schemas/MessageHeaders"},
+        "payload": {"$ref": f"#/components/schemas/{name}"},
+        "bindings": {"kafka": {"key": ICCID_KEY, "bindingVersion": BINDING_VERSION}},
+    }
+
+
+def _dead_letter_message() -> dict[str, Any]:
+    return {
+        "name": "DeadLetter",
+        "title": "Dead letter",
+        "summary": "A message a consumer could not process, set aside with the reason.",
+        "headers": {"$ref": "#/components/schemas/DeadLetterHeaders"},
+        "payload": {"$ref": "#/components/schemas/DeadLetterPayload"},
+        "bindings": {"kafka": {"key": ICCID_KEY, "bindingVersion": BINDING_VERSION}},
+    }
+
+
+def _schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
+    _refs, schema = models_json_schema(
+        [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
+    )
+    return dict(sorted(schema.get("$defs", {}).items()))
+
+
+def _words(name: str) -> str:
+    """`OrderPaymentFailed` -> `Order payment failed`."""
+    return re.sub(r"(?<!^)([A-Z])", r" \1", name).capitalize()
+
+
+# --- rendering and the command line ----------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line text, so descriptions read as they were written; no
+    anchors and aliases for repeated parts, so every part reads on its own."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def render(document: dict[str, Any]) -> str:
+    header = "# Generated by `python -m shared.asyncapi` (make contract): do not edit.\n"
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return header + body
+
+
+def stale_summary(written: str, generated: str, limit: int = 60) -> str:
+    """What differs between the file and the code, briefly, or "" when nothing does."""
+    if written == generated:
+        return ""
+    diff = list(
+        difflib.unified_diff(
+            written.splitlines(),
+            generated.splitlines(),
+            "docs/asyncapi.yaml",
+            "the code",
+            n=1,
+            lineterm="",
+        )
+    )
+    changed = sum(1 for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+    more = [f"... {len(diff) - limit} more diff lines"] if len(diff) > limit else []
+    return "\n".join(
+        [
+            f"docs/asyncapi.yaml is stale: {changed} lines differ from the code.",
+            *diff[:limit],
+            *more,
+            "Run `make contract` (python -m shared.asyncapi --update-snapshots) and commit.",
+        ]
+    )
+
+
+def update_snapshots(allow_breaking: bool) -> list[Change]:
+    """Write the code's snapshots unless that is breaking (and not allowed); the changes."""
+    current = snapshots()
+    changes = changes_since(read_snapshots(), current)
+    if breaking(changes) and not allow_breaking:
+        return changes
+    SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+    for stale in SNAPSHOTS.glob("*.json"):
+        if stale.name.removesuffix(".json") not in current:
+            stale.unlink()
+    for topic, snapshot in current.items():
+        (SNAPSHOTS / f"{topic}.json").write_text(snapshot_text(snapshot))
+    return changes
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.asyncapi",
+        description="Write docs/asyncapi.yaml from the code (docs/contract.md).",
+    )
+    parser.add_argument("--check", action="store_true", help="only say whether it is stale")
+    parser.add_argument(
+        "--update-snapshots",
+        action="store_true",
+        help="also record the message schemas, refusing a breaking change",
+    )
+    parser.add_argument(
+        "--allow-breaking", action="store_true", help="record a breaking change all the same"
+    )
+    args = parser.parse_args(argv)
+    try:
+        generated = render(build_document())
+    except ContractError as error:
+        print(f"cannot document the contract: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        written = DOCUMENT.read_text() if DOCUMENT.exists() else ""
+        summary = stale_summary(written, generated)
+        print(summary or f"{_shown(DOCUMENT)} is up to date.")
+        return 1 if summary else 0
+    if args.update_snapshots:
+        changes = update_snapshots(args.allow_breaking)
+        for change in changes:
+            print(change)
+        if breaking(changes) and not args.allow_breaking:
+            print(
+                "Refused: these changes break readers of the contract (docs/contract.md: "
+                "a new schema_version or a new .v2 topic instead). Nothing was written; "
+                "--allow-breaking records them all the same.",
+                file=sys.stderr,
+            )
+            return 1
+    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
+    DOCUMENT.write_text(generated)
+    print(f"wrote {_shown(DOCUMENT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

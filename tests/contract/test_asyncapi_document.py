@@ -1,0 +1,193 @@
+"""docs/asyncapi.yaml is generated from the code (shared/asyncapi.py) and says what the
+code does: every topic, every message with its schema, the key, the headers, who sends
+and who receives."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from faststream.kafka import KafkaMessage, KafkaRouter, TestKafkaBroker
+
+from shared import asyncapi, events, topics
+from shared.dead_letters import BusinessRuleViolation
+from shared.events import Money, PaymentCaptured
+from shared.kafka import build_broker, message_headers, saga_subscriber
+from shared.settings import ServiceSettings
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return asyncapi.build_document()
+
+
+def test_the_document_in_docs_is_what_the_code_generates() -> None:
+    written = asyncapi.DOCUMENT.read_text()
+    generated = asyncapi.render(asyncapi.build_document())
+    assert written == generated, asyncapi.stale_summary(written, generated)
+
+
+def test_generating_twice_gives_the_same_text() -> None:
+    assert asyncapi.render(asyncapi.build_document()) == asyncapi.render(asyncapi.build_document())
+
+
+def test_a_stale_document_is_summarised_with_its_diff_and_the_command_that_fixes_it() -> None:
+    current = asyncapi.render(asyncapi.build_document())
+    stale = current.replace("payments.events.v1", "payments.events.v0", 1)
+    summary = asyncapi.stale_summary(stale, current)
+    assert "docs/asyncapi.yaml is stale: 2 lines differ from the code." in summary
+    assert "-" in summary
+    assert "payments.events.v0" in summary
+    assert "make contract" in summary
+    assert asyncapi.stale_summary(current, current) == ""
+
+
+def test_check_exits_non_zero_only_when_the_file_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "asyncapi.yaml"
+    monkeypatch.setattr(asyncapi, "DOCUMENT", target)
+    target.write_text("asyncapi: 3.0.0\n")
+    assert asyncapi.main(["--check"]) == 1
+    assert "make contract" in capsys.readouterr().out
+    assert target.read_text() == "asyncapi: 3.0.0\n", "--check never writes"
+    target.write_text(asyncapi.render(asyncapi.build_document()))
+    assert asyncapi.main(["--check"]) == 0
+
+
+def test_every_topic_is_a_channel_at_its_address(document: dict[str, Any]) -> None:
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    assert addresses == set(topics.ALL_TOPICS)
+
+
+def test_every_channel_carries_the_messages_the_code_puts_on_its_topic(
+    document: dict[str, Any],
+) -> None:
+    for topic, names in topics.MESSAGES_ON.items():
+        channel = document["channels"][asyncapi.channel_id(topic)]
+        assert list(channel["messages"]) == list(names)
+        for name in names:
+            message = document["components"]["messages"][name]
+            assert message["payload"] == {"$ref": f"#/components/schemas/{name}"}
+            schema = document["components"]["schemas"][name]
+            assert set(schema["properties"]) == set(getattr(events, name).model_fields)
+
+
+def test_every_message_is_keyed_by_iccid_and_documents_its_headers(
+    document: dict[str, Any],
+) -> None:
+    for name, message in document["components"]["messages"].items():
+        assert "ICCID" in message["bindings"]["kafka"]["key"]["description"], name
+        assert message["headers"]["$ref"].startswith("#/components/schemas/"), name
+
+
+def test_message_summaries_come_from_the_docstrings(document: dict[str, Any]) -> None:
+    placed = document["components"]["messages"]["OrderPlaced"]
+    assert placed["summary"] == "Accepted: the price is fixed and the payment is being taken."
+    place = document["components"]["messages"]["PlaceOrder"]
+    assert place["summary"] == "A request to top up one line with one package."
+    assert "derived from `request_id`" in place["description"]
+    charge = document["components"]["schemas"]["ChargePayment"]
+    assert charge["properties"]["idempotency_key"]["description"] == "f'{order_id}:charge'"
+
+
+def operations_on(document: dict[str, Any], topic: str, action: str) -> list[dict[str, Any]]:
+    channel = {"$ref": f"#/channels/{asyncapi.channel_id(topic)}"}
+    return [
+        operation
+        for operation in document["operations"].values()
+        if operation["channel"] == channel and operation["action"] == action
+    ]
+
+
+def test_every_subscriber_in_the_services_has_a_receive_operation_with_its_group(
+    document: dict[str, Any],
+) -> None:
+    for topic, subscribers in asyncapi.subscriptions().items():
+        groups = {
+            operation["bindings"]["kafka"]["groupId"]["enum"][0]
+            for operation in operations_on(document, topic, "receive")
+            if "bindings" in operation
+        }
+        assert groups == {group for _service, group, _policy in subscribers}
+    assert "orders:payments.events.v1" in {
+        group for subs in asyncapi.subscriptions().values() for _s, group, _p in subs
+    }
+
+
+def test_every_saga_topic_has_a_sender_and_every_dead_letter_topic_its_consumers(
+    document: dict[str, Any],
+) -> None:
+    for topic in topics.SAGA_TOPICS:
+        assert len(operations_on(document, topic, "send")) == 1, topic
+    dead_senders = operations_on(document, topics.dead_letter_topic(topics.PAYMENTS_EVENTS), "send")
+    assert [operation["tags"] for operation in dead_senders] == [[{"name": "orders"}]]
+
+
+def test_the_documented_headers_are_the_ones_every_publish_writes(
+    document: dict[str, Any],
+) -> None:
+    euros = Money(amount_minor=1500, currency="EUR")
+    captured = PaymentCaptured(
+        order_id=uuid.uuid4(), iccid="8944500102198304826", amount=euros, fee=euros,
+        provider_reference="sim_ch_1",
+    )  # fmt: skip
+    documented = document["components"]["schemas"]["MessageHeaders"]
+    assert documented["required"] == list(message_headers(captured))
+    assert set(message_headers(captured)) <= set(documented["properties"])
+
+
+async def raw_body(msg: KafkaMessage) -> bytes:
+    return bytes(msg.body)
+
+
+@pytest.fixture
+async def dead_letter_headers() -> AsyncIterator[dict[str, str]]:
+    """The headers the DeadLetters middleware writes, on FastStream's in-memory broker."""
+    topic = f"contract-{uuid.uuid4().hex[:8]}.events.v1"
+    broker = build_broker(ServiceSettings(service_name="contract"))
+    router = KafkaRouter()
+    dead: list[KafkaMessage] = []
+
+    @saga_subscriber(router, "contract", topic)
+    async def refuse(body: dict[str, Any]) -> None:
+        raise BusinessRuleViolation(f"no order for {body}")
+
+    @router.subscriber(topics.dead_letter_topic(topic), group_id="contract", decoder=raw_body)
+    async def collect(msg: KafkaMessage) -> None:
+        dead.append(msg)
+
+    broker.include_router(router)
+    async with TestKafkaBroker(broker):
+        await broker.publish({"type": "Anything"}, topic=topic, key=b"89", headers={"type": "X"})
+        assert len(dead) == 1
+        yield dict(dead[0].headers)
+
+
+def test_the_dead_letter_headers_documented_are_the_ones_the_middleware_writes(
+    document: dict[str, Any], dead_letter_headers: dict[str, str]
+) -> None:
+    documented = document["components"]["schemas"]["DeadLetterHeaders"]
+    written = {name for name in dead_letter_headers if name.startswith("dlq.")}
+    assert written == set(documented["required"])
+    assert set(dead_letter_headers) <= set(documented["properties"])
+
+
+def test_the_document_names_the_ordering_and_idempotency_guarantees(
+    document: dict[str, Any],
+) -> None:
+    description = document["info"]["description"]
+    assert "keyed by the line's ICCID" in description
+    assert "`event_id`" in description
+    assert str(events.ORDER_NAMESPACE) in description
+    assert document["info"]["version"].startswith("1.0.0+")
+
+
+def test_the_yaml_has_no_anchors_so_each_part_reads_on_its_own() -> None:
+    text = asyncapi.render(asyncapi.build_document())
+    assert "&id" not in text
+    assert yaml.safe_load(text)["asyncapi"] == "3.0.0"
