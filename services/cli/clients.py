@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -18,16 +20,29 @@ def service_url(name: str, default_port: int) -> str:
     return os.environ.get(f"{name.upper()}_URL", f"http://127.0.0.1:{default_port}")
 
 
-async def publish(topic: str, body: dict[str, Any], key: str) -> None:
+Publish = Callable[[str, dict[str, Any], str], Awaitable[None]]
+
+
+@asynccontextmanager
+async def publisher() -> AsyncIterator[Publish]:
     """Publish as any internal system would: JSON, keyed by the line, acks=all."""
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka_servers(), acks="all", enable_idempotence=True
     )
     await producer.start()
-    try:
+
+    async def send(topic: str, body: dict[str, Any], key: str) -> None:
         await producer.send_and_wait(topic, json.dumps(body).encode(), key=key.encode())
+
+    try:
+        yield send
     finally:
         await producer.stop()
+
+
+async def publish(topic: str, body: dict[str, Any], key: str) -> None:
+    async with publisher() as send:
+        await send(topic, body, key)
 
 
 async def get_json(url: str) -> dict[str, Any] | None:

@@ -1,9 +1,16 @@
 """The `topup` command line.
 
-topup catalog                                   what is on sale
-topup order place --iccid 89... --package eu-5gb-30d [--wait]
-topup order show ORDER_ID | --request-id ID     state and timeline
-topup line show ICCID                           balance, validity, history
+Publishers (Kafka and the services' HTTP APIs):
+  topup catalog                                   what is on sale
+  topup order place --iccid 89... --package eu-5gb-30d [--wait]
+  topup order show ORDER_ID | --request-id ID     state and transitions
+  topup line show ICCID                           balance, validity, history
+  topup demo [--orders 200] [--rate 10]           a realistic mix of orders
+
+Operators (the operator service, with a token; see operator_api.py):
+  topup order timeline ORDER_ID | REQUEST_ID | ICCID   every message about an order
+  topup lag                                       consumer groups and their lag
+  topup dlq list | replay                         dead letters; replays are audited
 """
 
 from __future__ import annotations
@@ -19,33 +26,31 @@ from rich.table import Table
 
 from services.cli.clients import get_json, publish, service_url
 from services.cli.dead_letters import dlq_app
+from services.cli.demo import demo
+from services.cli.display import amount, money
+from services.cli.lag import lag
+from services.cli.timeline import order_timeline
 from services.orders.catalog import load_catalog
 from services.orders.saga import FINAL
 from shared import topics
 from shared.events import order_id_for
 
 app = typer.Typer(help="Place and follow data top-ups; inspect lines.", no_args_is_help=True)
-order_app = typer.Typer(help="Orders: place one, show one.", no_args_is_help=True)
+order_app = typer.Typer(
+    help="Orders: place one, show one, follow its messages.", no_args_is_help=True
+)
 line_app = typer.Typer(help="Lines: balance, validity and history.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
 app.add_typer(line_app, name="line")
 app.add_typer(dlq_app, name="dlq")
+app.command()(demo)
+app.command()(lag)
+order_app.command("timeline")(order_timeline)
 console = Console()
 
 ORDERS = service_url("orders", 8001)
 PROVISIONING = service_url("provisioning", 8003)
 ENDED = {*FINAL, "REJECTED"}
-
-
-def money(value: dict[str, Any] | None) -> str:
-    if value is None:
-        return "-"
-    return amount(value["amount_minor"], value["currency"])
-
-
-def amount(minor: int, currency: str) -> str:
-    """Minor units shown with two decimals (every catalog currency has two)."""
-    return f"{minor // 100}.{minor % 100:02d} {currency}"
 
 
 @app.command()

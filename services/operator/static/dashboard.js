@@ -5,7 +5,6 @@
 (() => {
   const REFRESH_MS = 2000;
   const TOKEN_KEY = "topup.operator.token";
-  const STUCK_AFTER_S = 30;
 
   const $ = (id) => document.getElementById(id);
   let timer = null;
@@ -180,7 +179,7 @@
     $("saga-states").replaceChildren(
       ...(states.length
         ? states.map(([state, count]) =>
-          h("span", { className: `chip state-${state}`, "data-testid": "saga-count", "data-state": state },
+          h("span", { className: `chip state-${state}${count ? "" : " zero"}`, "data-testid": "saga-count", "data-state": state },
             h("b", {}, count), ` ${state}`))
         : [h("span", { className: "muted" }, "no orders yet")]),
     );
@@ -190,7 +189,7 @@
     $("stuck-title").className = data.stuck.length ? "warn" : "fine";
     const rows = data.stuck.map((saga) =>
       h("tr", { "data-testid": "stuck-row", "data-order-id": saga.order_id },
-        h("td", {}, h("a", { href: "#", className: "order-link", title: saga.order_id, onclick: (e) => { e.preventDefault(); search(saga.order_id); } }, shortId(saga.order_id))),
+        h("td", {}, h("a", { href: "#", className: "order-link", title: saga.order_id, onclick: (e) => { e.preventDefault(); search(saga.order_id); } }, saga.order_id)),
         h("td", {}, saga.state),
         h("td", { className: "mono" }, saga.iccid),
         h("td", { className: "num" }, `waiting for ${seconds(saga.waiting_s)}`)));
@@ -218,7 +217,7 @@
         h("td", {}, clock(letter.failed_at)),
         h("td", { className: "mono", title: letter.id }, letter.topic, h("div", { className: "muted" }, `p${letter.partition} @ ${letter.offset}`)),
         h("td", {}, h("span", { className: "reason" }, letter.reason)),
-        h("td", { className: "wrap error-text", title: letter.error }, letter.error),
+        h("td", { title: letter.error }, h("div", { className: "wrap error-text" }, letter.error)),
         h("td", {}, letter.order_id
           ? h("a", { href: "#", className: "order-link", title: letter.order_id, onclick: (e) => { e.preventDefault(); search(letter.order_id); } }, shortId(letter.order_id))
           : h("span", { className: "muted" }, "-"),
@@ -329,7 +328,7 @@
 
   const PANELS = [
     ["/api/topics", renderTopics],
-    [`/api/sagas?stuck_after_s=${STUCK_AFTER_S}`, renderSagas],
+    ["/api/sagas", renderSagas], // "stuck" after the service's STUCK_AFTER_S
     ["/api/dead-letters?limit=200", renderDeadLetters],
     ["/api/audit?limit=100", renderAudit],
   ];

@@ -1,0 +1,131 @@
+"""The running stack the dashboard and command-line tests share, and the traffic they
+drive through it: orders placed as an internal system would, and dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from deploy.local.processes import ServiceProcess
+from shared import topics
+from shared.events import order_id_for
+from tests.factories import order_request, random_iccid
+
+T = TypeVar("T")
+ENDED = {"COMPLETED", "PAYMENT_FAILED", "REFUNDED", "EXPIRED", "REJECTED"}
+
+
+@dataclass(frozen=True)
+class Stack:
+    bootstrap_servers: str
+    services: dict[str, ServiceProcess]
+    operator: ServiceProcess
+    name: str  # the signed-in operator
+    token: str
+
+    async def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The operator API, with this operator's token."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(base_url=self.operator.base_url, timeout=30) as client:
+            return await client.request(method, path, headers=headers, **kwargs)
+
+    async def order(self, order_id: uuid.UUID) -> dict[str, Any] | None:
+        async with httpx.AsyncClient(base_url=self.services["orders"].base_url) as client:
+            response = await client.get(f"/orders/{order_id}")
+        return response.json() if response.status_code == 200 else None
+
+
+@dataclass(frozen=True)
+class Placed:
+    request: dict[str, Any]
+
+    @property
+    def order_id(self) -> uuid.UUID:
+        return order_id_for(self.request["request_id"])
+
+    @property
+    def request_id(self) -> str:
+        return str(self.request["request_id"])
+
+    @property
+    def iccid(self) -> str:
+        return str(self.request["iccid"])
+
+
+@dataclass(frozen=True)
+class Traffic:
+    completed: list[Placed]
+    stuck: Placed
+    dead_letter: dict[str, Any]  # as GET /api/dead-letters lists it
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], what: str, within: float = 60.0
+) -> T:
+    """The first non-None answer of `check`, asked every 0.3 s for up to `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if (answer := await check()) is not None:
+            return answer
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{what}: not within {within}s")
+
+
+async def publish(stack: Stack, value: bytes, key: str) -> None:
+    """Publish on orders.commands.v1 as any internal system would: keyed by the line."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.ORDERS_COMMANDS, value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def place(stack: Stack, **overrides: Any) -> Placed:
+    placed = Placed(order_request(**overrides))
+    await publish(stack, json.dumps(placed.request).encode(), placed.iccid)
+    return placed
+
+
+async def reaches(stack: Stack, placed: Placed, states: set[str]) -> dict[str, Any]:
+    async def in_state() -> dict[str, Any] | None:
+        order = await stack.order(placed.order_id)
+        return order if order is not None and order["state"] in states else None
+
+    return await eventually(in_state, f"order {placed.order_id} in {states}")
+
+
+async def new_dead_letter(stack: Stack) -> dict[str, Any]:
+    """A PlaceOrder that is not JSON, dead-lettered by orders, as the operator lists it."""
+    marker = uuid.uuid4().hex
+    await publish(stack, f"{{not json {marker}".encode(), random_iccid())
+
+    async def listed() -> dict[str, Any] | None:
+        response = await stack.api("GET", "/api/dead-letters", params={"limit": 1000})
+        found = [d for d in response.json()["dead_letters"] if marker in d["payload_preview"]]
+        return found[0] if found else None
+
+    return await eventually(listed, f"a dead letter with {marker}")
+
+
+async def drive_traffic(stack: Stack) -> Traffic:
+    completed = [
+        await place(stack),
+        await place(stack, payment_method="paypal", package_id="eu-1gb-7d"),
+        await place(stack, package_id="eu-5gb-30d", promotion_code="BONUS1GB"),
+    ]
+    stuck = await place(stack, payment_token="tok_pending_forever")
+    dead_letter = await new_dead_letter(stack)
+    for placed in completed:
+        order = await reaches(stack, placed, ENDED)
+        assert order["state"] == "COMPLETED", order
+    await reaches(stack, stuck, {"PAYMENT_PENDING"})
+    return Traffic(completed, stuck, dead_letter)

@@ -1,0 +1,137 @@
+"""The operator dashboard in a real headless Chromium, on the real stack with real
+traffic: what an operator sees in each panel, and what a replay leaves behind."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from playwright.async_api import Locator, Page, expect
+
+from shared import topics
+from tests.browser.screenshots import screenshot
+from tests.browser.stack import Stack, Traffic, new_dead_letter
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+SAGA_MESSAGES = [
+    "PlaceOrder", "OrderPlaced", "ChargePayment", "PaymentCaptured",
+    "TopUpLine", "LineToppedUp", "OrderCompleted",
+]  # fmt: skip
+
+
+def topic_row(page: Page, topic: str) -> Locator:
+    return page.locator(f'[data-testid="topic-row"][data-topic="{topic}"]')
+
+
+async def end_offset(stack: Stack, topic: str) -> int:
+    """The topic's end offset, summed over partitions, as the broker has it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap_servers)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
+
+
+async def test_a_wrong_token_is_refused_with_a_visible_message(page: Page, stack: Stack) -> None:
+    await page.goto(f"{stack.operator.base_url}/#token=not-a-token")
+
+    await expect(page.get_by_test_id("signin-error")).to_contain_text("Token refused")
+    await expect(page.get_by_test_id("panel-topics")).to_be_hidden()
+    await screenshot(page, "01-wrong-token")
+
+    await page.get_by_test_id("token-input").fill(stack.token)
+    await page.get_by_test_id("signin-button").click()
+    await expect(page.get_by_test_id("operator")).to_have_text(f"signed in as {stack.name}")
+
+
+async def test_the_link_make_run_prints_signs_in_and_takes_the_token_out_of_the_address_bar(
+    signed_in: Page, stack: Stack
+) -> None:
+    assert stack.token not in signed_in.url
+    await expect(signed_in.get_by_test_id("panel-topics")).to_be_visible()
+    await screenshot(signed_in, "02-signed-in")
+
+
+async def test_the_topics_panel_shows_every_topic_its_end_offset_and_consumer_lag(
+    signed_in: Page, stack: Stack, traffic: Traffic
+) -> None:
+    commands = topic_row(signed_in, topics.ORDERS_COMMANDS)
+    end = await end_offset(stack, topics.ORDERS_COMMANDS)
+
+    await expect(commands.get_by_test_id("end-offset")).to_have_text(str(end))
+    await expect(commands.get_by_test_id("group")).to_have_text(
+        re.compile(rf"orders:{re.escape(topics.ORDERS_COMMANDS)}\s*lag 0")
+    )
+    for topic in topics.ALL_TOPICS:
+        await expect(topic_row(signed_in, topic)).to_be_visible()
+    dead_letters = topic_row(signed_in, topics.dead_letter_topic(topics.ORDERS_COMMANDS))
+    await expect(dead_letters).to_have_class(re.compile("dead-letters-waiting"))
+    await screenshot(signed_in, "03-topics", panel="topics")
+
+
+async def test_the_sagas_panel_counts_completed_orders_and_shows_the_stuck_one(
+    signed_in: Page, traffic: Traffic
+) -> None:
+    completed = signed_in.locator('[data-testid="saga-count"][data-state="COMPLETED"]')
+    await expect(completed).to_contain_text("COMPLETED")
+    assert int((await completed.inner_text()).split()[0]) >= len(traffic.completed)
+
+    stuck = signed_in.get_by_test_id("stuck-row").filter(has_text=str(traffic.stuck.order_id))
+    await expect(stuck).to_contain_text("PAYMENT_PENDING")
+    await expect(stuck).to_contain_text(re.compile(r"waiting for \d+ s"))
+    await screenshot(signed_in, "04-sagas", panel="sagas")
+
+
+@pytest.mark.parametrize("by", ["order_id", "request_id", "iccid"])
+async def test_the_timeline_finds_an_order_by_its_id_its_request_id_or_its_line(
+    signed_in: Page, traffic: Traffic, by: str
+) -> None:
+    placed = traffic.completed[0]  # eu-5gb-30d, EUR, by card: 15.00 EUR
+    await signed_in.get_by_test_id("search-input").fill(str(getattr(placed, by)))
+    await signed_in.get_by_test_id("search-button").click()
+
+    order = signed_in.get_by_test_id("order").filter(has_text=str(placed.order_id))
+    await expect(order.get_by_test_id("order-state")).to_have_text("COMPLETED")
+    await expect(order).to_contain_text("15.00 EUR")
+    await expect(order.get_by_test_id("message-type")).to_contain_text(SAGA_MESSAGES)
+    await screenshot(signed_in, f"05-timeline-by-{by}", panel="timeline")
+
+
+async def test_a_search_that_matches_nothing_says_so(signed_in: Page) -> None:
+    await signed_in.get_by_test_id("search-input").fill("req-that-was-never-made")
+    await signed_in.get_by_test_id("search-button").click()
+
+    await expect(signed_in.get_by_test_id("search-results")).to_contain_text(
+        "No order matches “req-that-was-never-made”"
+    )
+
+
+async def test_replaying_a_dead_letter_shows_who_replayed_it_and_the_audit_names_them(
+    signed_in: Page, stack: Stack, traffic: Traffic
+) -> None:
+    letter = await new_dead_letter(stack)
+    row = signed_in.locator(f'[data-testid="dead-letter-row"][data-id="{letter["id"]}"]')
+    await expect(row).to_contain_text("undecodable")
+    await expect(row).to_contain_text(topics.dead_letter_topic(topics.ORDERS_COMMANDS))
+    await screenshot(signed_in, "06-dead-letters", panel="dead-letters")
+
+    await row.get_by_role("button", name="Replay").click()
+
+    await expect(row).to_contain_text(f"replayed by {stack.name}")
+    audited = signed_in.get_by_test_id("audit-row").filter(has_text=letter["id"])
+    await expect(audited).to_contain_text(stack.name)
+    await screenshot(signed_in, "07-replayed", panel="dead-letters")
+    await screenshot(signed_in, "08-audit", panel="audit")
+    await screenshot(signed_in, "09-dashboard")
