@@ -100,6 +100,17 @@ def captured(order_id: uuid.UUID, iccid: str) -> PaymentCaptured:
     )
 
 
+async def placed(
+    service: InMemoryService, spans: Spans
+) -> tuple[dict[str, Any], list[ReadableSpan]]:
+    """Place an order whose charge a watcher consumes: the request and the spans about it."""
+    request = order_request()
+    service.watch(topics.PAYMENTS_COMMANDS)
+    async with running(service.broker):
+        await service.send(topics.ORDERS_COMMANDS, request)
+    return request, spans.about(order_id_for(request["request_id"]))
+
+
 async def test_a_message_staged_while_handling_an_order_carries_the_orders_traceparent(
     traced: InMemoryService,
 ) -> None:
@@ -138,14 +149,9 @@ def test_tracing_on_adds_the_order_trace_and_telemetry_middlewares(spans: Spans)
 async def test_a_request_without_trace_context_starts_the_trace_named_by_its_order_id(
     traced: InMemoryService, spans: Spans
 ) -> None:
-    request = order_request()
-    charges = traced.watch(topics.PAYMENTS_COMMANDS)
-    async with running(traced.broker):
-        await traced.send(topics.ORDERS_COMMANDS, request)
+    request, about = await placed(traced, spans)
 
     order_id = order_id_for(request["request_id"])
-    assert len(charges) == 1
-    about = spans.about(order_id)
     assert {s.context.trace_id for s in about} == {order_id.int}
     names = {s.name for s in about}
     assert {"orders.commands.v1 create", "orders.commands.v1 process"} <= names
@@ -155,12 +161,9 @@ async def test_a_request_without_trace_context_starts_the_trace_named_by_its_ord
 async def test_the_consumer_of_a_relayed_message_continues_the_handlers_trace(
     traced: InMemoryService, spans: Spans
 ) -> None:
-    request = order_request()
-    traced.watch(topics.PAYMENTS_COMMANDS)
-    async with running(traced.broker):
-        await traced.send(topics.ORDERS_COMMANDS, request)
+    _, about = await placed(traced, spans)
 
-    by_id = {s.context.span_id: s for s in spans.about(order_id_for(request["request_id"]))}
+    by_id = {s.context.span_id: s for s in about}
     consumed = next(s for s in by_id.values() if s.name == "payments.commands.v1 process")
     assert consumed.parent is not None
     produced = by_id[consumed.parent.span_id]
@@ -208,12 +211,8 @@ async def test_a_message_from_another_trace_joins_its_orders_trace_and_keeps_the
 async def test_span_attributes_never_show_the_iccid_phone_or_email_unmasked(
     traced: InMemoryService, spans: Spans
 ) -> None:
-    request = order_request()
-    traced.watch(topics.PAYMENTS_COMMANDS)
-    async with running(traced.broker):
-        await traced.send(topics.ORDERS_COMMANDS, request)
+    request, about = await placed(traced, spans)
 
-    about = spans.about(order_id_for(request["request_id"]))
     values = [str(v) for s in about for v in (s.attributes or {}).values()]
     assert values
     for secret in (request["iccid"], request["msisdn"], request["email"]):
