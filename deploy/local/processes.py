@@ -1,4 +1,5 @@
-"""Start, watch and stop the three service processes (for `make run` and the e2e tests)."""
+"""Start, watch and stop the service processes (for `make run` and the e2e tests): the
+three of the saga, and the operator service (the dashboard's backend) beside them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Any
 from deploy.local.kafka import REPO_ROOT
 
 SERVICES = ("orders", "payments", "provisioning")
+OPERATOR = "operator"
+OPERATOR_DEFAULT_PORT = 8000
 
 
 @dataclass

@@ -11,7 +11,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
 
 import shared.metrics  # noqa: F401 - registers the business metrics
-from deploy.local.processes import SERVICES
+from deploy.local.processes import OPERATOR, SERVICES
+from services.operator.settings import OperatorSettings
+from shared.access import AccessSettings
 from shared.settings import REPO_ROOT, ServiceSettings
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -38,7 +40,7 @@ def test_the_stack_has_kafka_postgres_the_three_services_and_a_topic_ui(
     compose: dict[str, Any],
 ) -> None:
     assert set(compose["services"]) == {
-        "kafka", "postgres", "kafka-ui", "prometheus", "grafana", *SERVICES,
+        "kafka", "postgres", "kafka-ui", "prometheus", "grafana", *SERVICES, OPERATOR,
     }  # fmt: skip
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
 
@@ -47,7 +49,9 @@ def test_the_stack_has_kafka_postgres_the_three_services_and_a_topic_ui(
 def test_each_service_gets_every_setting_it_needs(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
     env = service["environment"]
-    settings_vars = {field.upper() for field in ServiceSettings.model_fields}
+    settings_vars = {
+        f.upper() for f in [*ServiceSettings.model_fields, *AccessSettings.model_fields]
+    }
     assert set(env) <= settings_vars, f"{name} sets variables no service reads"
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_internal_address(compose)
     assert service["command"] == ["python", "-m", f"services.{name}"]
@@ -105,3 +109,22 @@ def test_the_grafana_dashboard_only_charts_metrics_the_services_export() -> None
     }
     assert charted, "the dashboard charts nothing"
     assert charted <= exported, f"charted but not exported: {charted - exported}"
+
+
+def test_the_operator_reads_the_broker_asks_orders_and_shares_its_tokens(
+    compose: dict[str, Any],
+) -> None:
+    operator = compose["services"][OPERATOR]
+    env = operator["environment"]
+    settings_vars = {
+        f.upper() for f in [*OperatorSettings.model_fields, *AccessSettings.model_fields]
+    }
+    assert set(env) <= settings_vars, "the operator sets variables it does not read"
+    assert operator["command"] == ["python", "-m", "services.operator"]
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_internal_address(compose)
+    orders_port = compose["services"]["orders"]["environment"]["HTTP_PORT"]
+    assert env["ORDERS_URL"] == f"http://orders:{orders_port}"
+    assert env["OPERATOR_TOKENS"] == compose["services"]["orders"]["environment"]["OPERATOR_TOKENS"]
+    assert set(operator["depends_on"]) == {"kafka", "orders"}
+    assert "healthcheck" in operator
+    assert published_ports(operator) == {8000: 8000} == {int(env["HTTP_PORT"]): 8000}
