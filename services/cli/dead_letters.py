@@ -24,21 +24,15 @@ from services.cli.operator_api import (
     connect,
     reported,
 )
-from shared.topics import dead_letter_topic
+from services.operator.dead_letter_store import dlt_of
 
 dlq_app = typer.Typer(
     help="Dead letters: list what consumers could not process; replay it (audited).",
     no_args_is_help=True,
 )
 
-DLT_SUFFIX: Final = dead_letter_topic("")
 ERROR_WIDTH: Final = 60
 PREVIEW_WIDTH: Final = 40
-
-
-def dlt_of(topic: str) -> str:
-    """A dead-letter topic named directly or by its source topic."""
-    return topic if topic.endswith(DLT_SUFFIX) else dead_letter_topic(topic)
 
 
 TopicOption = Annotated[

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from services.cli.display import clock, money, short
 from services.cli.operator_api import DEFAULT_URL, OperatorToken, OperatorUrl, connect, reported
+from shared.logs import mask
 
 SUMMARY_WIDTH = 70
 
@@ -26,7 +27,8 @@ def order_timeline(
     with reported(console):
         found = connect(operator_url, token).get("/api/orders/search", q=query)
     orders = found["orders"]
-    console.print(f"{len(orders)} order(s) by {found['kind'].replace('_', ' ')} {query}")
+    kind = found["kind"].replace("_", " ")
+    console.print(f"{len(orders)} order(s) by {kind} {escape(mask(query))}")
     for order in orders:
         console.print(_messages(order))
 

@@ -79,18 +79,23 @@ async def eventually(
     raise AssertionError(f"{what}: not within {within}s")
 
 
-async def publish(stack: Stack, value: bytes, key: str) -> None:
-    """Publish on orders.commands.v1 as any internal system would: keyed by the line."""
+async def publish(
+    stack: Stack, value: bytes, key: str, topic: str = topics.ORDERS_COMMANDS
+) -> None:
+    """Publish as any internal system would: keyed by the line."""
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(topics.ORDERS_COMMANDS, value, key=key.encode())
+        await producer.send_and_wait(topic, value, key=key.encode())
     finally:
         await producer.stop()
 
 
 async def place(stack: Stack, **overrides: Any) -> Placed:
-    placed = Placed(order_request(**overrides))
+    return await send(stack, Placed(order_request(**overrides)))
+
+
+async def send(stack: Stack, placed: Placed) -> Placed:
     await publish(stack, json.dumps(placed.request).encode(), placed.iccid)
     return placed
 
@@ -107,13 +112,20 @@ async def new_dead_letter(stack: Stack) -> dict[str, Any]:
     """A PlaceOrder that is not JSON, dead-lettered by orders, as the operator lists it."""
     marker = uuid.uuid4().hex
     await publish(stack, f"{{not json {marker}".encode(), random_iccid())
+    return await listed_dead_letter(stack, lambda d: marker in d["payload_preview"])
+
+
+async def listed_dead_letter(
+    stack: Stack, matches: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The newest dead letter the operator lists that `matches`."""
 
     async def listed() -> dict[str, Any] | None:
         response = await stack.api("GET", "/api/dead-letters", params={"limit": 1000})
-        found = [d for d in response.json()["dead_letters"] if marker in d["payload_preview"]]
+        found = [d for d in response.json()["dead_letters"] if matches(d)]
         return found[0] if found else None
 
-    return await eventually(listed, f"a dead letter with {marker}")
+    return await eventually(listed, "the dead letter")
 
 
 async def drive_traffic(stack: Stack) -> Traffic:

@@ -1,7 +1,8 @@
 """Dead letters on the real broker and PostgreSQL: orders in-process is sent what it
 cannot process; each lands on `<topic>.dlt` with its bytes, key and origin, and the
 consumer moves on (a valid message behind them on the same partition still goes
-through). Then `topup dlq list` shows a dead letter and `topup dlq replay` puts it back."""
+through). Listing and replaying them goes through the operator service: its tests are
+tests/integration/test_operator_on_real_infra.py and tests/browser/test_topup_cli.py."""
 
 from __future__ import annotations
 
@@ -14,16 +15,14 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
-from typer.testing import CliRunner
 
-from services.cli.main import app as topup
 from services.orders.app import build_app
 from shared import topics
 from shared.events import Money, PaymentCaptured, order_id_for
 from shared.topics import dead_letter_topic
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest, PostgresUnderTest
-from tests.integration.harness import messages_about, send_raw, service_running
+from tests.integration.harness import messages_about, service_running
 
 pytestmark = pytest.mark.integration
 
@@ -174,70 +173,3 @@ async def test_what_orders_cannot_process_is_dead_lettered_and_the_partition_mov
         assert headers["dlq.consumer"] == "orders"
         assert headers["dlq.error"]
         assert headers["dlq.failed_at"]
-
-
-async def topup_cli(kafka: KafkaUnderTest, *args: str) -> str:
-    """Run `topup ARGS` as an operator would, against the test broker."""
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "COLUMNS": "300"}
-    # The commands run asyncio.run themselves: off this test's event loop.
-    result = await asyncio.to_thread(CliRunner().invoke, topup, list(args), env=env)
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.output
-
-
-async def test_dlq_list_shows_a_dead_letter_and_replay_delivers_it_once_its_order_exists(
-    kafka: KafkaUnderTest, postgres: PostgresUnderTest
-) -> None:
-    request = order_request()
-    order_id = order_id_for(request["request_id"])
-    key = request["iccid"].encode()
-    early = PaymentCaptured(
-        order_id=order_id, iccid=request["iccid"], amount=EUR, fee=EUR,
-        provider_reference=f"early-{uuid.uuid4().hex}",
-    )  # fmt: skip
-    body = early.model_dump_json().encode()
-    dlt = dead_letter_topic(topics.PAYMENTS_EVENTS)
-
-    async with service_running(build_app, "orders", kafka, postgres):
-        # The capture arrives before its order: no such order yet, so it is dead-lettered.
-        await produce(kafka, topics.PAYMENTS_EVENTS, body, key)
-        dead = await dead_letter_of(kafka, topics.PAYMENTS_EVENTS, body)
-        where = ["--topic", dlt, "--partition", str(dead.partition), "--offset", str(dead.offset)]
-
-        listing = await topup_cli(
-            kafka, "dlq", "list", "--topic", topics.PAYMENTS_EVENTS, "--limit", "100000"
-        )
-        [row] = [line for line in listing.splitlines() if f"{dead.partition}/{dead.offset}" in line]
-        assert dlt in row
-        assert "business_rule" in row
-        assert request["iccid"] in row
-        assert f"{topics.PAYMENTS_EVENTS}[{headers_of(dead)['dlq.source.partition']}]" in row
-        everything = await topup_cli(kafka, "dlq", "list", "--limit", "100000")
-        assert request["iccid"] in everything
-
-        await send_raw(kafka, topics.ORDERS_COMMANDS, request)
-        await messages_about(kafka, topics.PAYMENTS_COMMANDS, order_id)  # placed, awaiting payment
-
-        replayed = await topup_cli(kafka, "dlq", "replay", *where, "--yes")
-        assert f"replayed {dlt}:{dead.partition}:{dead.offset}" in replayed
-        [top_up] = await messages_about(kafka, topics.PROVISIONING_COMMANDS, order_id)
-        [again] = await records_where(
-            kafka,
-            topics.PAYMENTS_EVENTS,
-            lambda r: r.value == body and "dlq.replayed_from" in headers_of(r),
-        )
-
-        # Replaying it again, or every business-rule dead letter, changes nothing more.
-        await topup_cli(kafka, "dlq", "replay", *where, "--yes")
-        everything_again = await topup_cli(
-            kafka, "dlq", "replay", "--all", "--topic", topics.PAYMENTS_EVENTS,
-            "--reason", "business_rule", "--yes",
-        )  # fmt: skip
-        top_ups = await messages_about(kafka, topics.PROVISIONING_COMMANDS, order_id, settle=3.0)
-
-    assert top_up["idempotency_key"] == f"{order_id}:topup"
-    assert again.key == key
-    assert headers_of(again)["dlq.replayed_from"] == f"{dlt}:{dead.partition}:{dead.offset}"
-    assert not any(h.startswith("dlq.source") for h in headers_of(again))
-    assert "replayed" in everything_again
-    assert len(top_ups) == 1

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from services.cli.dead_letters import DeadLetter, dlt_of
 from services.cli.main import app as topup
+from services.operator.dead_letter_store import DeadLetter, dlt_of
 from services.orders import handlers as orders_handlers
 from services.orders.db import metadata as orders_metadata
 from services.orders.settings import OrdersSettings
@@ -275,7 +275,8 @@ async def test_a_dead_lettered_event_replayed_once_its_order_exists_is_processed
 
 def test_a_replay_carries_the_original_headers_and_where_it_came_from() -> None:
     letter = DeadLetter(
-        topic="payments.events.v1.dlt", partition=2, offset=17, key=KEY, value=b"{}",
+        topic="payments.events.v1.dlt", partition=2, offset=17, timestamp_ms=0, key=KEY,
+        value=b"{}",
         raw_headers=(("event_id", b"e-1"), ("dlq.reason", b"business_rule"),
                      ("dlq.source.topic", b"payments.events.v1")),
     )  # fmt: skip
@@ -294,8 +295,12 @@ def test_a_replay_carries_the_original_headers_and_where_it_came_from() -> None:
         pytest.param(["--all", "--topic", "t", "--offset", "3"], id="both"),
         pytest.param(["--offset", "3"], id="offset-without-topic"),
         pytest.param(["--topic", "t", "--offset", "3", "--reason", "x"], id="reason-without-all"),
+        pytest.param(["--id", "t.dlt:0:3", "--all"], id="id-and-all"),
+        pytest.param(["--id", "t.dlt:0:3", "--reason", "x"], id="reason-with-id"),
     ],
 )
-def test_dlq_replay_refuses_an_ambiguous_request_before_reaching_kafka(args: list[str]) -> None:
+def test_dlq_replay_refuses_an_ambiguous_request_before_reaching_the_operator(
+    args: list[str],
+) -> None:
     result = CliRunner().invoke(topup, ["dlq", "replay", *args])
     assert result.exit_code == 2, result.output
