@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from shared import events, topics
@@ -45,7 +45,7 @@ DOCUMENT: Final = REPO_ROOT / "docs" / "asyncapi.yaml"
 SNAPSHOTS: Final = REPO_ROOT / "tests" / "contract" / "snapshots"
 SERVICES: Final = ("orders", "payments", "provisioning")  # each has handlers.router
 INTERNAL_SYSTEMS: Final = "internal-systems"  # storefront, app, customer care, `topup order`
-OPERATORS: Final = "operators"  # `topup dlq`, the operator dashboard
+OPERATOR: Final = "operator"  # the operator service: its dashboard, `topup dlq`, replays
 BINDING_VERSION: Final = "0.5.0"
 
 # Who sends each command topic; events are sent by the owner their name starts with.
@@ -82,6 +82,12 @@ OPTIONAL_HEADERS: Final = {
     "traceparent": {
         "type": "string",
         "description": "W3C trace context of the publishing span, when tracing is on.",
+    },
+    "tracestate": {"type": "string", "description": "W3C trace state, with `traceparent`."},
+    "dlq.replayed_from": {
+        "type": "string",
+        "description": "On a message replayed from a dead-letter topic: the dead letter's "
+        "`<topic>:<partition>:<offset>`.",
     },
     "content-type": {"type": "string", "description": "Set by FastStream: application/json."},
     "correlation_id": {"type": "string", "description": "Set by FastStream; not relied upon."},
@@ -138,6 +144,9 @@ operation is tagged with the application that performs it.
 - **Dead letters.** What a consumer cannot process goes to `<topic>.dlt` with its
   original bytes, key and headers plus `dlq.*` headers saying why; it can be replayed.
 - **Money** is integer minor units plus an ISO 4217 currency, never a float.
+- **Operator.** The operator service reads every topic without a consumer group
+  (timelines, rates, lag), replays dead letters to their source topic, and records each
+  of its actions on the audit topic.
 - **Evolution.** Changes are additive only (a new optional field, a new message type);
   a breaking change is a new `schema_version` or a new `.v2` topic (docs/contract.md).
   The version's build part fingerprints the message schemas.
@@ -227,6 +236,18 @@ def dead_letter_headers_schema() -> dict[str, Any]:
 DEAD_LETTER_PAYLOAD: Final = {
     "description": "The original bytes, unchanged: maybe not JSON, maybe not any schema.",
 }
+AUDIT_KEY: Final = {"type": "string", "description": "The name of the operator who acted."}
+
+
+def audit_log() -> tuple[str, type[Any], str]:
+    """The operator's audit topic, its record and what the module says of it."""
+    audit = importlib.import_module("services.operator.audit")
+    return audit.AUDIT_TOPIC, audit.AuditEntry, inspect.cleandoc(audit.__doc__ or "")
+
+
+def audit_schema() -> dict[str, Any]:
+    _topic, entry, _about = audit_log()
+    return TypeAdapter(entry).json_schema()
 
 
 # --- snapshots: the schemas the compatibility check compares -------------------------
@@ -242,6 +263,12 @@ def snapshots() -> Snapshots:
             headers = headers_schema()
             messages = {m.__name__: m.model_json_schema() for m in models_on(topic)}
         taken[topic] = {"topic": topic, "key": ICCID_KEY, "headers": headers, "messages": messages}
+    audit_topic, entry, _about = audit_log()
+    taken[audit_topic] = {
+        "topic": audit_topic,
+        "key": AUDIT_KEY,
+        "messages": {entry.__name__: audit_schema()},
+    }
     return taken
 
 
@@ -290,9 +317,12 @@ def build_document() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for topic in sorted(topics.ALL_TOPICS):
         names = ["DeadLetter"] if source_of(topic) else [m.__name__ for m in models_on(topic)]
-        channels[channel_id(topic)] = _channel(topic, names)
-        for operation_id, operation in _operations(topic, names, subscribed):
-            operations[operation_id] = operation
+        about = _channel_description(topic)
+        channels[channel_id(topic)] = _channel(topic, names, about, DEFAULT_PARTITIONS)
+        operations.update(_operations(topic, names, subscribed))
+    audit_topic, entry, about = audit_log()
+    channels[channel_id(audit_topic)] = _channel(audit_topic, [entry.__name__], about, None)
+    operations.update(_audit_operations(audit_topic, entry.__name__))
     version = max(events.SUPPORTED_SCHEMA_VERSIONS)
     return {
         "asyncapi": "3.0.0",
@@ -309,18 +339,20 @@ def build_document() -> dict[str, Any]:
                 "description": "The broker of `make run` (KAFKA_BOOTSTRAP_SERVERS elsewhere).",
             }
         },
-        "channels": channels,
+        "channels": dict(sorted(channels.items())),
         "operations": dict(sorted(operations.items())),
         "components": {
             "messages": {
                 **{m.__name__: _message(m) for m in models},
                 "DeadLetter": _dead_letter_message(),
+                entry.__name__: _audit_message(entry),
             },
             "schemas": {
                 **_schemas(models),
                 "MessageHeaders": headers_schema(),
                 "DeadLetterHeaders": dead_letter_headers_schema(),
                 "DeadLetterPayload": DEAD_LETTER_PAYLOAD,
+                entry.__name__: audit_schema(),
             },
             "correlationIds": {
                 "orderId": {
@@ -332,65 +364,74 @@ def build_document() -> dict[str, Any]:
     }
 
 
-def _channel(topic: str, message_names: list[str]) -> dict[str, Any]:
+def _channel_description(topic: str) -> str:
     source = source_of(topic)
     if source is not None:
-        description = (
+        return (
             f"Dead letters of `{source}`: what a consumer of it could not process, with "
             f"its original bytes, key and headers plus `dlq.*` headers saying why. "
-            f"`topup dlq replay` publishes one back to `{source}` once its cause is fixed."
+            f"The operator replays one to `{source}` once its cause is fixed."
         )
-    else:
-        owner, kind, _version = topic.split(".")
-        description = (
-            f"Commands addressed to {owner}." if kind == "commands" else f"Events of {owner}."
-        )
-        description += " Keyed by the line's ICCID."
+    owner, kind, _version = topic.split(".")
+    about = f"Commands addressed to {owner}." if kind == "commands" else f"Events of {owner}."
+    return f"{about} Keyed by the line's ICCID."
+
+
+def _channel(
+    topic: str, message_names: list[str], description: str, partitions: int | None
+) -> dict[str, Any]:
+    kafka: dict[str, Any] = {"topic": topic}
+    if partitions is not None:  # None: the topic's creator says (its description)
+        kafka["partitions"] = partitions
     return {
         "address": topic,
         "description": description,
         "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in message_names},
-        "bindings": {
-            "kafka": {
-                "topic": topic,
-                "partitions": DEFAULT_PARTITIONS,
-                "bindingVersion": BINDING_VERSION,
-            }
-        },
+        "bindings": {"kafka": {**kafka, "bindingVersion": BINDING_VERSION}},
     }
 
 
-def _operations(
-    topic: str, message_names: list[str], subscribed: dict[str, list[tuple[str, str, str]]]
-) -> Iterable[tuple[str, dict[str, Any]]]:
+Operation = tuple[str, dict[str, Any]]
+
+
+def _operation(
+    topic: str, message_names: list[str], app: str, action: str, summary: str, **extra: Any
+) -> Operation:
     channel = channel_id(topic)
-    messages = [{"$ref": f"#/channels/{channel}/messages/{name}"} for name in message_names]
+    body = {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "title": f"{app}: {action} {topic}",
+        "summary": summary,
+        **extra,
+        "tags": [{"name": app}],
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{n}"} for n in message_names],
+    }
+    return f"{app}-{action}-{channel}", body
 
-    def operation(app: str, action: str, summary: str, **extra: Any) -> tuple[str, dict[str, Any]]:
-        body = {
-            "action": action,
-            "channel": {"$ref": f"#/channels/{channel}"},
-            "title": f"{app}: {action} {topic}",
-            "summary": summary,
-            **extra,
-            "tags": [{"name": app}],
-            "messages": messages,
-        }
-        return f"{app}-{action}-{channel}", body
 
+def _operations(
+    topic: str, names: list[str], subscribed: dict[str, list[tuple[str, str, str]]]
+) -> Iterable[Operation]:
     source = source_of(topic)
     if source is not None:
         for service in sorted({s for s, _group, _policy in subscribed.get(source, [])}):
             summary = f"{service} sets aside what it cannot process from {source}."
-            yield operation(service, "send", summary)
-        yield operation(OPERATORS, "receive", "Listed, inspected and replayed by operators.")
+            yield _operation(topic, names, service, "send", summary)
+        summary = "Listed, inspected and replayed by the operator."
+        yield _operation(topic, names, OPERATOR, "receive", summary)
         return
     sender = senders_of(topic)
     if sender == INTERNAL_SYSTEMS:
         summary = "Published keyed by ICCID; the same request_id twice is one order."
     else:
         summary = "Published through the transactional outbox, keyed by ICCID."
-    yield operation(sender, "send", summary)
+    yield _operation(topic, names, sender, "send", summary)
+    summary = (
+        "Replays a dead letter of this topic: its original bytes, key and headers, plus "
+        "`dlq.replayed_from`; audited. Consumers drop it if they acted on its event_id."
+    )
+    yield _operation(topic, names, OPERATOR, "send", summary)
     for service, group, policy in subscribed.get(topic, []):
         summary = (
             f"Consumer group `{group}`, ack policy {policy}: the offset is committed "
@@ -401,10 +442,17 @@ def _operations(
             "clientId": {"type": "string", "enum": [service]},
             "bindingVersion": BINDING_VERSION,
         }
-        yield operation(service, "receive", summary, bindings={"kafka": kafka})
+        yield _operation(topic, names, service, "receive", summary, bindings={"kafka": kafka})
     if topic in EXTERNAL_RECEIVERS:
-        app = EXTERNAL_RECEIVERS[topic]
-        yield operation(app, "receive", "Read by the systems that publish the requests.")
+        summary = "Read by the systems that publish the requests."
+        yield _operation(topic, names, EXTERNAL_RECEIVERS[topic], "receive", summary)
+
+
+def _audit_operations(topic: str, entry: str) -> Iterable[Operation]:
+    summary = "Every state-changing action, durable before the action is reported done."
+    yield _operation(topic, [entry], OPERATOR, "send", summary)
+    summary = "Read back for the audit view and to mark replayed dead letters."
+    yield _operation(topic, [entry], OPERATOR, "receive", summary)
 
 
 def _message(model: type[BaseModel]) -> dict[str, Any]:
@@ -425,6 +473,16 @@ def _message(model: type[BaseModel]) -> dict[str, Any]:
         "headers": {"$ref": "#/components/schemas/MessageHeaders"},
         "payload": {"$ref": f"#/components/schemas/{name}"},
         "bindings": {"kafka": {"key": ICCID_KEY, "bindingVersion": BINDING_VERSION}},
+    }
+
+
+def _audit_message(entry: type[Any]) -> dict[str, Any]:
+    return {
+        "name": entry.__name__,
+        "title": _words(entry.__name__),
+        "summary": "One action of an operator: when, who, what, on what, and how it went.",
+        "payload": {"$ref": f"#/components/schemas/{entry.__name__}"},
+        "bindings": {"kafka": {"key": AUDIT_KEY, "bindingVersion": BINDING_VERSION}},
     }
 
 

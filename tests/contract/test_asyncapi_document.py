@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 import yaml
 from faststream.kafka import KafkaMessage, KafkaRouter, TestKafkaBroker
 
+from services.operator.audit import AUDIT_TOPIC, AuditEntry
+from services.operator.dead_letter_store import DeadLetter
 from shared import asyncapi, events, topics
 from shared.dead_letters import BusinessRuleViolation
 from shared.events import Money, PaymentCaptured
@@ -61,7 +64,7 @@ def test_check_exits_non_zero_only_when_the_file_is_stale(
 
 def test_every_topic_is_a_channel_at_its_address(document: dict[str, Any]) -> None:
     addresses = {channel["address"] for channel in document["channels"].values()}
-    assert addresses == set(topics.ALL_TOPICS)
+    assert addresses == {*topics.ALL_TOPICS, AUDIT_TOPIC}
 
 
 def test_every_channel_carries_the_messages_the_code_puts_on_its_topic(
@@ -77,12 +80,25 @@ def test_every_channel_carries_the_messages_the_code_puts_on_its_topic(
             assert set(schema["properties"]) == set(getattr(events, name).model_fields)
 
 
-def test_every_message_is_keyed_by_iccid_and_documents_its_headers(
+def test_every_message_of_the_saga_is_keyed_by_iccid_and_documents_its_headers(
     document: dict[str, Any],
 ) -> None:
     for name, message in document["components"]["messages"].items():
-        assert "ICCID" in message["bindings"]["kafka"]["key"]["description"], name
-        assert message["headers"]["$ref"].startswith("#/components/schemas/"), name
+        if name != AuditEntry.__name__:
+            assert "ICCID" in message["bindings"]["kafka"]["key"]["description"], name
+            assert message["headers"]["$ref"].startswith("#/components/schemas/"), name
+
+
+def test_the_audit_topic_documents_the_record_the_operator_writes(
+    document: dict[str, Any],
+) -> None:
+    channel = document["channels"][asyncapi.channel_id(AUDIT_TOPIC)]
+    assert list(channel["messages"]) == ["AuditEntry"]
+    schema = document["components"]["schemas"]["AuditEntry"]
+    assert set(schema["required"]) == {field.name for field in fields(AuditEntry)}
+    for action in ("send", "receive"):
+        operations = operations_on(document, AUDIT_TOPIC, action)
+        assert [operation["tags"] for operation in operations] == [[{"name": "operator"}]]
 
 
 def test_message_summaries_come_from_the_docstrings(document: dict[str, Any]) -> None:
@@ -123,9 +139,20 @@ def test_every_saga_topic_has_a_sender_and_every_dead_letter_topic_its_consumers
     document: dict[str, Any],
 ) -> None:
     for topic in topics.SAGA_TOPICS:
-        assert len(operations_on(document, topic, "send")) == 1, topic
+        senders = {op["tags"][0]["name"] for op in operations_on(document, topic, "send")}
+        assert senders == {asyncapi.senders_of(topic), "operator"}, "the sender and replays"
     dead_senders = operations_on(document, topics.dead_letter_topic(topics.PAYMENTS_EVENTS), "send")
     assert [operation["tags"] for operation in dead_senders] == [[{"name": "orders"}]]
+
+
+def test_the_header_a_replay_adds_is_documented(document: dict[str, Any]) -> None:
+    letter = DeadLetter(
+        topic="payments.events.v1.dlt", partition=0, offset=3, timestamp_ms=0, key=b"89",
+        value=b"{}", raw_headers=(("type", b"PaymentCaptured"), ("dlq.reason", b"business_rule")),
+    )  # fmt: skip
+    replayed = {name for name, _value in letter.replay_headers()}
+    documented = document["components"]["schemas"]["MessageHeaders"]["properties"]
+    assert replayed <= set(documented)
 
 
 def test_the_documented_headers_are_the_ones_every_publish_writes(
