@@ -7,8 +7,9 @@
 
 Sources: the topics and which messages each carries (shared/topics.py), the pydantic
 models (shared/events.py: their JSON schemas, docstrings and field descriptions),
-the headers every publish writes (shared/kafka.py `message_headers`), and the
-subscribers of each service's router (topic, consumer group, ack policy).
+the headers every publish writes (shared/kafka.py `message_headers`), the
+subscribers of each service's router (topic, consumer group, ack policy), and the
+operator's audit topic and record (services/operator/audit.py).
 
 Why not FastStream's own generator: it documents the subscribers only. Our services
 publish through the outbox relay, not through declared publishers, so it misses every
