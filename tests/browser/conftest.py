@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -18,7 +17,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from deploy.local.kafka import free_port
 from deploy.local.processes import SERVICES, ServiceProcess
 from tests.browser.stack import Stack, Traffic, drive_traffic
-from tests.e2e.conftest import SIMULATION
+from tests.e2e.conftest import SIMULATION, _print_logs
 from tests.infra import KafkaUnderTest
 
 OPERATOR = "alice"
@@ -75,13 +74,6 @@ async def stack(
         for process in processes:
             process.stop()
         _print_logs(folder)
-
-
-def _print_logs(folder: Path) -> None:
-    # Shown by pytest only for failing tests: the services' own account of what happened.
-    for log in sorted(folder.glob("*.log")):
-        print(f"----- {log.name} (last 40 lines) -----")
-        print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 
 
 @pytest.fixture(scope="package")

@@ -135,3 +135,31 @@ async def test_replaying_a_dead_letter_shows_who_replayed_it_and_the_audit_names
     await screenshot(signed_in, "07-replayed", panel="dead-letters")
     await screenshot(signed_in, "08-audit", panel="audit")
     await screenshot(signed_in, "09-dashboard")
+
+
+async def test_replay_all_asks_first_then_replays_every_waiting_dead_letter(
+    signed_in: Page, stack: Stack, traffic: Traffic
+) -> None:
+    letters = [await new_dead_letter(stack), await new_dead_letter(stack)]
+    rows = [
+        signed_in.locator(f'[data-testid="dead-letter-row"][data-id="{letter["id"]}"]')
+        for letter in letters
+    ]
+    for row in rows:
+        await expect(row.get_by_role("button", name="Replay")).to_be_visible()
+
+    await signed_in.get_by_role("button", name="Replay all").click()
+    await expect(signed_in.get_by_test_id("panel-dead-letters")).to_contain_text(
+        "Replay every dead letter?"
+    )
+    await screenshot(signed_in, "10-replay-all-asks", panel="dead-letters")
+    await signed_in.get_by_role("button", name="Yes, replay all").click()
+
+    for row in rows:
+        await expect(row).to_contain_text(f"replayed by {stack.name}")
+    await expect(signed_in.get_by_test_id("replay-message")).to_contain_text(
+        f"replayed by {stack.name}"
+    )
+    everything = signed_in.locator("td", has_text=re.compile(r"^all$"))
+    audited = signed_in.get_by_test_id("audit-row").filter(has=everything)
+    await expect(audited.first).to_contain_text(stack.name)
