@@ -8,7 +8,7 @@ KAFKA_JARS := var/kafka/libs/.fetched
 NODE_TOOLS := tests/node/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz lint format clean migration
+.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz lint format clean migration contract
 
 help:
 	@echo "make run          start Kafka and the three services (DB=postgres for PostgreSQL)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-faults  the fault-injection suite at full size (3000 orders, kills, a broker restart)"
 	@echo "make test-fuzz    10,000 malformed payloads thrown at every consumer"
 	@echo "make lint         ruff (lint + format check) and mypy --strict"
+	@echo "make contract     regenerate docs/asyncapi.yaml and the schema snapshots (refuses a breaking change)"
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +76,10 @@ format: install
 
 clean:
 	rm -rf var/data var/log var/pg var/kafka/run test-results .pytest_cache .mypy_cache .ruff_cache
+
+# The published contract: docs/asyncapi.yaml and tests/contract/snapshots, from shared/events.py.
+contract: install
+	$(PY) -m shared.asyncapi --update-snapshots
 
 migration: install
 	$(PY) -m deploy.local.migrations $(SERVICE) -m "$(MESSAGE)"

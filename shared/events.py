@@ -4,7 +4,9 @@ Events are named in the past tense, commands in the imperative. Every message
 carries `event_id`, `occurred_at`, `schema_version`, `order_id` and the line's
 `iccid`, plus a `type` literal naming the message, so one topic can carry
 several messages. Changes are additive only: new fields are optional, nothing
-is renamed or retyped (tests/unit/test_contract.py keeps a snapshot).
+is renamed or retyped: tests/contract/snapshots/ holds the JSON schemas and a
+test refuses a change that is not additive. docs/asyncapi.yaml is generated
+from this module (`make contract`); docs/contract.md says how it evolves.
 
 Which topic carries which message is in `shared/topics.py`.
 """
@@ -50,14 +52,20 @@ SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({1})
 
 
 class Message(BaseModel):
+    """The envelope every message carries."""
+
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    type: str  # each message narrows it to a Literal of its own name
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    occurred_at: datetime = Field(default_factory=_now)
+    # Each message narrows `type` to a Literal of its own name.
+    type: str = Field(description="the message's name; selects its schema on a shared topic")
+    event_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4,
+        description="unique per message; consumers deduplicate redeliveries by it",
+    )
+    occurred_at: datetime = Field(default_factory=_now, description="when it happened (UTC)")
     schema_version: int = Field(default=1, description="the versions this code reads: 1")
-    order_id: uuid.UUID
-    iccid: str
+    order_id: uuid.UUID = Field(description="the order (saga) it is about: uuid5 of request_id")
+    iccid: str = Field(description="the line's ICCID; also the Kafka key, so a line is ordered")
 
     @field_validator("schema_version")
     @classmethod
@@ -145,6 +153,8 @@ class OrderRejected(Message):
 
 
 class OrderCompleted(Message):
+    """The line was topped up: the saga ended well."""
+
     type: Literal["OrderCompleted"] = "OrderCompleted"
     request_id: str
     data_mb: int | None = Field(description="data added, bonus included; None when unlimited")
@@ -152,6 +162,8 @@ class OrderCompleted(Message):
 
 
 class OrderPaymentFailed(Message):
+    """The payment was declined or cancelled; nothing was charged."""
+
     type: Literal["OrderPaymentFailed"] = "OrderPaymentFailed"
     request_id: str
     reason: str
@@ -166,6 +178,8 @@ class OrderExpired(Message):
 
 
 class OrderRefunded(Message):
+    """The top-up failed after the payment was captured: refunded in full, fee included."""
+
     type: Literal["OrderRefunded"] = "OrderRefunded"
     request_id: str
     amount: Money
@@ -176,6 +190,8 @@ class OrderRefunded(Message):
 
 
 class ChargePayment(Message):
+    """Charge the order's total with the publisher's payment token; at most once per key."""
+
     type: Literal["ChargePayment"] = "ChargePayment"
     amount: Money = Field(description="the total to charge, fee included")
     fee: Money
@@ -193,6 +209,8 @@ class CancelPayment(Message):
 
 
 class RefundPayment(Message):
+    """Give back a captured charge in full; at most once per key."""
+
     type: Literal["RefundPayment"] = "RefundPayment"
     amount: Money = Field(description="what was charged, fee included")
     idempotency_key: str = Field(description="f'{order_id}:refund'")
@@ -210,6 +228,8 @@ class PaymentPending(Message):
 
 
 class PaymentCaptured(Message):
+    """The money was taken."""
+
     type: Literal["PaymentCaptured"] = "PaymentCaptured"
     amount: Money
     fee: Money
@@ -217,17 +237,23 @@ class PaymentCaptured(Message):
 
 
 class PaymentDeclined(Message):
+    """The provider refused the charge; nothing was taken."""
+
     type: Literal["PaymentDeclined"] = "PaymentDeclined"
     reason: str = Field(description="e.g. insufficient_funds, card_expired, provider_declined")
     message: str
 
 
 class PaymentCancelled(Message):
+    """A pending charge was cancelled before it was captured; nothing was taken."""
+
     type: Literal["PaymentCancelled"] = "PaymentCancelled"
     reason: str
 
 
 class PaymentRefunded(Message):
+    """A captured charge was refunded."""
+
     type: Literal["PaymentRefunded"] = "PaymentRefunded"
     amount: Money
     provider_reference: str
@@ -237,6 +263,8 @@ class PaymentRefunded(Message):
 
 
 class TopUpLine(Message):
+    """Add a package's data and validity to a line; at most once per key."""
+
     type: Literal["TopUpLine"] = "TopUpLine"
     package_id: str
     data_mb: int | None = Field(ge=0, description="None for an unlimited package")
@@ -250,6 +278,8 @@ class TopUpLine(Message):
 
 
 class LineToppedUp(Message):
+    """The carrier applied the top-up; the line's new balance and validity."""
+
     type: Literal["LineToppedUp"] = "LineToppedUp"
     data_mb: int | None = Field(description="data added, bonus included; None when unlimited")
     valid_until: datetime
