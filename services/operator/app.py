@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -83,11 +84,23 @@ def build_app(
     app.state.audit = audit
     app.state.orders = orders
     app.include_router(api.router)
+    app.add_exception_handler(httpx.HTTPError, _orders_unreachable)
+    app.add_exception_handler(KafkaError, _broker_unreachable)
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/", dashboard, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     mount_metrics(app)
     return app
+
+
+async def _orders_unreachable(_request: Request, error: Exception) -> JSONResponse:
+    log.warning("orders did not answer: %r", error)
+    return JSONResponse({"detail": f"the orders service did not answer: {error!r}"}, 502)
+
+
+async def _broker_unreachable(_request: Request, error: Exception) -> JSONResponse:
+    log.warning("the broker did not answer: %r", error)
+    return JSONResponse({"detail": f"the Kafka broker did not answer: {error!r}"}, 503)
 
 
 async def dashboard() -> FileResponse:

@@ -1,4 +1,5 @@
-"""Operator tokens: who holds which, and what a request without a valid one is told."""
+"""Operator tokens: who holds which, and what a request is told when it gets no answer:
+without a valid token, or when the orders service does not answer."""
 
 from __future__ import annotations
 
@@ -99,3 +100,13 @@ async def test_the_page_its_files_and_the_metrics_need_no_token(
     metrics = await operator_api.get("/metrics/")
     assert metrics.status_code == 200
     assert "topup_operator_unauthorised_total" in metrics.text
+
+
+async def test_an_orders_service_that_does_not_answer_is_a_502_saying_so() -> None:
+    settings = OperatorSettings(orders_url="http://127.0.0.1:9")  # nothing listens there
+    app = build_app(settings, tokens=TOKENS)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://operator") as client:
+        response = await client.get("/api/sagas", headers={"Authorization": "Bearer token-a"})
+    assert response.status_code == 502
+    assert "the orders service did not answer" in response.json()["detail"]
