@@ -48,8 +48,15 @@ app.command()(lag)
 order_app.command("timeline")(order_timeline)
 console = Console()
 
-ORDERS = service_url("orders", 8001)
-PROVISIONING = service_url("provisioning", 8003)
+
+def orders_url() -> str:
+    return service_url("orders", 8001)
+
+
+def provisioning_url() -> str:
+    return service_url("provisioning", 8003)
+
+
 ENDED = {*FINAL, "REJECTED"}
 
 
@@ -113,9 +120,9 @@ def show_order(
 ) -> None:
     """An order's state, price and timeline."""
     if request_id:
-        found = asyncio.run(get_json(f"{ORDERS}/orders?request_id={request_id}"))
+        found = asyncio.run(get_json(f"{orders_url()}/orders?request_id={request_id}"))
     elif order_id:
-        found = asyncio.run(get_json(f"{ORDERS}/orders/{order_id}"))
+        found = asyncio.run(get_json(f"{orders_url()}/orders/{order_id}"))
     else:
         raise typer.BadParameter("give an ORDER_ID or --request-id")
     if found is None:
@@ -127,8 +134,8 @@ def show_order(
 @line_app.command("show")
 def show_line(iccid: str) -> None:
     """A line's balance, validity and top-ups, and its orders."""
-    line = asyncio.run(get_json(f"{PROVISIONING}/lines/{iccid}"))
-    history = asyncio.run(get_json(f"{ORDERS}/lines/{iccid}/orders")) or {"orders": []}
+    line = asyncio.run(get_json(f"{provisioning_url()}/lines/{iccid}"))
+    history = asyncio.run(get_json(f"{orders_url()}/lines/{iccid}/orders")) or {"orders": []}
     if line is None:
         console.print(f"line {iccid}: no top-up yet")
     else:
@@ -149,7 +156,7 @@ def _follow(request_id: str, timeout: float) -> None:
     last_state = None
     with console.status("waiting for the order ..."):
         while time.monotonic() < deadline:
-            found = asyncio.run(get_json(f"{ORDERS}/orders?request_id={request_id}"))
+            found = asyncio.run(get_json(f"{orders_url()}/orders?request_id={request_id}"))
             state = found["state"] if found else None
             if state != last_state and state is not None:
                 console.print(f"  {state}")
