@@ -40,7 +40,7 @@ def test_the_stack_has_kafka_postgres_the_three_services_and_a_topic_ui(
     compose: dict[str, Any],
 ) -> None:
     assert set(compose["services"]) == {
-        "kafka", "postgres", "kafka-ui", "prometheus", "grafana", *SERVICES, OPERATOR,
+        "kafka", "postgres", "kafka-ui", "prometheus", "grafana", "jaeger", *SERVICES, OPERATOR,
     }  # fmt: skip
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
 
@@ -92,7 +92,10 @@ def test_prometheus_scrapes_every_service_where_it_serves_metrics(compose: dict[
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     [job] = config["scrape_configs"]
     targets = set(job["static_configs"][0]["targets"])
-    ports = {name: compose["services"][name]["environment"]["HTTP_PORT"] for name in SERVICES}
+    ports = {
+        name: compose["services"][name]["environment"]["HTTP_PORT"]
+        for name in (*SERVICES, OPERATOR)
+    }
     assert targets == {f"{name}:{port}" for name, port in ports.items()}
     assert job["metrics_path"] == "/metrics/"
 
