@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,30 @@ class ServiceProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+
+
+@contextmanager
+def running(processes: Iterable[ServiceProcess], healthy_within: float = 90.0) -> Iterator[None]:
+    """Start every process, wait until all are healthy, and stop them all on the way out.
+
+    When they wrote logs, the last lines of each are printed at the end: pytest shows
+    them for a failing test, the services' own account of what happened.
+    """
+    started = list(processes)
+    try:
+        for process in started:
+            process.start()
+        for process in started:
+            process.wait_healthy(timeout=healthy_within)
+        yield
+    finally:
+        for process in started:
+            process.stop()
+        print_log_tails(p.log_path for p in started if p.log_path is not None)
+
+
+def print_log_tails(logs: Iterable[Path], lines: int = 40) -> None:
+    for log in sorted(logs):
+        if log.exists():
+            print(f"----- {log.name} (last {lines} lines) -----")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-lines:]))

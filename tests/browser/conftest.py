@@ -15,9 +15,9 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from deploy.local.kafka import free_port
-from deploy.local.processes import SERVICES, ServiceProcess
+from deploy.local.processes import SERVICES, ServiceProcess, running
 from tests.browser.stack import Stack, Traffic, drive_traffic
-from tests.e2e.conftest import SIMULATION, _print_logs
+from tests.e2e.conftest import SIMULATION
 from tests.infra import KafkaUnderTest
 
 OPERATOR = "alice"
@@ -63,17 +63,8 @@ async def stack(
         },
         log_path=folder / "operator.log",
     )
-    processes = [*services.values(), operator]
-    try:
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.wait_healthy(timeout=90)
+    with running([*services.values(), operator]):
         yield Stack(kafka.bootstrap_servers, services, operator, OPERATOR, token)
-    finally:
-        for process in processes:
-            process.stop()
-        _print_logs(folder)
 
 
 @pytest.fixture(scope="package")

@@ -4,13 +4,12 @@ SQLite, with the outside world (payment provider, carrier) simulated."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.kafka import free_port
-from deploy.local.processes import SERVICES, ServiceProcess
+from deploy.local.processes import SERVICES, ServiceProcess, running
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
@@ -58,23 +57,8 @@ async def services(
         )
         for name in SERVICES
     }
-    try:
-        for process in processes.values():
-            process.start()
-        for process in processes.values():
-            process.wait_healthy(timeout=90)
+    with running(processes.values()):
         yield processes
-    finally:
-        for process in processes.values():
-            process.stop()
-        _print_logs(folder)
-
-
-def _print_logs(folder: Path) -> None:
-    # Shown by pytest only for failing tests: the services' own account of what happened.
-    for log in sorted(folder.glob("*.log")):
-        print(f"----- {log.name} (last 40 lines) -----")
-        print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 
 
 @pytest.fixture

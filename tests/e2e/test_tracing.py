@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.kafka import free_port
-from deploy.local.processes import SERVICES, ServiceProcess
+from deploy.local.processes import SERVICES, ServiceProcess, running
 from shared import topics
 from tests.e2e.conftest import SIMULATION, SUSPENDED_ICCID
 from tests.e2e.test_saga_outcomes import final_order, publish
@@ -53,15 +53,8 @@ def traced(
         )
         for name in SERVICES
     }
-    try:
-        for process in processes.values():
-            process.start()
-        for process in processes.values():
-            process.wait_healthy(timeout=90)
+    with running(processes.values()):
         yield processes, folder
-    finally:
-        for process in processes.values():
-            process.stop()
 
 
 def spans_in(folder: Path) -> list[Span]:
