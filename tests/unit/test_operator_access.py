@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from services.operator.app import build_app
 from services.operator.settings import OperatorSettings
+from services.orders.app import build_app as build_orders_app
 from shared.access import OperatorTokens
 
 TOKENS = OperatorTokens.parse("alice=token-a, bob=token-b")
@@ -110,3 +111,11 @@ async def test_an_orders_service_that_does_not_answer_is_a_502_saying_so() -> No
         response = await client.get("/api/sagas", headers={"Authorization": "Bearer token-a"})
     assert response.status_code == 502
     assert "the orders service did not answer" in response.json()["detail"]
+
+
+def test_orders_refuses_to_start_with_malformed_operator_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPERATOR_TOKENS", "alice")
+    with pytest.raises(ValueError, match="not name=token"):
+        build_orders_app()
