@@ -8,13 +8,14 @@ KAFKA_JARS := var/kafka/libs/.fetched
 NODE_TOOLS := tests/node/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz lint format clean migration contract
+.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz bench lint format clean migration contract
 
 help:
 	@echo "make run          start Kafka and the three services (DB=postgres for PostgreSQL)"
 	@echo "make test         unit, integration and end-to-end tests on the real broker and PostgreSQL"
 	@echo "make test-faults  the fault-injection suite at full size (3000 orders, kills, a broker restart)"
 	@echo "make test-fuzz    10,000 malformed payloads thrown at every consumer"
+	@echo "make bench        the benchmark: saga throughput and latency against the raw Kafka relay (BENCH_ARGS=--profile)"
 	@echo "make lint         ruff (lint + format check) and mypy --strict"
 	@echo "make contract     regenerate docs/asyncapi.yaml and the schema snapshots (refuses a breaking change)"
 
@@ -64,6 +65,11 @@ test-faults: install prerequisites kafka-jars
 
 test-fuzz: install
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(PY) -m pytest tests/fuzz -s $(PYTEST_ARGS)
+
+# Minutes, not seconds: its own broker, PostgreSQL (fsync on) and the three services;
+# results in test-results/bench/<time>/ (results.json, chart.png). `make test` runs a smoke slice.
+bench: install prerequisites kafka-jars
+	$(PY) -m tests.bench $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
