@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz bench lint format clean migration contract
 
 help:
-	@echo "make run          start Kafka and the three services (DB=postgres for PostgreSQL)"
+	@echo "make run          start Kafka, the three services and the operator dashboard (DB=postgres for PostgreSQL)"
 	@echo "make test         unit, integration and end-to-end tests on the real broker and PostgreSQL"
 	@echo "make test-faults  the fault-injection suite at full size (3000 orders, kills, a broker restart)"
 	@echo "make test-fuzz    10,000 malformed payloads thrown at every consumer"
