@@ -1,0 +1,135 @@
+"""Where each service spends its CPU under load: py-spy samples every service process for
+one closed-loop phase (it reads their memory from outside: root, no restart, no pause),
+then the busy samples are summed by the function on top of the stack (own time) and by the
+package that function belongs to.
+
+Per service it writes `<service>.collapsed.txt` (collapsed stacks: open it in
+https://www.speedscope.app or feed it to flamegraph.pl) and `<service>.top.txt`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SAMPLES_PER_S = 100
+TOP = 15
+_LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    service: str
+    samples: int  # busy samples: idle threads (waiting on the event loop) are not sampled
+    seconds: float
+    own: Counter[str]  # function -> samples with it on top of the stack
+    own_by_package: Counter[str]
+    collapsed: Path
+
+    def top(self, counter: Counter[str], n: int = TOP) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "own_pct": round(100 * count / self.samples, 1)}
+            for name, count in counter.most_common(n)
+        ]
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "busy_share": round(self.samples / (self.seconds * SAMPLES_PER_S), 3),
+            "samples": self.samples,
+            "top_functions": self.top(self.own),
+            "top_packages": self.top(self.own_by_package, 8),
+            "collapsed_stacks": self.collapsed.name,
+        }
+
+
+def py_spy() -> str:
+    """py-spy of the virtualenv the benchmark runs in, else the one on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise RuntimeError("py-spy not found (it is in the dev dependencies)")
+    return found
+
+
+async def record(pids: dict[str, int], seconds: float, out_dir: Path) -> dict[str, Profile]:
+    """Sample every process in `pids` at once for `seconds`."""
+    runs = {}
+    for service, pid in pids.items():
+        collapsed = out_dir / f"{service}.collapsed.txt"
+        command = [
+            py_spy(),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            str(SAMPLES_PER_S),
+            "--format",
+            "raw",
+            "--nolineno",
+            "--nonblocking",
+            "--output",
+            str(collapsed),
+        ]
+        runs[service] = (
+            collapsed,
+            await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            ),
+        )
+    profiles = {}
+    for service, (collapsed, process) in runs.items():
+        _, stderr = await process.communicate()
+        if process.returncode != 0 or not collapsed.exists():
+            raise RuntimeError(f"py-spy on {service} failed: {stderr.decode(errors='replace')}")
+        profiles[service] = summarise(service, collapsed, seconds)
+        (out_dir / f"{service}.top.txt").write_text(as_text(profiles[service]))
+    return profiles
+
+
+def summarise(service: str, collapsed: Path, seconds: float) -> Profile:
+    own: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
+    for line in collapsed.read_text().splitlines():
+        matched = _LINE.match(line)
+        if matched is None:
+            continue
+        leaf = matched["stack"].rsplit(";", 1)[-1]
+        count = int(matched["count"])
+        own[leaf] += count
+        by_package[package_of(leaf)] += count
+    return Profile(service, sum(own.values()), seconds, own, by_package, collapsed)
+
+
+def package_of(frame: str) -> str:
+    """`execute (sqlalchemy/engine/base.py)` -> `sqlalchemy`; the standard library by module."""
+    found = re.search(r"\((?P<path>[^)]*)\)$", frame)
+    if found is None:
+        return frame
+    path = found["path"]
+    if path.startswith("<"):
+        return path
+    first = path.split("/", 1)[0]
+    return first.removesuffix(".py")
+
+
+def as_text(profile: Profile) -> str:
+    figures = profile.figures()
+    lines = [
+        f"{profile.service}: {profile.samples} busy samples in {profile.seconds:.0f}s "
+        f"at {SAMPLES_PER_S}/s (busy {figures['busy_share']:.0%} of one core)",
+        "",
+        "own time by function:",
+        *(f"  {row['own_pct']:5.1f}%  {row['name']}" for row in figures["top_functions"]),
+        "",
+        "own time by package:",
+        *(f"  {row['own_pct']:5.1f}%  {row['name']}" for row in figures["top_packages"]),
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,259 @@
+"""One benchmark run, start to end:
+
+1. a broker of its own; the raw relay (three aiokafka processes) ramped in closed loop to
+   its maximum: the limit;
+2. PostgreSQL (fsync on) and the three services; the saga ramped in closed loop to its
+   maximum, measured there, then in open loop at fixed shares of that maximum; with
+   --profile, one more closed-loop phase under py-spy;
+3. the invariants, over everything the run published;
+4. the report: a table, results.json and chart.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tests.bench import profiling, raw_relay, report, stack
+from tests.bench.driver import Driver, Phase, closed_loop, open_loop
+from tests.bench.invariants import Verdict, check
+from tests.bench.resources import ResourceMeter
+from tests.bench.sizes import Sizes
+from tests.bench.targets import RawRelay, Saga, Target
+from tests.faults.state import baseline_before_the_load
+
+WARM_UP_ORDERS = 5
+WARM_UP_WITHIN_S = 120.0
+
+
+@dataclass(frozen=True)
+class Options:
+    sizes: Sizes
+    mode: str  # "full" or "smoke"
+    results: Path
+    simulator_latency_ms: float = 1.0
+    profile: bool = False
+    note: str = ""
+
+
+@dataclass
+class Bench:
+    """What the phases share: the meter, the progress display."""
+
+    sizes: Sizes
+    meter: ResourceMeter
+    progress: Progress
+
+    async def phase(
+        self, driver: Driver, label: str, seconds: float, run: Callable[[], Awaitable[Phase]]
+    ) -> Phase:
+        async with self._shown(driver, label, self.sizes.warmup_s + seconds):
+            return await run()
+
+    async def closed(self, driver: Driver, label: str, concurrency: int, seconds: float) -> Phase:
+        s = self.sizes
+        return await self.phase(
+            driver,
+            label,
+            seconds,
+            lambda: closed_loop(
+                driver, label, concurrency, seconds, s.warmup_s, s.drain_s, self.meter
+            ),
+        )
+
+    async def open(self, driver: Driver, label: str, rate: float) -> Phase:
+        s = self.sizes
+        return await self.phase(
+            driver,
+            label,
+            s.open_s,
+            lambda: open_loop(driver, label, rate, s.open_s, s.warmup_s, s.drain_s, self.meter),
+        )
+
+    async def ramp(self, driver: Driver, levels: tuple[int, ...]) -> list[Phase]:
+        """Closed loop at each level in turn, until throughput stops improving by more than
+        `ramp_gain` or the p99 passes its limit."""
+        steps: list[Phase] = []
+        for level in levels:
+            step = await self.closed(
+                driver, f"{driver.target.name} ramp {level}", level, self.sizes.ramp_s
+            )
+            steps.append(step)
+            if step.percentile(99) > self.sizes.ramp_p99_limit_ms:
+                break
+            if len(steps) > 1 and step.throughput < max(s.throughput for s in steps[:-1]) * (
+                1 + self.sizes.ramp_gain
+            ):
+                break
+        return steps
+
+    async def maximum(self, driver: Driver, levels: tuple[int, ...]) -> tuple[list[Phase], Phase]:
+        """The ramp, then the measured closed-loop phase at its best level."""
+        steps = await self.ramp(driver, levels)
+        within = [s for s in steps if s.percentile(99) <= self.sizes.ramp_p99_limit_ms] or steps
+        best = max(within, key=lambda s: s.throughput)
+        label = f"{driver.target.name} closed loop"
+        measured = await self.closed(driver, label, best.concurrency or 1, self.sizes.closed_s)
+        return steps, measured
+
+    @contextlib.asynccontextmanager
+    async def _shown(self, driver: Driver, label: str, seconds: float) -> AsyncIterator[None]:
+        task = self.progress.add_task(label, total=seconds, orders="", rate="")
+
+        async def tick() -> None:
+            started = time.monotonic()
+            while True:
+                await asyncio.sleep(0.25)
+                now = time.monotonic()
+                recent = sum(1 for e in driver.endings[-5000:] if e.ended > now - 1.0)
+                self.progress.update(
+                    task,
+                    completed=min(seconds, now - started),
+                    orders=f"{len(driver.endings)} ended",
+                    rate=f"{recent}/s",
+                )
+
+        ticking = asyncio.create_task(tick())
+        try:
+            yield
+        finally:
+            ticking.cancel()
+            await asyncio.gather(ticking, return_exceptions=True)
+            self.progress.update(task, completed=seconds)
+
+
+@contextlib.asynccontextmanager
+async def driving(bootstrap_servers: str, target: Target) -> AsyncIterator[Driver]:
+    driver = Driver(bootstrap_servers, target)
+    try:
+        await driver.start()
+        await driver.warm_up(WARM_UP_ORDERS, WARM_UP_WITHIN_S)
+        yield driver
+    finally:
+        await driver.stop()
+
+
+async def run(options: Options, console: Console) -> tuple[dict[str, Any], Path]:
+    started = datetime.now(UTC)
+    out_dir = options.results / f"{started:%Y%m%dT%H%M%SZ}"
+    log_dir = out_dir / "logs"
+    meter = ResourceMeter()
+    meter.track("driver", _own_pid())
+    columns = (
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[orders]:>14}"),
+        TextColumn("{task.fields[rate]:>8}"),
+    )
+    figures: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "mode": options.mode,
+        "note": options.note,
+        "machine": report.machine(),
+        "sizes": options.sizes.__dict__,
+        "simulator_latency_ms": options.simulator_latency_ms,
+        "message_sizes_bytes": raw_relay.message_sizes(),
+    }
+    with Progress(*columns, console=console) as progress, stack.broker() as kafka:
+        bench = Bench(options.sizes, meter, progress)
+        meter.track("kafka", _pid(kafka.pid))
+        figures["raw_relay"] = await _raw_relay(bench, kafka, log_dir)
+        with stack.postgres() as server:
+            meter.track("postgres", stack.postmaster_pid(server), tree=True)
+            saga, verdict = await _saga(bench, options, kafka, server, log_dir, out_dir)
+        meter.read_peaks()
+    figures["saga"] = saga
+    figures["invariants"] = verdict.figures()
+    raw_max = figures["raw_relay"]["closed_loop"]["throughput_per_s"]
+    figures["ratio_to_raw_relay"] = round(
+        saga["closed_loop"]["throughput_per_s"] / raw_max if raw_max else 0.0, 3
+    )
+    figures["cpu_s_per_saga"] = saga["closed_loop"]["cpu_s_per_saga"]
+    figures["peak_rss_mb"] = {name: round(mb, 1) for name, mb in sorted(meter.peak_rss_mb.items())}
+    if "profile" in saga:
+        figures["profile"] = saga.pop("profile")
+    figures["targets"] = report.targets(figures)
+    figures["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report.write(figures, out_dir)
+    return figures, out_dir
+
+
+async def _raw_relay(bench: Bench, kafka: Any, log_dir: Path) -> dict[str, Any]:
+    await raw_relay.create_topics(kafka.bootstrap_servers)
+    with stack.raw_relays(kafka, log_dir) as relays:
+        for relay in relays:
+            bench.meter.track(f"raw-{relay.role}", relay.process.pid)
+        async with driving(kafka.bootstrap_servers, RawRelay()) as driver:
+            steps, measured = await bench.maximum(driver, bench.sizes.raw_ramp_levels)
+        for relay in relays:
+            bench.meter.forget(f"raw-{relay.role}")
+    return {
+        "ramp": [s.figures() for s in steps],
+        "closed_loop": measured.figures(),
+        "send_failures": driver.send_failures,
+    }
+
+
+async def _saga(
+    bench: Bench, options: Options, kafka: Any, server: Any, log_dir: Path, out_dir: Path
+) -> tuple[dict[str, Any], Verdict]:
+    sizes = bench.sizes
+    with stack.services(kafka, server, log_dir, options.simulator_latency_ms) as services:
+        for instance in services.instances:
+            assert instance.process is not None
+            bench.meter.track(instance.name, instance.process.pid)
+        baseline = await baseline_before_the_load(services)
+        target = Saga()
+        async with driving(kafka.bootstrap_servers, target) as driver:
+            steps, measured = await bench.maximum(driver, sizes.ramp_levels)
+            open_phases = []
+            for fraction in sizes.open_fractions:
+                rate = max(1.0, fraction * measured.throughput)
+                label = f"saga open loop {fraction:.0%}"
+                phase = await bench.open(driver, label, rate)
+                open_phases.append({**phase.figures(), "fraction": fraction})
+            figures: dict[str, Any] = {
+                "ramp": [s.figures() for s in steps],
+                "closed_loop": measured.figures(),
+                "open_loop": open_phases,
+            }
+            if options.profile:
+                pids = {i.name: i.process.pid for i in services.instances if i.process is not None}
+                (out_dir / "profile").mkdir(parents=True, exist_ok=True)
+                sampled = profiling.record(
+                    pids, sizes.profile_s + sizes.warmup_s, out_dir / "profile"
+                )
+                profiled, profiles = await asyncio.gather(
+                    bench.closed(
+                        driver, "saga profiled", measured.concurrency or 1, sizes.profile_s
+                    ),
+                    sampled,
+                )
+                figures["profiled_phase"] = profiled.figures()
+                figures["profile"] = {name: p.figures() for name, p in profiles.items()}
+            figures["send_failures"] = driver.send_failures
+        verdict = await check(services, target.requests, baseline, sizes.settle_s)
+        for instance in services.instances:
+            bench.meter.forget(instance.name)
+    return figures, verdict
+
+
+def _pid(pid: int | None) -> int:
+    assert pid is not None
+    return pid
+
+
+def _own_pid() -> int:
+    import os
+
+    return os.getpid()

@@ -1,0 +1,139 @@
+"""What the benchmark runs on: a broker and a PostgreSQL (fsync on) of its own, then either
+the three raw relay processes or the three services, one process each."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+
+from deploy.local.kafka import JVM_FLAGS, REPO_ROOT, LocalKafka, free_port
+from deploy.local.postgres import PG_ROOT, LocalPostgres
+from deploy.local.processes import SERVICES, ServiceProcess, running
+from tests.bench import raw_relay
+from tests.faults.stack import Stack
+
+# The C1-only JIT makes the broker start faster and run slower: not for a load test.
+BROKER_JVM_FLAGS = tuple(flag for flag in JVM_FLAGS if flag != "-XX:TieredStopAtLevel=1")
+HEALTHY_WITHIN_S = 120.0
+
+
+def service_env(simulator_latency_ms: float) -> dict[str, str]:
+    """The outside world answers in about `simulator_latency_ms` (its latency is not ours);
+    no order may expire or be nudged as stuck while the load queues up."""
+    return {
+        "PROVIDER_LATENCY_MS": str(int(simulator_latency_ms)),
+        "CARRIER_LATENCY_MS": str(simulator_latency_ms),
+        "PAYMENT_TIMEOUT_S": "3600",
+        "STUCK_AFTER_S": "3600",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@contextmanager
+def broker() -> Iterator[LocalKafka]:
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as data_dir:
+        kafka = LocalKafka(Path(data_dir), jvm_flags=BROKER_JVM_FLAGS)
+        with kafka:
+            yield kafka
+
+
+@contextmanager
+def postgres() -> Iterator[LocalPostgres]:
+    # Under the repository: PostgreSQL runs as its own user, which /tmp's folders may not let in.
+    data_dir = PG_ROOT / f"bench-{uuid.uuid4().hex[:8]}"
+    try:
+        with LocalPostgres(data_dir, fsync=True) as server:
+            yield server
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def postmaster_pid(server: LocalPostgres) -> int:
+    """As root the server runs under `runuser`: the process to measure is its child."""
+    assert server.pid is not None
+    launcher = psutil.Process(server.pid)
+    children = launcher.children()
+    return children[0].pid if launcher.name() == "runuser" and children else server.pid
+
+
+@contextmanager
+def services(
+    kafka: LocalKafka, server: LocalPostgres, log_dir: Path, simulator_latency_ms: float
+) -> Iterator[Stack]:
+    """One process of each service, each on a fresh database, until they are all healthy."""
+    suffix = uuid.uuid4().hex[:6]
+    databases = {name: server.create_database(f"bench_{name}_{suffix}") for name in SERVICES}
+    instances = [
+        ServiceProcess(
+            name,
+            free_port(),
+            env={
+                **service_env(simulator_latency_ms),
+                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                "DATABASE_URL": databases[name],
+            },
+            log_path=log_dir / f"{name}.log",
+        )
+        for name in SERVICES
+    ]
+    with running(instances, healthy_within=HEALTHY_WITHIN_S):
+        yield Stack(kafka, databases, instances, log_dir)
+
+
+@dataclass
+class RelayProcess:
+    role: str
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def raw_relays(kafka: LocalKafka, log_dir: Path) -> Iterator[list[RelayProcess]]:
+    """`python -m tests.bench.raw_relay <role>` for each role; stopped (SIGTERM) on the way out."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started: list[RelayProcess] = []
+    try:
+        for role in raw_relay.HOPS:
+            with (log_dir / f"raw-{role}.log").open("ab") as log:
+                command = [
+                    sys.executable,
+                    "-m",
+                    "tests.bench.raw_relay",
+                    role,
+                    "--bootstrap-servers",
+                    kafka.bootstrap_servers,
+                ]
+                process = subprocess.Popen(
+                    command,
+                    cwd=REPO_ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    start_new_session=True,
+                )
+            started.append(RelayProcess(role, process))
+        yield started
+    finally:
+        for relay in started:
+            _stop(relay.process)
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
