@@ -1,7 +1,9 @@
 """Where each service spends its CPU under load: py-spy samples every service process for
 one closed-loop phase (it reads their memory from outside: root, no restart, no pause),
-then the busy samples are summed by the function on top of the stack (own time) and by the
-package that function belongs to.
+keeping the samples taken while the interpreter held the GIL (Python at work, not waiting
+on the network or a lock). Those are summed by the function on top of the stack (own
+time), by the package that function belongs to, and by the project's own functions they
+ran under (inclusive time: which handler or loop the time goes to).
 
 Per service it writes `<service>.collapsed.txt` (collapsed stacks: open it in
 https://www.speedscope.app or feed it to flamegraph.pl) and `<service>.top.txt`.
@@ -20,16 +22,22 @@ from typing import Any
 
 SAMPLES_PER_S = 100
 TOP = 15
+OWN_CODE = frozenset({"services", "shared"})
+EVENT_LOOP = "Runner.run (asyncio/"
+NO_FRAME = "(no Python frame: native code)"
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 
 
 @dataclass(frozen=True)
 class Profile:
     service: str
-    samples: int  # busy samples: idle threads (waiting on the event loop) are not sampled
+    samples: int  # samples holding the GIL: waiting (epoll, locks) is not sampled
     seconds: float
     own: Counter[str]  # function -> samples with it on top of the stack
     own_by_package: Counter[str]
+    # The project's own functions (services/, shared/) by inclusive time: which code path
+    # the time is spent under (a handler, the outbox relay...).
+    ours_inclusive: Counter[str]
     collapsed: Path
 
     def top(self, counter: Counter[str], n: int = TOP) -> list[dict[str, Any]]:
@@ -44,6 +52,7 @@ class Profile:
             "samples": self.samples,
             "top_functions": self.top(self.own),
             "top_packages": self.top(self.own_by_package, 8),
+            "top_own_code_inclusive": self.top(self.ours_inclusive),
             "collapsed_stacks": self.collapsed.name,
         }
 
@@ -75,6 +84,7 @@ async def record(pids: dict[str, int], seconds: float, out_dir: Path) -> dict[st
             "raw",
             "--nolineno",
             "--nonblocking",
+            "--gil",
             "--output",
             str(collapsed),
         ]
@@ -97,15 +107,27 @@ async def record(pids: dict[str, int], seconds: float, out_dir: Path) -> dict[st
 def summarise(service: str, collapsed: Path, seconds: float) -> Profile:
     own: Counter[str] = Counter()
     by_package: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
     for line in collapsed.read_text().splitlines():
         matched = _LINE.match(line)
         if matched is None:
             continue
-        leaf = matched["stack"].rsplit(";", 1)[-1]
+        leaf = matched["stack"].rsplit(";", 1)[-1].strip() or NO_FRAME
         count = int(matched["count"])
         own[leaf] += count
         by_package[package_of(leaf)] += count
-    return Profile(service, sum(own.values()), seconds, own, by_package, collapsed)
+        for frame in set(_below_the_event_loop(matched["stack"].split(";"))):
+            if package_of(frame) in OWN_CODE:
+                ours[frame] += count
+    return Profile(service, sum(own.values()), seconds, own, by_package, ours, collapsed)
+
+
+def _below_the_event_loop(frames: list[str]) -> list[str]:
+    """The frames a task runs, without the start-up frames every sample shares."""
+    for depth in range(len(frames) - 1, -1, -1):
+        if frames[depth].startswith(EVENT_LOOP):
+            return frames[depth + 1 :]
+    return frames
 
 
 def package_of(frame: str) -> str:
@@ -123,13 +145,16 @@ def package_of(frame: str) -> str:
 def as_text(profile: Profile) -> str:
     figures = profile.figures()
     lines = [
-        f"{profile.service}: {profile.samples} busy samples in {profile.seconds:.0f}s "
-        f"at {SAMPLES_PER_S}/s (busy {figures['busy_share']:.0%} of one core)",
+        f"{profile.service}: {profile.samples} samples holding the GIL in "
+        f"{profile.seconds:.0f}s at {SAMPLES_PER_S}/s ({figures['busy_share']:.0%} of one core)",
         "",
         "own time by function:",
         *(f"  {row['own_pct']:5.1f}%  {row['name']}" for row in figures["top_functions"]),
         "",
         "own time by package:",
         *(f"  {row['own_pct']:5.1f}%  {row['name']}" for row in figures["top_packages"]),
+        "",
+        "time spent under the project's own functions (inclusive):",
+        *(f"  {row['own_pct']:5.1f}%  {row['name']}" for row in figures["top_own_code_inclusive"]),
     ]
     return "\n".join(lines) + "\n"
