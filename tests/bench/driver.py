@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -179,75 +177,62 @@ class Driver:
         return unfinished
 
 
-async def closed_loop(
-    driver: Driver,
-    name: str,
-    concurrency: int,
-    seconds: float,
-    warmup_s: float,
-    drain_s: float,
-    meter: ResourceMeter,
+@dataclass(frozen=True)
+class ClosedLoop:
+    concurrency: int  # orders kept in flight
+
+
+@dataclass(frozen=True)
+class OpenLoop:
+    rate: float  # orders published per second, on schedule
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: float  # the measured window
+    warmup_s: float  # before it, not counted
+    drain_s: float  # after it, waiting for the orders in flight
+
+
+async def _offer(driver: Driver, load: ClosedLoop | OpenLoop) -> None:
+    if isinstance(load, ClosedLoop):
+        driver.concurrency = load.concurrency
+        await driver.publish(load.concurrency)
+        return
+    started = time.monotonic()
+    sent = 0
+    while True:
+        due = int((time.monotonic() - started) * load.rate) - sent
+        if due > 0:
+            await driver.publish(due)
+            sent += due
+        await asyncio.sleep(OPEN_LOOP_TICK_S)
+
+
+async def run_phase(
+    driver: Driver, name: str, load: ClosedLoop | OpenLoop, timing: Timing, meter: ResourceMeter
 ) -> Phase:
-    async def load() -> None:
-        driver.concurrency = concurrency
-        await driver.publish(concurrency)
-
-    return await _phase(driver, name, load, seconds, warmup_s, drain_s, meter, concurrency, None)
-
-
-async def open_loop(
-    driver: Driver,
-    name: str,
-    rate: float,
-    seconds: float,
-    warmup_s: float,
-    drain_s: float,
-    meter: ResourceMeter,
-) -> Phase:
-    async def load() -> None:
-        started = time.monotonic()
-        sent = 0
-        while True:
-            due = int((time.monotonic() - started) * rate) - sent
-            if due > 0:
-                await driver.publish(due)
-                sent += due
-            await asyncio.sleep(OPEN_LOOP_TICK_S)
-
-    return await _phase(driver, name, load, seconds, warmup_s, drain_s, meter, None, rate)
-
-
-async def _phase(
-    driver: Driver,
-    name: str,
-    load: Callable[[], Coroutine[Any, Any, None]],
-    seconds: float,
-    warmup_s: float,
-    drain_s: float,
-    meter: ResourceMeter,
-    concurrency: int | None,
-    rate: float | None,
-) -> Phase:
+    """Apply `load`, count what ends in the window after the warm-up, then drain."""
     published_before = driver.published
-    loading = asyncio.create_task(load())
+    loading = asyncio.create_task(_offer(driver, load))
     try:
-        await asyncio.sleep(warmup_s)
+        await asyncio.sleep(timing.warmup_s)
         first = len(driver.endings)
         opened, cpu_before = time.monotonic(), meter.cpu_seconds()
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(timing.seconds)
         closed, cpu_after = time.monotonic(), meter.cpu_seconds()
         last = len(driver.endings)
     finally:
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
     published = driver.published - published_before
-    unfinished = await driver.drain(drain_s)
+    unfinished = await driver.drain(timing.drain_s)
     window = [e for e in driver.endings[first:last] if opened <= e.ended <= closed]
     return Phase(
         name=name,
-        mode="closed" if concurrency is not None else "open",
-        concurrency=concurrency,
-        offered_per_s=rate,
+        mode="closed" if isinstance(load, ClosedLoop) else "open",
+        concurrency=load.concurrency if isinstance(load, ClosedLoop) else None,
+        offered_per_s=load.rate if isinstance(load, OpenLoop) else None,
         window_s=closed - opened,
         published=published,
         completed=sum(e.completed for e in window),

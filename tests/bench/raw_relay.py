@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared import topics
 from shared.events import (
     ChargePayment,
     LineToppedUp,
@@ -38,31 +39,34 @@ from shared.events import (
 )
 from tests.factories import order_request
 
-ORDERS_COMMANDS: Final = "bench.raw.orders.commands"
-ORDERS_EVENTS: Final = "bench.raw.orders.events"
-PAYMENTS_COMMANDS: Final = "bench.raw.payments.commands"
-PAYMENTS_EVENTS: Final = "bench.raw.payments.events"
-PROVISIONING_COMMANDS: Final = "bench.raw.provisioning.commands"
-PROVISIONING_EVENTS: Final = "bench.raw.provisioning.events"
-TOPICS: Final = (
-    ORDERS_COMMANDS,
-    ORDERS_EVENTS,
-    PAYMENTS_COMMANDS,
-    PAYMENTS_EVENTS,
-    PROVISIONING_COMMANDS,
-    PROVISIONING_EVENTS,
-)
+
+def raw(topic: str) -> str:
+    """The raw relay's stand-in for one of the saga's topics."""
+    return f"bench.raw.{topic}"
+
+
+TOPICS: Final = tuple(raw(topic) for topic in topics.SAGA_TOPICS)
+ORDERS_COMMANDS: Final = raw(topics.ORDERS_COMMANDS)  # what the driver publishes
+ORDERS_EVENTS: Final = raw(topics.ORDERS_EVENTS)  # where it sees the saga end
 PARTITIONS: Final = 3  # as the saga's topics
 
-# The hops of a completed saga: what each role publishes for a message on each input topic.
-HOPS: Final[dict[str, dict[str, tuple[tuple[str, str], ...]]]] = {
+# The hops of a completed saga: what each service publishes for a message on each of its
+# input topics (the topics are the saga's own, the relay uses their stand-ins).
+SAGA_HOPS: Final[dict[str, dict[str, tuple[tuple[str, str], ...]]]] = {
     "orders": {
-        ORDERS_COMMANDS: ((ORDERS_EVENTS, "OrderPlaced"), (PAYMENTS_COMMANDS, "ChargePayment")),
-        PAYMENTS_EVENTS: ((PROVISIONING_COMMANDS, "TopUpLine"),),
-        PROVISIONING_EVENTS: ((ORDERS_EVENTS, "OrderCompleted"),),
+        topics.ORDERS_COMMANDS: (
+            (topics.ORDERS_EVENTS, "OrderPlaced"),
+            (topics.PAYMENTS_COMMANDS, "ChargePayment"),
+        ),
+        topics.PAYMENTS_EVENTS: ((topics.PROVISIONING_COMMANDS, "TopUpLine"),),
+        topics.PROVISIONING_EVENTS: ((topics.ORDERS_EVENTS, "OrderCompleted"),),
     },
-    "payments": {PAYMENTS_COMMANDS: ((PAYMENTS_EVENTS, "PaymentCaptured"),)},
-    "provisioning": {PROVISIONING_COMMANDS: ((PROVISIONING_EVENTS, "LineToppedUp"),)},
+    "payments": {topics.PAYMENTS_COMMANDS: ((topics.PAYMENTS_EVENTS, "PaymentCaptured"),)},
+    "provisioning": {topics.PROVISIONING_COMMANDS: ((topics.PROVISIONING_EVENTS, "LineToppedUp"),)},
+}
+HOPS: Final = {
+    role: {raw(source): tuple((raw(to), name) for to, name in out) for source, out in hops.items()}
+    for role, hops in SAGA_HOPS.items()
 }
 
 # The first byte of a value: which message it stands for.

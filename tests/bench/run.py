@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tests.bench import profiling, raw_relay, report, stack
-from tests.bench.driver import Driver, Phase, closed_loop, open_loop
+from tests.bench.driver import ClosedLoop, Driver, OpenLoop, Phase, Timing, run_phase
 from tests.bench.invariants import Verdict, check
 from tests.bench.resources import ResourceMeter
 from tests.bench.sizes import Sizes
@@ -53,46 +53,25 @@ class Bench:
     meter: ResourceMeter
     progress: Progress
 
-    async def phase(
-        self, driver: Driver, label: str, seconds: float, run: Callable[[], Awaitable[Phase]]
+    async def measure(
+        self, driver: Driver, label: str, load: ClosedLoop | OpenLoop, seconds: float
     ) -> Phase:
-        async with self._shown(driver, label, self.sizes.warmup_s + seconds):
-            return await run()
-
-    async def closed(self, driver: Driver, label: str, concurrency: int, seconds: float) -> Phase:
-        s = self.sizes
-        return await self.phase(
-            driver,
-            label,
-            seconds,
-            lambda: closed_loop(
-                driver, label, concurrency, seconds, s.warmup_s, s.drain_s, self.meter
-            ),
-        )
-
-    async def open(self, driver: Driver, label: str, rate: float) -> Phase:
-        s = self.sizes
-        return await self.phase(
-            driver,
-            label,
-            s.open_s,
-            lambda: open_loop(driver, label, rate, s.open_s, s.warmup_s, s.drain_s, self.meter),
-        )
+        timing = Timing(seconds, self.sizes.warmup_s, self.sizes.drain_s)
+        async with self._shown(driver, label, timing.warmup_s + seconds):
+            return await run_phase(driver, label, load, timing, self.meter)
 
     async def ramp(self, driver: Driver, levels: tuple[int, ...]) -> list[Phase]:
         """Closed loop at each level in turn, until throughput stops improving by more than
         `ramp_gain` or the p99 passes its limit."""
         steps: list[Phase] = []
         for level in levels:
-            step = await self.closed(
-                driver, f"{driver.target.name} ramp {level}", level, self.sizes.ramp_s
-            )
+            label = f"{driver.target.name} ramp {level}"
+            step = await self.measure(driver, label, ClosedLoop(level), self.sizes.ramp_s)
             steps.append(step)
             if step.percentile(99) > self.sizes.ramp_p99_limit_ms:
                 break
-            if len(steps) > 1 and step.throughput < max(s.throughput for s in steps[:-1]) * (
-                1 + self.sizes.ramp_gain
-            ):
+            best_before = max((s.throughput for s in steps[:-1]), default=0.0)
+            if len(steps) > 1 and step.throughput < best_before * (1 + self.sizes.ramp_gain):
                 break
         return steps
 
@@ -102,7 +81,8 @@ class Bench:
         within = [s for s in steps if s.percentile(99) <= self.sizes.ramp_p99_limit_ms] or steps
         best = max(within, key=lambda s: s.throughput)
         label = f"{driver.target.name} closed loop"
-        measured = await self.closed(driver, label, best.concurrency or 1, self.sizes.closed_s)
+        at_best = ClosedLoop(best.concurrency or 1)
+        measured = await self.measure(driver, label, at_best, self.sizes.closed_s)
         return steps, measured
 
     @contextlib.asynccontextmanager
@@ -216,11 +196,12 @@ async def _saga(
         target = Saga()
         async with driving(kafka.bootstrap_servers, target) as driver:
             steps, measured = await bench.maximum(driver, sizes.ramp_levels)
+            at_best = ClosedLoop(measured.concurrency or 1)
             open_phases = []
             for fraction in sizes.open_fractions:
                 rate = max(1.0, fraction * measured.throughput)
                 label = f"saga open loop {fraction:.0%}"
-                phase = await bench.open(driver, label, rate)
+                phase = await bench.measure(driver, label, OpenLoop(rate), sizes.open_s)
                 open_phases.append({**phase.figures(), "fraction": fraction})
             figures: dict[str, Any] = {
                 "ramp": [s.figures() for s in steps],
@@ -234,9 +215,7 @@ async def _saga(
                     pids, sizes.profile_s + sizes.warmup_s, out_dir / "profile"
                 )
                 profiled, profiles = await asyncio.gather(
-                    bench.closed(
-                        driver, "saga profiled", measured.concurrency or 1, sizes.profile_s
-                    ),
+                    bench.measure(driver, "saga profiled", at_best, sizes.profile_s),
                     sampled,
                 )
                 figures["profiled_phase"] = profiled.figures()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -125,15 +124,10 @@ def raw_relays(kafka: LocalKafka, log_dir: Path) -> Iterator[list[RelayProcess]]
         yield started
     finally:
         for relay in started:
-            _stop(relay.process)
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+            relay.process.terminate()
+        gone = {relay.process.pid for relay in started}
+        _, alive = psutil.wait_procs([psutil.Process(pid) for pid in gone], timeout=10)
+        for process in alive:
+            process.kill()
+        for relay in started:
+            relay.process.wait()
