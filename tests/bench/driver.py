@@ -223,6 +223,7 @@ async def run_phase(
         closed, cpu_after = time.monotonic(), meter.cpu_seconds()
         last = len(driver.endings)
     finally:
+        driver.concurrency = 0  # the closed loop publishes no more
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
     published = driver.published - published_before

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import subprocess
+import textwrap
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,9 @@ def machine() -> dict[str, Any]:
         "postgresql": server_version(),
         "packages": {p: version(p) for p in ("aiokafka", "faststream", "sqlalchemy", "asyncpg")},
         "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "services", "shared")),
+        "uncommitted_changes_in_services_or_shared": bool(
+            git("status", "--porcelain", "--", "services", "shared")
+        ),
     }
 
 
@@ -205,7 +208,7 @@ def chart(figures: dict[str, Any], path: Path) -> None:
     axes.set_title(
         f"Top-up saga: latency against throughput\n{facts['cores']} cores, "
         f"{figures['started_at']}, git {facts['git_commit'][:8]}"
-        + (f" - {figures['note']}" if figures.get("note") else ""),
+        + "".join(f"\n{line}" for line in textwrap.wrap(figures.get("note", ""), 100)),
         fontsize=9,
     )
     axes.grid(True, which="both", alpha=0.3)
