@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from deploy.local.kafka import LocalKafka
+from deploy.local.postgres import LocalPostgres
 from tests.bench import profiling, raw_relay, report, stack
 from tests.bench.driver import ClosedLoop, Driver, OpenLoop, Phase, Timing, run_phase
 from tests.bench.invariants import Verdict, check
@@ -130,7 +133,7 @@ async def run(options: Options, console: Console) -> tuple[dict[str, Any], Path]
     out_dir = options.results / f"{started:%Y%m%dT%H%M%SZ}"
     log_dir = out_dir / "logs"
     meter = ResourceMeter()
-    meter.track("driver", _own_pid())
+    meter.track("driver", os.getpid())
     columns = (
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -171,7 +174,7 @@ async def run(options: Options, console: Console) -> tuple[dict[str, Any], Path]
     return figures, out_dir
 
 
-async def _raw_relay(bench: Bench, kafka: Any, log_dir: Path) -> dict[str, Any]:
+async def _raw_relay(bench: Bench, kafka: LocalKafka, log_dir: Path) -> dict[str, Any]:
     await raw_relay.create_topics(kafka.bootstrap_servers)
     with stack.raw_relays(kafka, log_dir) as relays:
         for relay in relays:
@@ -188,7 +191,12 @@ async def _raw_relay(bench: Bench, kafka: Any, log_dir: Path) -> dict[str, Any]:
 
 
 async def _saga(
-    bench: Bench, options: Options, kafka: Any, server: Any, log_dir: Path, out_dir: Path
+    bench: Bench,
+    options: Options,
+    kafka: LocalKafka,
+    server: LocalPostgres,
+    log_dir: Path,
+    out_dir: Path,
 ) -> tuple[dict[str, Any], Verdict]:
     sizes = bench.sizes
     with stack.services(kafka, server, log_dir, options.simulator_latency_ms) as services:
@@ -200,29 +208,14 @@ async def _saga(
         async with driving(kafka.bootstrap_servers, target) as driver:
             steps, measured = await bench.maximum(driver, sizes.ramp_levels)
             at_best = ClosedLoop(measured.concurrency or 1)
-            open_phases = []
-            for fraction in sizes.open_fractions:
-                rate = max(1.0, fraction * measured.throughput)
-                label = f"saga open loop {fraction:.0%}"
-                phase = await bench.measure(driver, label, OpenLoop(rate), sizes.open_s)
-                open_phases.append({**phase.figures(), "fraction": fraction})
             figures: dict[str, Any] = {
                 "ramp": [s.figures() for s in steps],
                 "closed_loop": measured.figures(),
-                "open_loop": open_phases,
+                "open_loop": await _open_loops(bench, driver, measured.throughput),
             }
             if options.profile:
                 pids = {i.name: i.process.pid for i in services.instances if i.process is not None}
-                (out_dir / "profile").mkdir(parents=True, exist_ok=True)
-                sampled = profiling.record(
-                    pids, sizes.profile_s + sizes.warmup_s, out_dir / "profile"
-                )
-                profiled, profiles = await asyncio.gather(
-                    bench.measure(driver, "saga profiled", at_best, sizes.profile_s),
-                    sampled,
-                )
-                figures["profiled_phase"] = profiled.figures()
-                figures["profile"] = {name: p.figures() for name, p in profiles.items()}
+                figures |= await _profiled(bench, driver, at_best, pids, out_dir / "profile")
             figures["send_failures"] = driver.send_failures
         verdict = await check(services, target.requests, baseline, sizes.settle_s)
         for instance in services.instances:
@@ -230,12 +223,35 @@ async def _saga(
     return figures, verdict
 
 
+async def _open_loops(bench: Bench, driver: Driver, maximum: float) -> list[dict[str, Any]]:
+    """Orders on schedule at each share of the closed-loop maximum."""
+    phases = []
+    for fraction in bench.sizes.open_fractions:
+        load = OpenLoop(max(1.0, fraction * maximum))
+        phase = await bench.measure(
+            driver, f"saga open loop {fraction:.0%}", load, bench.sizes.open_s
+        )
+        phases.append({**phase.figures(), "fraction": fraction})
+    return phases
+
+
+async def _profiled(
+    bench: Bench, driver: Driver, load: ClosedLoop, pids: dict[str, int], out_dir: Path
+) -> dict[str, Any]:
+    """One more closed-loop phase, every service under py-spy (which slows it: its figures
+    are kept apart from the measured ones)."""
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    seconds = bench.sizes.profile_s
+    sampled = profiling.record(pids, seconds + bench.sizes.warmup_s, out_dir)
+    phase, profiles = await asyncio.gather(
+        bench.measure(driver, "saga profiled", load, seconds), sampled
+    )
+    return {
+        "profiled_phase": phase.figures(),
+        "profile": {name: profile.figures() for name, profile in profiles.items()},
+    }
+
+
 def _pid(pid: int | None) -> int:
     assert pid is not None
     return pid
-
-
-def _own_pid() -> int:
-    import os
-
-    return os.getpid()
