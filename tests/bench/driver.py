@@ -10,10 +10,10 @@ still in flight, so the next phase starts from an idle system.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.bench.resources import CpuReading, ResourceMeter, cpu_spent
@@ -48,8 +48,11 @@ class Phase:
     def throughput(self) -> float:
         return self.completed / self.window_s if self.window_s > 0 else 0.0
 
-    def percentile(self, p: float) -> float:
-        return float(np.percentile(self.latencies_ms, p)) if self.latencies_ms else float("nan")
+    def percentile(self, p: int) -> float:
+        """The p-th percentile (1 to 99), interpolated between the two nearest latencies."""
+        if len(self.latencies_ms) < 2:
+            return self.latencies_ms[0] if self.latencies_ms else float("nan")
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
 
     def figures(self) -> dict[str, object]:
         return {
