@@ -25,6 +25,7 @@ TOP = 15
 OWN_CODE = frozenset({"services", "shared"})
 EVENT_LOOP = "Runner.run (asyncio/"
 NO_FRAME = "(no Python frame: native code)"
+NO_TASK = "(no task: the event loop itself, or native code)"
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 
 
@@ -38,6 +39,9 @@ class Profile:
     # The project's own functions (services/, shared/) by inclusive time: which code path
     # the time is spent under (a handler, the outbox relay...).
     ours_inclusive: Counter[str]
+    # The frame each sample's task started from, under the event loop (a consumer's loop,
+    # the outbox relay, a greenlet resumed by SQLAlchemy...).
+    by_entry: Counter[str]
     collapsed: Path
 
     def top(self, counter: Counter[str], n: int = TOP) -> list[dict[str, Any]]:
@@ -53,6 +57,7 @@ class Profile:
             "top_functions": self.top(self.own),
             "top_packages": self.top(self.own_by_package, 8),
             "top_own_code_inclusive": self.top(self.ours_inclusive),
+            "top_entry_points": self.top(self.by_entry, 8),
             "collapsed_stacks": self.collapsed.name,
         }
 
@@ -108,6 +113,7 @@ def summarise(service: str, collapsed: Path, seconds: float) -> Profile:
     own: Counter[str] = Counter()
     by_package: Counter[str] = Counter()
     ours: Counter[str] = Counter()
+    entries: Counter[str] = Counter()
     for line in collapsed.read_text().splitlines():
         matched = _LINE.match(line)
         if matched is None:
@@ -116,10 +122,12 @@ def summarise(service: str, collapsed: Path, seconds: float) -> Profile:
         count = int(matched["count"])
         own[leaf] += count
         by_package[package_of(leaf)] += count
-        for frame in set(_below_the_event_loop(matched["stack"].split(";"))):
+        task_frames = _below_the_event_loop(matched["stack"].split(";"))
+        entries[(task_frames[0].strip() if task_frames else "") or NO_TASK] += count
+        for frame in set(task_frames):
             if package_of(frame) in OWN_CODE:
                 ours[frame] += count
-    return Profile(service, sum(own.values()), seconds, own, by_package, ours, collapsed)
+    return Profile(service, sum(own.values()), seconds, own, by_package, ours, entries, collapsed)
 
 
 def _below_the_event_loop(frames: list[str]) -> list[str]:
@@ -156,5 +164,8 @@ def as_text(profile: Profile) -> str:
         "",
         "time spent under the project's own functions (inclusive):",
         *(f"  {row['own_pct']:5.1f}%  {row['name']}" for row in figures["top_own_code_inclusive"]),
+        "",
+        "time by where the running task started (inclusive):",
+        *(f"  {row['own_pct']:5.1f}%  {row['name']}" for row in figures["top_entry_points"]),
     ]
     return "\n".join(lines) + "\n"
