@@ -62,12 +62,19 @@ def saga_subscriber(router: KafkaRouter, service_name: str, topic: str) -> Defau
     Its own consumer group per (service, topic) keeps a rebalance of one
     subscriber from pausing the service's others and shows operators lag per
     input; `earliest` so a new group starts at the first message, not the next.
+
+    One consumer per partition (FastStream's concurrency between partitions): the
+    partitions of a topic are handled side by side, while each partition, and so
+    each line (the key), is still handled one message at a time, in order, with
+    its offset committed after its transaction. A message no longer waits behind
+    another line's database round trips and provider call.
     """
     return router.subscriber(
         topic,
         group_id=f"{service_name}:{topic}",
         auto_offset_reset="earliest",
         ack_policy=SAGA_ACK_POLICY,
+        max_workers=DEFAULT_PARTITIONS,
     )
 
 
