@@ -160,28 +160,33 @@ async def nudge_stuck(
 
 
 async def apply_steps(session: AsyncSession, row: Row[Any], steps: list[Step]) -> list[Outgoing]:
-    """Store each step (state, timeline entry, captured amount); return what to send."""
+    """Store the steps (state, timeline entries, captured amount); return what to send.
+
+    However many steps, one UPDATE leaves the order as the last one does and one
+    INSERT writes their timeline entries, in order: two round trips, not two per step.
+    """
     if not steps:
         log.info("order %s is %s; message ignored", row.order_id, row.state)
         return []
     now = datetime.now(UTC)
     state = OrderState(row.state)
+    values: dict[str, Any] = {"updated_at": now}
+    timeline: list[dict[str, Any]] = []
     sent: list[Outgoing] = []
     for step in steps:
         if not step.note_only and not saga.can_transition(state, step.target):
             raise RuntimeError(f"saga bug: {state} -> {step.target} is not a transition")
-        values: dict[str, Any] = {"state": step.target, "updated_at": now}
+        values["state"] = step.target
         if step.captured is not None:
             values["captured_minor"] = step.captured.amount_minor
-        await session.execute(
-            update(orders).where(orders.c.order_id == row.order_id).values(**values)
-        )
-        await _record(session, row.order_id, state, step.target, step.cause, now)
+        timeline.append(_transition(row.order_id, state, step.target, step.cause, now))
         if step.target in saga.OUTCOMES and not step.note_only:
             ORDERS.labels(step.target).inc()
             SAGA_SECONDS.labels(step.target).observe((now - as_utc(row.created_at)).total_seconds())
         state = step.target
         sent += step.send
+    await session.execute(update(orders).where(orders.c.order_id == row.order_id).values(**values))
+    await session.execute(insert(order_transitions), timeline)
     return sent
 
 
@@ -295,10 +300,14 @@ async def _record(
     cause: str, at: datetime,
 ) -> None:  # fmt: skip
     await session.execute(
-        insert(order_transitions).values(
-            order_id=order_id, from_state=source, to_state=target, cause=cause, at=at
-        )
+        insert(order_transitions).values(**_transition(order_id, source, target, cause, at))
     )
+
+
+def _transition(
+    order_id: uuid.UUID, source: OrderState | None, target: OrderState, cause: str, at: datetime
+) -> dict[str, Any]:
+    return dict(order_id=order_id, from_state=source, to_state=target, cause=cause, at=at)
 
 
 # --- reads ------------------------------------------------------------------------------
