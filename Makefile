@@ -8,7 +8,7 @@ KAFKA_JARS := var/kafka/libs/.fetched
 NODE_TOOLS := tests/node/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz bench lint format clean migration contract
+.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz bench bench-smoke lint format clean migration contract
 
 help:
 	@echo "make run          start Kafka, the three services and the operator dashboard (DB=postgres for PostgreSQL)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-faults  the fault-injection suite at full size (3000 orders, kills, a broker restart)"
 	@echo "make test-fuzz    10,000 malformed payloads thrown at every consumer"
 	@echo "make bench        the benchmark: saga throughput and latency against the raw Kafka relay (BENCH_ARGS=--profile)"
+	@echo "make bench-smoke  a few seconds of the benchmark (make test runs it too)"
 	@echo "make lint         ruff (lint + format check) and mypy --strict"
 	@echo "make contract     regenerate docs/asyncapi.yaml and the schema snapshots (refuses a breaking change)"
 
@@ -70,6 +71,9 @@ test-fuzz: install
 # results in test-results/bench/<time>/ (results.json, chart.png). `make test` runs a smoke slice.
 bench: install prerequisites kafka-jars
 	$(PY) -m tests.bench $(BENCH_ARGS)
+
+bench-smoke: install prerequisites kafka-jars
+	$(PY) -m tests.bench --smoke $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
