@@ -11,13 +11,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.local.kafka import REPO_ROOT
+from deploy.local.kafka import REPO_ROOT, free_port
 
 SERVICES = ("orders", "payments", "provisioning")
 OPERATOR = "operator"
@@ -95,6 +95,18 @@ class ServiceProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+
+
+def service_process(
+    name: str, kafka_servers: str, database_url: str, env: Mapping[str, str], log_path: Path
+) -> ServiceProcess:
+    """One service on a free port, on the given broker and database (for test stacks)."""
+    return ServiceProcess(
+        name,
+        free_port(),
+        env={**env, "KAFKA_BOOTSTRAP_SERVERS": kafka_servers, "DATABASE_URL": database_url},
+        log_path=log_path,
+    )
 
 
 @contextmanager

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 
-from deploy.local.kafka import JVM_FLAGS, REPO_ROOT, LocalKafka, free_port
+from deploy.local.kafka import JVM_FLAGS, REPO_ROOT, LocalKafka
 from deploy.local.postgres import PG_ROOT, LocalPostgres
-from deploy.local.processes import SERVICES, ServiceProcess, running
+from deploy.local.processes import SERVICES, running, service_process
 from tests.bench import raw_relay
 from tests.faults.stack import Stack
 
@@ -74,15 +74,12 @@ def services(
     suffix = uuid.uuid4().hex[:6]
     databases = {name: server.create_database(f"bench_{name}_{suffix}") for name in SERVICES}
     instances = [
-        ServiceProcess(
+        service_process(
             name,
-            free_port(),
-            env={
-                **service_env(simulator_latency_ms),
-                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                "DATABASE_URL": databases[name],
-            },
-            log_path=log_dir / f"{name}.log",
+            kafka.bootstrap_servers,
+            databases[name],
+            service_env(simulator_latency_ms),
+            log_dir / f"{name}.log",
         )
         for name in SERVICES
     ]

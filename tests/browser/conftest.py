@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from deploy.local.kafka import free_port
-from deploy.local.processes import SERVICES, ServiceProcess, running
+from deploy.local.processes import SERVICES, ServiceProcess, running, service_process
 from tests.browser.stack import Stack, Traffic, drive_traffic
 from tests.e2e.conftest import SIMULATION
 from tests.infra import KafkaUnderTest
@@ -37,18 +37,13 @@ async def stack(
     # Orders answers the operator's saga overview with the operator's own token.
     access = {"OPERATOR_TOKENS": f"{OPERATOR}={token},bob=tok-{uuid.uuid4().hex}"}
     services = {
-        name: ServiceProcess(
+        name: service_process(
             name,
-            free_port(),
-            env={
-                **SIMULATION,
-                **access,
-                # A payment left pending stays so: the stuck saga the dashboard must show.
-                "PAYMENT_TIMEOUT_S": "3600",
-                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                "DATABASE_URL": f"sqlite+aiosqlite:///{folder / name}.db",
-            },
-            log_path=folder / f"{name}.log",
+            kafka.bootstrap_servers,
+            f"sqlite+aiosqlite:///{folder / name}.db",
+            # A payment left pending stays so: the stuck saga the dashboard must show.
+            {**SIMULATION, **access, "PAYMENT_TIMEOUT_S": "3600"},
+            folder / f"{name}.log",
         )
         for name in SERVICES
     }

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from deploy.local.kafka import free_port
-from deploy.local.processes import SERVICES, ServiceProcess, running
+from deploy.local.processes import SERVICES, ServiceProcess, running, service_process
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
@@ -45,15 +44,8 @@ async def services(
         return await postgres.create_database(name)
 
     processes = {
-        name: ServiceProcess(
-            name,
-            free_port(),
-            env={
-                **SIMULATION,
-                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                "DATABASE_URL": await database(name),
-            },
-            log_path=folder / f"{name}.log",
+        name: service_process(
+            name, kafka.bootstrap_servers, await database(name), SIMULATION, folder / f"{name}.log"
         )
         for name in SERVICES
     }

@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from deploy.local.kafka import free_port
-from deploy.local.processes import SERVICES, ServiceProcess, running
+from deploy.local.processes import SERVICES, ServiceProcess, running, service_process
 from shared import topics
 from tests.e2e.conftest import SIMULATION, SUSPENDED_ICCID
 from tests.e2e.test_saga_outcomes import final_order, publish
@@ -37,19 +36,18 @@ def traced(
     """The three services on SQLite, tracing into `<folder>/<service>.spans.jsonl`."""
     folder = tmp_path_factory.mktemp("traced-stack")
     processes = {
-        name: ServiceProcess(
+        name: service_process(
             name,
-            free_port(),
-            env={
+            kafka.bootstrap_servers,
+            f"sqlite+aiosqlite:///{folder / name}.db",
+            {
                 **SIMULATION,
-                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                "DATABASE_URL": f"sqlite+aiosqlite:///{folder / name}.db",
                 "TRACING_ENABLED": "true",
                 "TRACING_FILE": str(folder / f"{name}.spans.jsonl"),
                 "OTEL_EXPORTER_OTLP_ENDPOINT": "",  # the file, even where a collector is set
                 "OTEL_BSP_SCHEDULE_DELAY": "200",  # export every 0.2 s, not every 5 s
             },
-            log_path=folder / f"{name}.log",
+            folder / f"{name}.log",
         )
         for name in SERVICES
     }

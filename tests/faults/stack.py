@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.kafka import LocalKafka, free_port
-from deploy.local.processes import SERVICES, ServiceProcess
+from deploy.local.kafka import LocalKafka
+from deploy.local.processes import SERVICES, ServiceProcess, service_process
 from tests.factories import random_iccid
 from tests.infra import PostgresUnderTest
 
@@ -72,15 +72,12 @@ async def start_stack(
     await asyncio.to_thread(broker.start, 90.0)
     databases = {name: await postgres.create_database(f"faults_{name}") for name in SERVICES}
     instances = [
-        ServiceProcess(
+        service_process(
             name,
-            free_port(),
-            env={
-                **simulation(suspended),
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                "DATABASE_URL": databases[name],
-            },
-            log_path=log_dir / f"{name}-{number}.log",
+            broker.bootstrap_servers,
+            databases[name],
+            simulation(suspended),
+            log_dir / f"{name}-{number}.log",
         )
         for name in SERVICES
         for number in range(1, INSTANCES_PER_SERVICE + 1)
