@@ -56,6 +56,19 @@ class InMemoryService:
 
 
 @asynccontextmanager
+async def sqlite_sessions(
+    path: Path, metadata: MetaData
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a fresh SQLite file holding `metadata`'s tables, disposed of after."""
+    engine = db.create_engine(f"sqlite+aiosqlite:///{path}")
+    await db.create_schema(engine, metadata)
+    try:
+        yield db.sessions_for(engine)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
 async def in_memory_service(
     name: str,
     router: KafkaRouter,
@@ -63,15 +76,10 @@ async def in_memory_service(
     tmp_path: Path,
     settings: ServiceSettings | None = None,
 ) -> AsyncIterator[InMemoryService]:
-    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / name}.db")
-    await db.create_schema(engine, metadata)
-    sessions = db.sessions_for(engine)
-    broker = build_broker(settings or ServiceSettings(service_name=name), sessions=sessions)
-    broker.include_router(router)
-    try:
+    async with sqlite_sessions(tmp_path / f"{name}.db", metadata) as sessions:
+        broker = build_broker(settings or ServiceSettings(service_name=name), sessions=sessions)
+        broker.include_router(router)
         yield InMemoryService(broker, sessions)
-    finally:
-        await engine.dispose()
 
 
 running = TestKafkaBroker

@@ -18,19 +18,17 @@ from services.orders.catalog import load_catalog
 from services.orders.db import metadata, order_transitions
 from services.orders.saga import OrderState
 from services.orders.sagas import StuckSaga, saga_overview, stuck_sagas
-from shared import db
 from shared.events import order_id_for
 from tests.factories import order_request
+from tests.unit.harness import sqlite_sessions
 
 MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
-    await db.create_schema(engine, metadata)
-    yield db.sessions_for(engine)
-    await engine.dispose()
+    async with sqlite_sessions(tmp_path / "orders.db", metadata) as sessions:
+        yield sessions
 
 
 async def place(sessions: async_sessionmaker[AsyncSession]) -> uuid.UUID:

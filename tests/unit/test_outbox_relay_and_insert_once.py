@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import db, outbox, topics
 from shared.events import LineToppedUp
 from tests.factories import random_iccid
+from tests.unit.harness import sqlite_sessions
 
 _metadata = MetaData()
 requests = Table(
@@ -31,10 +32,8 @@ outbox.add_outbox_to(_metadata)
 
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'plumbing.db'}")
-    await db.create_schema(engine, _metadata)
-    yield db.sessions_for(engine)
-    await engine.dispose()
+    async with sqlite_sessions(tmp_path / "plumbing.db", _metadata) as sessions:
+        yield sessions
 
 
 async def _insert(sessions: async_sessionmaker[AsyncSession], key: str, number: int) -> bool:

@@ -36,6 +36,7 @@ from shared.events import (
 )
 from shared.kafka import Outgoing
 from tests.clock import Clock
+from tests.unit.harness import sqlite_sessions
 
 ICCID = "8944500102198304826"
 FEE = Money(amount_minor=45, currency="EUR")
@@ -91,10 +92,8 @@ class FailingProvider:
 
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
-    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'payments.db'}")
-    await db.create_schema(engine, metadata)
-    yield db.sessions_for(engine)
-    await engine.dispose()
+    async with sqlite_sessions(tmp_path / "payments.db", metadata) as sessions:
+        yield sessions
 
 
 def charge(paying_with: str = "tok_visa", method: PaymentMethod = "card") -> ChargePayment:
