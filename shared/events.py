@@ -1,9 +1,10 @@
 """The event contract: one frozen pydantic model per message.
 
 Events are named in the past tense, commands in the imperative. Every message
-carries `event_id`, `occurred_at`, `schema_version`, `order_id` and the line's
-`iccid`, plus a `type` literal naming the message, so one topic can carry
-several messages. Changes are additive only: new fields are optional, nothing
+carries `event_id`, `occurred_at`, `schema_version`, the line's `iccid` and a
+`type` literal naming the message, so one topic can carry several messages;
+every message but the carrier's usage reports also carries the `order_id` it is
+about. Changes are additive only: new fields are optional, nothing
 is renamed or retyped: tests/contract/snapshots/ holds the JSON schemas and a
 test refuses a change that is not additive. docs/asyncapi.yaml is generated
 from this module (`make contract`); docs/contract.md says how it evolves.
@@ -51,8 +52,8 @@ class Money(BaseModel):
 SUPPORTED_SCHEMA_VERSIONS: frozenset[int] = frozenset({1})
 
 
-class Message(BaseModel):
-    """The envelope every message carries."""
+class Envelope(BaseModel):
+    """What every message carries, whoever sends it."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -64,8 +65,6 @@ class Message(BaseModel):
     )
     occurred_at: datetime = Field(default_factory=_now, description="when it happened (UTC)")
     schema_version: int = Field(default=1, description="the versions this code reads: 1")
-    order_id: uuid.UUID = Field(description="the order (saga) it is about: uuid5 of request_id")
-    iccid: str = Field(description="the line's ICCID; also the Kafka key, so a line is ordered")
 
     @field_validator("schema_version")
     @classmethod
@@ -75,6 +74,13 @@ class Message(BaseModel):
         if version not in SUPPORTED_SCHEMA_VERSIONS:
             raise ValueError(f"unknown schema_version {version}; this consumer reads 1")
         return version
+
+
+class Message(Envelope):
+    """The envelope of every message about an order, and of our services' messages."""
+
+    order_id: uuid.UUID = Field(description="the order (saga) it is about: uuid5 of request_id")
+    iccid: str = Field(description="the line's ICCID; also the Kafka key, so a line is ordered")
 
 
 # --- orders.commands.v1: what publishers send ---------------------------------------
@@ -295,6 +301,69 @@ class TopUpFailed(Message):
     attempts: int
 
 
+# --- carrier.usage.v1: what the carrier reports (simulated in provisioning) ------------
+
+
+class UsageReported(Envelope):
+    """Data a line used in a period, as the carrier measured it. Not about an order,
+    so it has no `order_id`; its `event_id` is the carrier's report id, and a report
+    delivered twice is counted once."""
+
+    type: Literal["UsageReported"] = "UsageReported"
+    iccid: str = Field(description="the line's ICCID; also the Kafka key")
+    used_mb: int = Field(ge=0, strict=True, description="data used in the period, in MB")
+    period_start: datetime
+    period_end: datetime
+
+    @model_validator(mode="after")
+    def _period_in_order(self) -> UsageReported:
+        if self.period_end < self.period_start:
+            raise ValueError("period_end is before period_start")
+        return self
+
+
+# --- provisioning.line-events.v1: facts about lines, for internal systems to act on ---
+# `order_id` is the order whose top-up started the line's current package cycle (for
+# AutoRenewalPaused: the last renewal order), so one trace and one timeline hold it.
+
+AlertKind = Literal["data_used", "data_exhausted", "expiry_near", "validity_ended"]
+
+
+class LineAlertRaised(Message):
+    """A line crossed a threshold: once per threshold per package cycle, for internal
+    systems to notify the customer (e.g. 75% or 90% used, 3 days or 1 day left)."""
+
+    type: Literal["LineAlertRaised"] = "LineAlertRaised"
+    alert: str = Field(description="the threshold's name: data_used_75, expires_in_1d, ...")
+    kind: AlertKind
+    cycle_started_at: datetime
+    data_quota_mb: int | None = Field(description="data the cycle started with; None unlimited")
+    data_used_mb: int = Field(description="data used in this cycle so far, overage included")
+    data_remaining_mb: int | None = Field(description="None while the line is unlimited")
+    overage_mb: int = Field(default=0, description="used beyond the balance in this cycle")
+    valid_until: datetime
+
+
+class DataForfeited(Message):
+    """The line's validity ended: what was left of its data is forfeited (stacking rule)."""
+
+    type: Literal["DataForfeited"] = "DataForfeited"
+    forfeited_mb: int = Field(ge=0)
+    fair_use_forfeited_mb: int | None = Field(default=None, description="of an unlimited one")
+    valid_until: datetime
+
+
+class AutoRenewalPaused(Message):
+    """Auto-renewal of the line stopped trying: `reason` says why; the line opts in again
+    to resume it."""
+
+    type: Literal["AutoRenewalPaused"] = "AutoRenewalPaused"
+    reason: str = Field(description="e.g. payment_declined, order_rejected, retries_exhausted")
+    message: str
+    attempts: int = Field(description="renewal orders placed for this crossing")
+    alert: str = Field(description="the threshold whose crossing asked for the renewal")
+
+
 # --- one union per topic --------------------------------------------------------------
 
 PaymentsCommand = Annotated[
@@ -314,8 +383,11 @@ OrdersEvent = Annotated[
     Field(discriminator="type"),
 ]
 ProvisioningEvent = Annotated[LineToppedUp | TopUpFailed, Field(discriminator="type")]
+LineEvent = Annotated[
+    LineAlertRaised | DataForfeited | AutoRenewalPaused, Field(discriminator="type")
+]
 
-ALL_MESSAGES: tuple[type[Message], ...] = (
+ALL_MESSAGES: tuple[type[Envelope], ...] = (
     PlaceOrder,
     OrderPlaced,
     OrderRejected,
@@ -334,6 +406,10 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     TopUpLine,
     LineToppedUp,
     TopUpFailed,
+    UsageReported,
+    LineAlertRaised,
+    DataForfeited,
+    AutoRenewalPaused,
 )
 
 orders_events: TypeAdapter[Any] = TypeAdapter(OrdersEvent)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import tracing
 from shared.dead_letters import DeadLetters
-from shared.events import Message
+from shared.events import Envelope, Message
 from shared.logs import LogContext
 from shared.metrics import prometheus_middleware
 from shared.settings import ServiceSettings
@@ -78,13 +78,13 @@ def saga_subscriber(router: KafkaRouter, service_name: str, topic: str) -> Defau
     )
 
 
-def message_headers(message: Message) -> dict[str, str]:
-    """What consumers and operators read without parsing the body (shared/logs.py)."""
-    return {
-        "type": message.type,
-        "event_id": str(message.event_id),
-        "order_id": str(message.order_id),
-    }
+def message_headers(message: Envelope) -> dict[str, str]:
+    """What consumers and operators read without parsing the body (shared/logs.py);
+    `order_id` on every message about an order (all but the carrier's usage reports)."""
+    headers = {"type": message.type, "event_id": str(message.event_id)}
+    if isinstance(message, Message):
+        headers["order_id"] = str(message.order_id)
+    return headers
 
 
 async def ensure_topics(

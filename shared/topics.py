@@ -2,8 +2,10 @@
 
 Convention: `<owner>.<kind>.v<major>`, where `owner` is the service that owns the
 topic's schema, `kind` is `commands` (imperative messages addressed to the owner)
-or `events` (past-tense facts the owner publishes), and `major` changes only on
-a breaking contract change, which then gets a new topic. Every message is keyed
+or `events` (past-tense facts the owner publishes; `line-events` for the ones about
+lines rather than orders), and `major` changes only on a breaking contract change,
+which then gets a new topic. One exception: `carrier.usage.v1` is written by the
+carrier (simulated in provisioning), whose reports provisioning reads. Every message is keyed
 by the line's ICCID, so everything about one line stays in one partition, in order.
 """
 
@@ -15,6 +17,8 @@ PAYMENTS_COMMANDS: Final = "payments.commands.v1"
 PAYMENTS_EVENTS: Final = "payments.events.v1"
 PROVISIONING_COMMANDS: Final = "provisioning.commands.v1"
 PROVISIONING_EVENTS: Final = "provisioning.events.v1"
+PROVISIONING_LINE_EVENTS: Final = "provisioning.line-events.v1"
+CARRIER_USAGE: Final = "carrier.usage.v1"
 
 SAGA_TOPICS: Final = (
     ORDERS_COMMANDS,
@@ -24,6 +28,9 @@ SAGA_TOPICS: Final = (
     PROVISIONING_COMMANDS,
     PROVISIONING_EVENTS,
 )
+# Beside the saga: usage reported by the carrier and what provisioning makes of it.
+LINE_TOPICS: Final = (PROVISIONING_LINE_EVENTS, CARRIER_USAGE)
+MESSAGE_TOPICS: Final = SAGA_TOPICS + LINE_TOPICS
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -31,8 +38,8 @@ def dead_letter_topic(topic: str) -> str:
     return f"{topic}.dlt"
 
 
-DEAD_LETTER_TOPICS: Final = tuple(dead_letter_topic(topic) for topic in SAGA_TOPICS)
-ALL_TOPICS: Final = SAGA_TOPICS + DEAD_LETTER_TOPICS
+DEAD_LETTER_TOPICS: Final = tuple(dead_letter_topic(topic) for topic in MESSAGE_TOPICS)
+ALL_TOPICS: Final = MESSAGE_TOPICS + DEAD_LETTER_TOPICS
 
 
 def _messages() -> dict[str, tuple[str, ...]]:
@@ -57,6 +64,8 @@ def _messages() -> dict[str, tuple[str, ...]]:
         ),
         PROVISIONING_COMMANDS: ("TopUpLine",),
         PROVISIONING_EVENTS: ("LineToppedUp", "TopUpFailed"),
+        PROVISIONING_LINE_EVENTS: ("LineAlertRaised", "DataForfeited", "AutoRenewalPaused"),
+        CARRIER_USAGE: ("UsageReported",),
     }
 
 

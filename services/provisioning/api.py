@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
-from services.provisioning import provisioning
+from services.provisioning import auto_renewal_api, provisioning, usage_api
 from services.provisioning.balances import balance_at
 from services.provisioning.db import TopUp
 from services.provisioning.iccid import is_valid_iccid
@@ -94,3 +94,8 @@ def _topup_view(topup: TopUp) -> TopUpView:
         applied_at=topup.applied_at,
         valid_until=topup.valid_until,
     )
+
+
+# A line's usage and alerts, and its auto-renewal settings.
+router.include_router(usage_api.router)
+router.include_router(auto_renewal_api.router)

@@ -6,8 +6,12 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.provisioning import api, handlers
+from services.provisioning.alerts import AlertRules
 from services.provisioning.carrier_simulator import simulator_for
+from services.provisioning.carrier_usage import report_usage
+from services.provisioning.line_sweeper import sweep_lines
 from services.provisioning.provisioning import PROVISIONER, Provisioner
+from services.provisioning.renewal_policy import RenewalPolicy
 from services.provisioning.retrier import retry_and_settle
 from services.provisioning.settings import ProvisioningSettings
 from services.provisioning.topup_states import RetryPolicy
@@ -28,7 +32,7 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
         http_router=api.router,
-        background=[retry_and_settle],
+        background=[retry_and_settle, sweep_lines, report_usage],
     )
     # The simulator keeps its ledger in the same database, in a table and transactions
     # of its own; a real carrier client would need neither.
@@ -42,6 +46,15 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
             grace_s=config.new_grace_s,
             interval_s=config.retry_interval_s,
         ),
+        alerts=AlertRules(
+            data_used_percent=config.alert_data_used_percent,
+            days_before_expiry=config.alert_days_before_expiry,
+        ),
+        renewal=RenewalPolicy(
+            max_attempts=config.auto_renewal_max_attempts,
+            retry_delay_s=config.auto_renewal_retry_delay_s,
+        ),
+        sweep_interval_s=config.line_sweep_interval_s,
     )
     app.state.provisioner = provisioner
     app.state.broker.context.set_global(PROVISIONER, provisioner)

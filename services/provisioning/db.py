@@ -1,6 +1,7 @@
 """The provisioning database: each line's balance and every top-up asked for it,
-with the few queries the service needs. (The simulated carrier keeps its own
-ledger apart, in carrier_simulator.py.)"""
+with the few queries the service needs; the tables of usage, alerts and
+auto-renewal, whose queries are in usage_db.py and renewals_db.py. (The simulated
+carrier keeps its own ledger apart, in carrier_simulator.py.)"""
 
 from __future__ import annotations
 
@@ -47,6 +48,87 @@ lines = Table(
     Column("fair_use_remaining_mb", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The package cycle: started by each applied top-up (its order), it is what usage
+    # percentages and alerts count against. None until the first top-up is applied.
+    Column("cycle_order_id", Uuid, nullable=True),
+    Column("cycle_started_at", DateTime(timezone=True), nullable=True),
+    Column("cycle_quota_mb", Integer, nullable=True),  # data at the start; None: unlimited
+    Column("cycle_used_mb", Integer, nullable=False, server_default="0"),  # overage included
+    Column("cycle_overage_mb", Integer, nullable=False, server_default="0"),
+    # Set once validity ended and what was left was forfeited (DataForfeited).
+    Column("expired_at", DateTime(timezone=True), nullable=True),
+)
+
+usage_reports = Table(
+    "usage_reports",
+    metadata,
+    # The carrier's report id (the message's event_id): a report is counted once.
+    Column("report_id", Uuid, primary_key=True),
+    Column("iccid", String(20), nullable=False),
+    Column("used_mb", Integer, nullable=False),
+    Column("applied_mb", Integer, nullable=False),  # taken from the balance
+    Column("overage_mb", Integer, nullable=False),  # beyond the balance: kept, not lost
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("cycle_order_id", Uuid, nullable=True),  # None: the line had no cycle (unknown)
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_usage_reports_iccid_received_at", "iccid", "received_at"),
+)
+
+line_alerts = Table(
+    "line_alerts",
+    metadata,
+    # One alert per threshold per package cycle: the key decides, across redeliveries,
+    # restarts and the sweeper racing a usage report.
+    Column("iccid", String(20), primary_key=True),
+    Column("cycle_order_id", Uuid, primary_key=True),
+    Column("alert", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("data_used_mb", Integer, nullable=False),
+    Column("data_remaining_mb", Integer, nullable=True),
+    Column("overage_mb", Integer, nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+)
+
+auto_renewals = Table(
+    "auto_renewals",
+    metadata,
+    Column("iccid", String(20), primary_key=True),
+    Column("status", String(16), nullable=False),  # active | paused | off
+    Column("alert", String(32), nullable=False),  # the threshold that renews
+    Column("package_id", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_method", String(16), nullable=False),
+    Column("payment_token", String(200), nullable=False),  # the provider's token, no card
+    Column("msisdn", String(20), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("paused_reason", String(64), nullable=True),
+    Column("paused_message", String(500), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+renewal_orders = Table(
+    "renewal_orders",
+    metadata,
+    # f"autorenew:{iccid}:{cycle_order_id}:{alert}:{attempt}": one order per attempt per
+    # crossing, and orders makes one order of one request_id whatever happens.
+    Column("request_id", String(200), primary_key=True),
+    Column("order_id", Uuid, nullable=False, unique=True),
+    Column("iccid", String(20), nullable=False),
+    Column("cycle_order_id", Uuid, nullable=False),
+    Column("alert", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # due | placed | completed | failed
+    Column("due_at", DateTime(timezone=True), nullable=True),  # when a `due` one is placed
+    Column("failure_reason", String(64), nullable=True),
+    Column("failure_message", String(500), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_renewal_orders_iccid", "iccid"),
+    Index("ix_renewal_orders_due", "status", "due_at"),
 )
 
 topups = Table(

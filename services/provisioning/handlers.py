@@ -1,4 +1,4 @@
-"""Provisioning's subscriber: parse, call one function, publish."""
+"""Provisioning's subscribers: parse, call one function, publish (through the outbox)."""
 
 from typing import Annotated
 
@@ -6,11 +6,11 @@ from faststream import Context
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaBroker
 
-from services.provisioning import provisioning
+from services.provisioning import provisioning, renewals, usage
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.settings import SERVICE
 from shared import topics
-from shared.events import TopUpLine
+from shared.events import OrdersEvent, TopUpLine, UsageReported
 from shared.kafka import Sessions, saga_subscriber
 
 router = KafkaRouter()
@@ -24,3 +24,19 @@ async def on_top_up_line(
     command: TopUpLine, sessions: Sessions, provisioner: ProvisionerDep, broker: KafkaBroker
 ) -> None:
     await provisioning.top_up(sessions, provisioner, command)
+
+
+@saga_subscriber(router, SERVICE, topics.CARRIER_USAGE)
+async def on_usage_reported(
+    report: UsageReported, sessions: Sessions, provisioner: ProvisionerDep
+) -> None:
+    await usage.record_usage(sessions, provisioner, report)
+
+
+@saga_subscriber(router, SERVICE, topics.ORDERS_EVENTS)
+async def on_order_event(
+    event: OrdersEvent, sessions: Sessions, provisioner: ProvisionerDep
+) -> None:
+    # Only renewal orders matter here (their request_id says so); the rest are skipped
+    # without touching the database.
+    await renewals.on_order_event(sessions, provisioner, event)

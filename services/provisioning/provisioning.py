@@ -26,9 +26,11 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.provisioning import db
+from services.provisioning.alerts import AlertRules
 from services.provisioning.balances import Balance, StackingRule, apply_top_up
 from services.provisioning.carrier import Carrier, CarrierTimeout, CarrierUnavailable
 from services.provisioning.db import TopUp
+from services.provisioning.renewal_policy import RenewalPolicy
 from services.provisioning.topup_states import (
     Outcome,
     RetryPolicy,
@@ -62,6 +64,9 @@ class Provisioner:
     stacking_rule: StackingRule = StackingRule.EXTEND
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Callable[[], datetime] = _utc_now
+    alerts: AlertRules = field(default_factory=AlertRules)
+    renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
+    sweep_interval_s: float = 30.0
 
 
 def provisioner_of(broker: KafkaBroker) -> Provisioner:

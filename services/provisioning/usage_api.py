@@ -1,0 +1,5 @@
+"""TO BE WRITTEN."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
