@@ -25,6 +25,10 @@ SIMULATION = {
     "CARRIER_LATENCY_MS": "20",
     "CARRIER_SUSPENDED_ICCIDS": SUSPENDED_ICCID,
     "RETRY_INTERVAL_S": "0.3",
+    # Usage, alerts and auto-renewal: the tests publish the carrier's usage reports.
+    "LINE_SWEEP_INTERVAL_S": "0.5",
+    "AUTO_RENEWAL_MAX_ATTEMPTS": "2",
+    "AUTO_RENEWAL_RETRY_DELAY_S": "1",
 }
 
 
