@@ -7,9 +7,10 @@
 
 Sources: the topics and which messages each carries (shared/topics.py), the pydantic
 models (shared/events.py: their JSON schemas, docstrings and field descriptions),
-the headers every publish writes (shared/kafka.py `message_headers`), the
-subscribers of each service's router (topic, consumer group, ack policy), and the
-operator's audit topic and record (services/operator/audit.py).
+the headers every publish writes (shared/kafka.py `message_headers`, per message: a
+`Message` names its order, the carrier's `UsageReported` does not), the subscribers of
+each service's router (topic, consumer group, ack policy), and the operator's audit
+topic and record (services/operator/audit.py).
 
 Why not FastStream's own generator: it documents the subscribers only. Our services
 publish through the outbox relay, not through declared publishers, so it misses every
@@ -29,7 +30,7 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,16 +48,47 @@ SNAPSHOTS: Final = REPO_ROOT / "tests" / "contract" / "snapshots"
 SERVICES: Final = ("orders", "payments", "provisioning")  # each has handlers.router
 INTERNAL_SYSTEMS: Final = "internal-systems"  # storefront, app, customer care, `topup order`
 OPERATOR: Final = "operator"  # the operator service: its dashboard, `topup dlq`, replays
+CARRIER: Final = "carrier"  # the mobile network; simulated in provisioning (carrier_usage.py)
 BINDING_VERSION: Final = "0.5.0"
 
-# Who sends each command topic; events are sent by the owner their name starts with.
-COMMAND_SENDERS: Final = {
-    topics.ORDERS_COMMANDS: INTERNAL_SYSTEMS,
-    topics.PAYMENTS_COMMANDS: "orders",  # the saga's orchestrator
-    topics.PROVISIONING_COMMANDS: "orders",
+# Who sends the topics that are not events; events (`events`, `line-events`) are sent by
+# the owner their name starts with. Each sender with what its send operation says.
+SENDERS: Final[dict[str, dict[str, str]]] = {
+    topics.ORDERS_COMMANDS: {
+        INTERNAL_SYSTEMS: "Published keyed by ICCID; the same request_id twice is one order.",
+        "provisioning": "Auto-renewal orders, through the transactional outbox, keyed by "
+        "ICCID: request_id `autorenew:<iccid>:<cycle_order_id>:<alert>:<attempt>`, so a "
+        "threshold crossed once places one order per attempt, however often it is seen.",
+    },
+    topics.PAYMENTS_COMMANDS: {"orders": ""},  # the saga's orchestrator
+    topics.PROVISIONING_COMMANDS: {"orders": ""},
+    topics.CARRIER_USAGE: {
+        CARRIER: "The carrier's usage reports, keyed by ICCID; `event_id` is the carrier's "
+        "report id, so a report delivered twice is counted once. Simulated in provisioning "
+        "(CARRIER_USAGE_INTERVAL_S > 0).",
+    },
 }
-# Readers outside this repository, by topic.
-EXTERNAL_RECEIVERS: Final = {topics.ORDERS_EVENTS: INTERNAL_SYSTEMS}
+OUTBOX_SEND: Final = "Published through the transactional outbox, keyed by ICCID."
+# Readers outside this repository, by topic, with what they do with it.
+EXTERNAL_RECEIVERS: Final[dict[str, dict[str, str]]] = {
+    topics.ORDERS_EVENTS: {INTERNAL_SYSTEMS: "Read by the systems that publish the requests."},
+    topics.PROVISIONING_LINE_EVENTS: {
+        INTERNAL_SYSTEMS: "Read by the internal systems, to tell the customer: data running "
+        "low or out, validity ending, data forfeited, auto-renewal paused.",
+    },
+}
+# What a channel is about, beyond its owner and kind.
+CHANNEL_NOTES: Final = {
+    topics.ORDERS_COMMANDS: "Internal systems place orders here; so does provisioning, "
+    "for the lines that opted in to auto-renewal.",
+    topics.PROVISIONING_LINE_EVENTS: "Facts about lines rather than about a saga step: "
+    "alerts (once per threshold per package cycle), forfeited data, a paused "
+    "auto-renewal. `order_id` is the order whose top-up started the line's current "
+    "package cycle (for AutoRenewalPaused: the last renewal order).",
+    topics.CARRIER_USAGE: "Data used by each line, as the carrier measured it; "
+    "provisioning keeps the lines' balances from it. Not about an order: no `order_id`, "
+    "in the payload or the headers.",
+}
 
 ICCID_KEY: Final = {
     "type": "string",
@@ -133,8 +165,10 @@ operation is tagged with the application that performs it.
 - **Key = ICCID.** Every message is keyed by the line's ICCID, so everything about one
   line is in one partition, in order. Topics have {DEFAULT_PARTITIONS} partitions.
 - **Envelope.** Every message carries `type` (its name), `event_id`, `occurred_at`,
-  `schema_version` (this code reads {_READS}), `order_id` (the saga's id) and `iccid`;
-  the headers repeat `type`, `event_id` and `order_id`.
+  `schema_version` (this code reads {_READS}) and the line's `iccid`; the headers repeat
+  `type` and `event_id`. Every message about an order (a *Message*: all but the carrier's
+  `UsageReported`) also carries `order_id` (the saga's id), repeated in the headers
+  (`MessageHeaders`); a usage report has neither (`EnvelopeHeaders`).
 - **Idempotency.** `order_id = uuid5(ORDER_NAMESPACE, request_id)` with ORDER_NAMESPACE
   {events.ORDER_NAMESPACE}: the same request published twice is one order,
   and the duplicate gets the same answer.
@@ -145,6 +179,10 @@ operation is tagged with the application that performs it.
 - **Dead letters.** What a consumer cannot process goes to `<topic>.dlt` with its
   original bytes, key and headers plus `dlq.*` headers saying why; it can be replayed.
 - **Money** is integer minor units plus an ISO 4217 currency, never a float.
+- **Lines.** Beside the saga, the carrier reports usage (`carrier.usage.v1`) and
+  provisioning publishes what it makes of it (`provisioning.line-events.v1`: alerts,
+  forfeited data, paused auto-renewals); an auto-renewal is a `PlaceOrder` provisioning
+  sends on `orders.commands.v1`, through the same saga.
 - **Operator.** The operator service reads every topic without a consumer group
   (timelines, rates, lag), replays dead letters to their source topic, and records each
   of its actions on the audit topic.
@@ -165,12 +203,12 @@ class ContractError(Exception):
 # --- what the code says ------------------------------------------------------------
 
 
-def models_on(topic: str) -> list[type[BaseModel]]:
+def models_on(topic: str) -> list[type[events.Envelope]]:
     names = topics.MESSAGES_ON.get(topic)
     if not names:
         raise ContractError(f"{topic} is in ALL_TOPICS but MESSAGES_ON names no message for it")
     models = {name: getattr(events, name, None) for name in names}
-    found = [m for m in models.values() if inspect.isclass(m) and issubclass(m, BaseModel)]
+    found = [m for m in models.values() if inspect.isclass(m) and issubclass(m, events.Envelope)]
     if len(found) < len(names):
         unknown = [name for name, model in models.items() if model not in found]
         raise ContractError(f"MESSAGES_ON[{topic!r}] names no model in shared/events.py: {unknown}")
@@ -194,20 +232,19 @@ def subscriptions() -> dict[str, list[tuple[str, str, str]]]:
     return {topic: sorted(subs) for topic, subs in found.items()}
 
 
-def senders_of(topic: str) -> str:
+def senders_of(topic: str) -> dict[str, str]:
+    """Who sends `topic`, each with what its send operation says ("" for the default)."""
     owner, kind, _version = topic.split(".")
-    if kind == "events":
-        return owner
-    if topic in COMMAND_SENDERS:
-        return COMMAND_SENDERS[topic]
-    raise ContractError(f"who sends {topic}? add it to COMMAND_SENDERS in shared/asyncapi.py")
+    if kind == "events" or kind.endswith("-events"):
+        return {owner: ""}
+    if topic in SENDERS:
+        return SENDERS[topic]
+    raise ContractError(f"who sends {topic}? add it to SENDERS in shared/asyncapi.py")
 
 
-def header_names() -> list[str]:
-    """The headers every publish writes, read off `message_headers` itself."""
-    sample = events.Message.model_construct(
-        type="Sample", order_id=events.ORDER_NAMESPACE, iccid="89"
-    )
+def header_names(model: type[events.Envelope]) -> list[str]:
+    """The headers every publish of `model` writes, read off `message_headers` itself."""
+    sample = model.model_construct(type=model.__name__, order_id=events.ORDER_NAMESPACE, iccid="89")
     names = [name for name in message_headers(sample) if name not in OPTIONAL_HEADERS]
     undocumented = [name for name in names if name not in HEADERS]
     if undocumented:
@@ -215,12 +252,22 @@ def header_names() -> list[str]:
     return names
 
 
-def headers_schema() -> dict[str, Any]:
-    names = header_names()
+def headers_schema_name(model: type[events.Envelope]) -> str:
+    """`MessageHeaders` for a message about an order, `EnvelopeHeaders` for the others."""
+    base = events.Message if issubclass(model, events.Message) else events.Envelope
+    return f"{base.__name__}Headers"
+
+
+def headers_schema(models: Sequence[type[events.Envelope]]) -> dict[str, Any]:
+    """The headers of a topic carrying `models`: what all of them write is required, what
+    only some write is described but optional (none of our topics mixes the two yet)."""
+    written = [header_names(model) for model in models]
+    every = [name for name in written[0] if all(name in names for names in written)]
+    some = [name for names in written for name in names]
     return {
         "type": "object",
-        "properties": {**{n: HEADERS[n] for n in names}, **OPTIONAL_HEADERS},
-        "required": names,
+        "properties": {**{n: HEADERS[n] for n in dict.fromkeys(some)}, **OPTIONAL_HEADERS},
+        "required": every,
     }
 
 
@@ -229,7 +276,7 @@ def dead_letter_headers_schema() -> dict[str, Any]:
         "type": "object",
         "description": "The original message's headers, as they were, plus where it came "
         "from and why it could not be processed.",
-        "properties": {**DEAD_LETTER_HEADERS, **headers_schema()["properties"]},
+        "properties": {**DEAD_LETTER_HEADERS, **HEADERS, **OPTIONAL_HEADERS},
         "required": list(DEAD_LETTER_HEADERS),
     }
 
@@ -261,7 +308,7 @@ def snapshots() -> Snapshots:
         if source_of(topic) is not None:
             headers, messages = dead_letter_headers_schema(), {"DeadLetter": DEAD_LETTER_PAYLOAD}
         else:
-            headers = headers_schema()
+            headers = headers_schema(models_on(topic))
             messages = {m.__name__: m.model_json_schema() for m in models_on(topic)}
         taken[topic] = {"topic": topic, "key": ICCID_KEY, "headers": headers, "messages": messages}
     audit_topic, entry, _about = audit_log()
@@ -350,7 +397,7 @@ def build_document() -> dict[str, Any]:
             },
             "schemas": {
                 **_schemas(models),
-                "MessageHeaders": headers_schema(),
+                **_header_schemas(models),
                 "DeadLetterHeaders": dead_letter_headers_schema(),
                 "DeadLetterPayload": DEAD_LETTER_PAYLOAD,
                 entry.__name__: audit_schema(),
@@ -365,6 +412,14 @@ def build_document() -> dict[str, Any]:
     }
 
 
+def _header_schemas(models: list[type[events.Envelope]]) -> dict[str, Any]:
+    """One headers schema per kind of message (`headers_schema_name`)."""
+    kinds: dict[str, list[type[events.Envelope]]] = {}
+    for model in models:
+        kinds.setdefault(headers_schema_name(model), []).append(model)
+    return {name: headers_schema(kind) for name, kind in sorted(kinds.items())}
+
+
 def _channel_description(topic: str) -> str:
     source = source_of(topic)
     if source is not None:
@@ -374,8 +429,14 @@ def _channel_description(topic: str) -> str:
             f"The operator replays one to `{source}` once its cause is fixed."
         )
     owner, kind, _version = topic.split(".")
-    about = f"Commands addressed to {owner}." if kind == "commands" else f"Events of {owner}."
-    return f"{about} Keyed by the line's ICCID."
+    if kind == "commands":
+        about = f"Commands addressed to {owner}."
+    elif kind.endswith("events"):
+        about = f"Events of {owner}."
+    else:
+        about = f"Reports of the {owner}."
+    note = f" {CHANNEL_NOTES[topic]}" if topic in CHANNEL_NOTES else ""
+    return f"{about}{note} Keyed by the line's ICCID."
 
 
 def _channel(
@@ -422,12 +483,8 @@ def _operations(
         summary = "Listed, inspected and replayed by the operator."
         yield _operation(topic, names, OPERATOR, "receive", summary)
         return
-    sender = senders_of(topic)
-    if sender == INTERNAL_SYSTEMS:
-        summary = "Published keyed by ICCID; the same request_id twice is one order."
-    else:
-        summary = "Published through the transactional outbox, keyed by ICCID."
-    yield _operation(topic, names, sender, "send", summary)
+    for sender, summary in senders_of(topic).items():
+        yield _operation(topic, names, sender, "send", summary or OUTBOX_SEND)
     summary = (
         "Replays a dead letter of this topic: its original bytes, key and headers, plus "
         "`dlq.replayed_from`; audited. Consumers drop it if they acted on its event_id."
@@ -444,9 +501,8 @@ def _operations(
             "bindingVersion": BINDING_VERSION,
         }
         yield _operation(topic, names, service, "receive", summary, bindings={"kafka": kafka})
-    if topic in EXTERNAL_RECEIVERS:
-        summary = "Read by the systems that publish the requests."
-        yield _operation(topic, names, EXTERNAL_RECEIVERS[topic], "receive", summary)
+    for receiver, summary in EXTERNAL_RECEIVERS.get(topic, {}).items():
+        yield _operation(topic, names, receiver, "receive", summary)
 
 
 def _audit_operations(topic: str, entry: str) -> Iterable[Operation]:
@@ -456,7 +512,7 @@ def _audit_operations(topic: str, entry: str) -> Iterable[Operation]:
     yield _operation(topic, [entry], OPERATOR, "receive", summary)
 
 
-def _message(model: type[BaseModel]) -> dict[str, Any]:
+def _message(model: type[events.Envelope]) -> dict[str, Any]:
     name = model.__name__
     title = _words(name)
     first, _, rest = inspect.cleandoc(model.__doc__ or "").partition("\n\n")
@@ -467,11 +523,12 @@ def _message(model: type[BaseModel]) -> dict[str, Any]:
     }
     if rest:
         message["description"] = rest
+    message["contentType"] = "application/json"
+    if "order_id" in header_names(model):  # a usage report is about no order
+        message["correlationId"] = {"$ref": "#/components/correlationIds/orderId"}
     return {
         **message,
-        "contentType": "application/json",
-        "correlationId": {"$ref": "#/components/correlationIds/orderId"},
-        "headers": {"$ref": "#/components/schemas/MessageHeaders"},
+        "headers": {"$ref": f"#/components/schemas/{headers_schema_name(model)}"},
         "payload": {"$ref": f"#/components/schemas/{name}"},
         "bindings": {"kafka": {"key": ICCID_KEY, "bindingVersion": BINDING_VERSION}},
     }
@@ -498,7 +555,7 @@ def _dead_letter_message() -> dict[str, Any]:
     }
 
 
-def _schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
+def _schemas(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
     _refs, schema = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )

@@ -65,6 +65,7 @@ class Envelope(BaseModel):
     )
     occurred_at: datetime = Field(default_factory=_now, description="when it happened (UTC)")
     schema_version: int = Field(default=1, description="the versions this code reads: 1")
+    iccid: str = Field(description="the line's ICCID; also the Kafka key, so a line is ordered")
 
     @field_validator("schema_version")
     @classmethod
@@ -80,7 +81,6 @@ class Message(Envelope):
     """The envelope of every message about an order, and of our services' messages."""
 
     order_id: uuid.UUID = Field(description="the order (saga) it is about: uuid5 of request_id")
-    iccid: str = Field(description="the line's ICCID; also the Kafka key, so a line is ordered")
 
 
 # --- orders.commands.v1: what publishers send ---------------------------------------

@@ -85,7 +85,8 @@ class ContextFilter(logging.Filter):
 
 class LogContext(BaseMiddleware):
     """Binds the log context for one consumed message, from its key and headers only
-    (our publishers set type, event_id and order_id), so nothing is parsed twice."""
+    (our publishers set type and event_id, and order_id on a message about an order: not
+    on the carrier's usage reports), so nothing is parsed twice."""
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         headers = msg.headers or {}

@@ -16,6 +16,9 @@ consumer spans (`<topic> create` when it arrived without a trace context,
   trace, and an operator finds an order's trace by its id: trace id = the order
   id's hex digits. A context from outside (another system's trace) is not
   followed: it is kept as the `upstream.traceparent` attribute.
+- A message about no order (the carrier's `UsageReported`: no `order_id`, in its
+  body or its headers) starts a trace of its own, with a random id, or continues
+  the trace context it carries.
 
 Exporter: OTLP over HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (Jaeger, a
 collector), else JSON lines into `TRACING_FILE`, else JSON lines on stdout.
@@ -57,7 +60,7 @@ from opentelemetry.semconv.trace import SpanAttributes
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.events import Message, order_id_for
+from shared.events import Envelope, Message, order_id_for
 from shared.logs import mask
 from shared.settings import ServiceSettings
 
@@ -225,19 +228,22 @@ def _about(headers: Mapping[str, Any]) -> dict[str, str]:
 # --- across the outbox ---------------------------------------------------------------
 
 
-def staged_headers(headers: dict[str, str], topic: str, message: Message) -> dict[str, str]:
+def staged_headers(headers: dict[str, str], topic: str, message: Envelope) -> dict[str, str]:
     """`headers` plus the trace context to publish `message` under (shared/outbox.py).
 
     In a handler about the same order, that is the handler's span; anywhere else (a
     background loop, or a handler about another order) a `stage` span that starts
     or joins the message's order trace, linked to the span that staged it if any.
+    A message about no order (the carrier's usage report) goes under the current span,
+    or, outside any, under a `stage` span of a trace of its own.
     """
     if _provider is None:
         return headers
+    order = message.order_id if isinstance(message, Message) else None
     current = trace.get_current_span().get_span_context()
     context = otel_context.get_current()
-    if not (current.is_valid and current.trace_id == message.order_id.int):
-        with about_order(message.order_id):
+    if not (current.is_valid and (order is None or current.trace_id == order.int)):
+        with about_order(order):
             span = _provider.get_tracer(__name__).start_span(
                 f"stage {message.type}",
                 context=Context(),  # no parent: the order's trace id, from OrderTraceIds

@@ -47,6 +47,30 @@ def _promo(body: dict[str, Any]) -> str:
     return f" with {body['promotion_code']}" if body.get("promotion_code") else ""
 
 
+def _alert(body: dict[str, Any]) -> str:
+    """`alert data_used_90: 912 of 1000 MB used`, `alert expires_in_1d: 200 MB left until
+    2026-12-01`, `alert validity_ended on 2026-12-01`."""
+    name, kind = body.get("alert"), body.get("kind")
+    if kind == "validity_ended":
+        return f"alert {name} on {_day(body.get('valid_until'))}"
+    if kind == "expiry_near":
+        left = data(body.get("data_remaining_mb"))
+        return f"alert {name}: {left} left until {_day(body.get('valid_until'))}"
+    used, quota = body.get("data_used_mb"), body.get("data_quota_mb")
+    of_quota = f" of {quota}" if quota is not None else ""
+    line = f"alert {name}: {used}{of_quota} MB used"
+    if body.get("overage_mb"):
+        line += f", {body['overage_mb']} MB beyond the balance"
+    return line
+
+
+def _forfeited(body: dict[str, Any]) -> str:
+    line = f"forfeited {data(body.get('forfeited_mb'))}"
+    if body.get("fair_use_forfeited_mb"):
+        line += f" and {data(body['fair_use_forfeited_mb'])} of fair use"
+    return line
+
+
 SUMMARIES: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
     "PlaceOrder": lambda b: (
         f"{b.get('package_id')} in {b.get('currency')} by {b.get('payment_method')}{_promo(b)}"
@@ -68,6 +92,12 @@ SUMMARIES: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
     "TopUpLine": _top_up,
     "LineToppedUp": lambda b: f"+{data(b.get('data_mb'))} until {_day(b.get('valid_until'))}",
     "TopUpFailed": lambda b: f"{b.get('reason')} after {b.get('attempts')} attempts",
+    "UsageReported": lambda b: f"used {data(b.get('used_mb'))}",
+    "LineAlertRaised": _alert,
+    "DataForfeited": _forfeited,
+    "AutoRenewalPaused": lambda b: (
+        f"auto-renewal paused: {b.get('reason')} after {b.get('attempts')} attempts"
+    ),
 }
 
 

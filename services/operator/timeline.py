@@ -1,10 +1,13 @@
-"""An order's timeline: every Kafka message about it, across the saga topics and their
-dead-letter topics, in time order.
+"""An order's timeline: every Kafka message about it, across the topics and their
+dead-letter topics, in time order: the saga's messages, and the line events that name
+the order (the alerts, forfeited data and paused auto-renewal of the package cycle its
+top-up started; shared/events.py).
 
-Messages are keyed by the line's ICCID, so on a saga topic everything about an order
-is on the partition its ICCID hashes to (Kafka's murmur2, as aiokafka's default
-partitioner does), from a little before the order was made. Dead-letter topics are
-read whole from that time. The scan is bounded per partition (the newest records).
+Messages are keyed by the line's ICCID, so on a topic everything about an order is on
+the partition its ICCID hashes to (Kafka's murmur2, as aiokafka's default partitioner
+does), from a little before the order was made. Dead-letter topics are read whole from
+that time. The scan is bounded per partition (the newest records). The carrier's usage
+reports name no order, so their topic is not read.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,7 +24,15 @@ from aiokafka.partitioner import murmur2
 
 from services.operator.dead_letter_store import read_range, reader
 from services.operator.summaries import summary
-from shared.topics import DEAD_LETTER_TOPICS, SAGA_TOPICS
+from shared import events
+from shared.topics import DEAD_LETTER_TOPICS, MESSAGE_TOPICS, MESSAGES_ON
+
+# The topics whose messages name an order (events.Message): all but the carrier's usage.
+ORDER_TOPICS: Final = tuple(
+    topic
+    for topic in MESSAGE_TOPICS
+    if any(issubclass(getattr(events, name), events.Message) for name in MESSAGES_ON[topic])
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,7 @@ async def timelines(
     counts = await _partition_counts(bootstrap_servers)
     wanted = {
         TopicPartition(topic, partition_for(ref.iccid, counts[topic]))
-        for topic in SAGA_TOPICS
+        for topic in ORDER_TOPICS
         if topic in counts
         for ref in orders
     } | {
@@ -75,7 +86,7 @@ async def _partition_counts(bootstrap_servers: str) -> dict[str, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        described = await admin.describe_topics([*SAGA_TOPICS, *DEAD_LETTER_TOPICS])
+        described = await admin.describe_topics([*ORDER_TOPICS, *DEAD_LETTER_TOPICS])
     finally:
         await admin.close()
     return {str(t["topic"]): len(t["partitions"]) for t in described if t["partitions"]}

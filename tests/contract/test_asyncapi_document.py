@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from services.operator.audit import AUDIT_TOPIC, AuditEntry
 from services.operator.dead_letter_store import DeadLetter
 from shared import asyncapi, events, topics
 from shared.dead_letters import BusinessRuleViolation
-from shared.events import Money, PaymentCaptured
+from shared.events import Message, Money, PaymentCaptured, UsageReported
 from shared.kafka import build_broker, message_headers, saga_subscriber
 from shared.settings import ServiceSettings
 
@@ -135,14 +136,55 @@ def test_every_subscriber_in_the_services_has_a_receive_operation_with_its_group
     }
 
 
-def test_every_saga_topic_has_a_sender_and_every_dead_letter_topic_its_consumers(
+def apps(document: dict[str, Any], topic: str, action: str) -> set[str]:
+    return {op["tags"][0]["name"] for op in operations_on(document, topic, action)}
+
+
+def test_every_topic_has_its_senders_and_every_dead_letter_topic_its_consumers(
     document: dict[str, Any],
 ) -> None:
-    for topic in topics.SAGA_TOPICS:
-        senders = {op["tags"][0]["name"] for op in operations_on(document, topic, "send")}
-        assert senders == {asyncapi.senders_of(topic), "operator"}, "the sender and replays"
+    for topic in topics.MESSAGE_TOPICS:
+        senders = apps(document, topic, "send")
+        assert senders == {*asyncapi.senders_of(topic), "operator"}, "the senders and replays"
     dead_senders = operations_on(document, topics.dead_letter_topic(topics.PAYMENTS_EVENTS), "send")
     assert [operation["tags"] for operation in dead_senders] == [[{"name": "orders"}]]
+
+
+def test_orders_are_placed_by_the_internal_systems_and_by_provisionings_auto_renewal(
+    document: dict[str, Any],
+) -> None:
+    assert apps(document, topics.ORDERS_COMMANDS, "send") == {
+        "internal-systems", "provisioning", "operator"
+    }  # fmt: skip
+    (renewals,) = [
+        op
+        for op in operations_on(document, topics.ORDERS_COMMANDS, "send")
+        if op["tags"] == [{"name": "provisioning"}]
+    ]
+    assert "autorenew:" in renewals["summary"]
+    assert "provisioning" in apps(document, topics.ORDERS_EVENTS, "receive")
+
+
+def test_the_carrier_reports_usage_to_provisioning(document: dict[str, Any]) -> None:
+    assert apps(document, topics.CARRIER_USAGE, "send") == {"carrier", "operator"}
+    assert apps(document, topics.CARRIER_USAGE, "receive") == {"provisioning"}
+    assert "provisioning" in apps(document, topics.dead_letter_topic(topics.CARRIER_USAGE), "send")
+
+
+def test_line_events_are_sent_by_provisioning_for_the_internal_systems(
+    document: dict[str, Any],
+) -> None:
+    topic = topics.PROVISIONING_LINE_EVENTS
+    assert apps(document, topic, "send") == {"provisioning", "operator"}
+    assert apps(document, topic, "receive") == {"internal-systems"}
+    channel = document["channels"][asyncapi.channel_id(topic)]
+    assert list(channel["messages"]) == ["LineAlertRaised", "DataForfeited", "AutoRenewalPaused"]
+    assert "package cycle" in channel["description"]
+
+
+def test_a_topic_nobody_can_say_who_sends_is_refused() -> None:
+    with pytest.raises(asyncapi.ContractError, match="who sends"):
+        asyncapi.senders_of("billing.invoices.v1")
 
 
 def test_the_header_a_replay_adds_is_documented(document: dict[str, Any]) -> None:
@@ -167,6 +209,44 @@ def test_the_documented_headers_are_the_ones_every_publish_writes(
     documented = document["components"]["schemas"]["MessageHeaders"]
     assert documented["required"] == [n for n in written if n not in asyncapi.OPTIONAL_HEADERS]
     assert set(written) <= set(documented["properties"])
+
+
+def test_a_usage_report_documents_its_headers_without_an_order_id(
+    document: dict[str, Any],
+) -> None:
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    report = UsageReported(iccid="8944500102198304826", used_mb=35, period_start=at, period_end=at)
+    written = list(message_headers(report))
+    message = document["components"]["messages"]["UsageReported"]
+    assert message["headers"] == {"$ref": "#/components/schemas/EnvelopeHeaders"}
+    assert "correlationId" not in message, "a usage report correlates with no order"
+    documented = document["components"]["schemas"]["EnvelopeHeaders"]
+    assert documented["required"] == written == ["type", "event_id"]
+    assert "order_id" not in documented["properties"]
+    snapshot = asyncapi.snapshots()[topics.CARRIER_USAGE]["headers"]
+    assert snapshot["required"] == ["type", "event_id"]
+
+
+def test_every_message_about_an_order_names_it_in_its_headers_and_correlation_id(
+    document: dict[str, Any],
+) -> None:
+    for topic in topics.MESSAGE_TOPICS:
+        for model in asyncapi.models_on(topic):
+            message = document["components"]["messages"][model.__name__]
+            if issubclass(model, Message):
+                assert message["headers"]["$ref"].endswith("/MessageHeaders"), model.__name__
+                assert message["correlationId"]["$ref"].endswith("/orderId"), model.__name__
+            else:
+                assert message["headers"]["$ref"].endswith("/EnvelopeHeaders"), model.__name__
+
+
+def test_a_topic_requires_only_the_headers_all_its_messages_write() -> None:
+    mixed = asyncapi.headers_schema([PaymentCaptured, UsageReported])
+    assert mixed["required"] == ["type", "event_id"]
+    assert "order_id" in mixed["properties"]
+    assert asyncapi.headers_schema([PaymentCaptured])["required"] == [
+        "type", "event_id", "order_id"
+    ]  # fmt: skip
 
 
 async def raw_body(msg: KafkaMessage) -> bytes:
@@ -211,6 +291,8 @@ def test_the_document_names_the_ordering_and_idempotency_guarantees(
     description = document["info"]["description"]
     assert "keyed by the line's ICCID" in description
     assert "`event_id`" in description
+    words = " ".join(description.split())
+    assert "all but the carrier's `UsageReported`) also carries `order_id`" in words
     assert str(events.ORDER_NAMESPACE) in description
     assert document["info"]["version"].startswith("1.0.0+")
 

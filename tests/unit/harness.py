@@ -13,7 +13,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import db, outbox
-from shared.events import Message
+from shared.events import Envelope
 from shared.kafka import build_broker, message_headers
 from shared.settings import ServiceSettings
 
@@ -34,9 +34,9 @@ class InMemoryService:
 
         return seen
 
-    async def send(self, topic: str, message: Message | dict[str, Any]) -> None:
+    async def send(self, topic: str, message: Envelope | dict[str, Any]) -> None:
         """Publish a message (or a raw body, as a careless publisher might)."""
-        if isinstance(message, Message):
+        if isinstance(message, Envelope):
             # As the outbox relay publishes: keyed by the line, with the message headers.
             await self.broker.publish(
                 message.model_dump(mode="json"),

@@ -1,11 +1,14 @@
 import io
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from faststream.kafka import TestKafkaBroker
 
-from shared.kafka import build_broker
+from shared import topics
+from shared.events import UsageReported
+from shared.kafka import build_broker, message_headers
 from shared.logs import configure_logging, mask
 from shared.settings import ServiceSettings
 
@@ -70,3 +73,35 @@ async def test_a_line_logged_while_handling_a_message_says_which_order_event_and
     line = next(json.loads(x) for x in out.getvalue().splitlines() if "handling it" in x)
     assert (line["order_id"], line["event_id"], line["type"]) == ("o-1", "e-1", "PaymentCaptured")
     assert line["iccid"] == "8944***********4826"
+
+
+async def test_a_line_logged_while_handling_a_usage_report_has_no_order_but_a_masked_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    broker = build_broker(ServiceSettings(service_name="provisioning"))
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    report = UsageReported(iccid="8944500102198304826", used_mb=35, period_start=at, period_end=at)
+
+    @broker.subscriber(topics.CARRIER_USAGE, group_id="t")
+    async def handle(body: UsageReported) -> None:
+        logging.getLogger("handler").warning("line %s used %s MB", body.iccid, body.used_mb)
+
+    configure_logging("provisioning", "INFO")
+    try:
+        async with TestKafkaBroker(broker):
+            await broker.publish(
+                report.model_dump(mode="json"),
+                topic=topics.CARRIER_USAGE,
+                key=report.iccid.encode(),
+                headers=message_headers(report),
+            )
+    finally:
+        logging.getLogger().handlers[:] = []
+    line = next(json.loads(x) for x in out.getvalue().splitlines() if "used 35 MB" in x)
+    assert (line["type"], line["event_id"]) == ("UsageReported", str(report.event_id))
+    assert "order_id" not in line
+    assert line["iccid"] == "8944***********4826"
+    assert line["message"] == "line 8944***********4826 used 35 MB"
+    assert "8944500102198304826" not in out.getvalue()

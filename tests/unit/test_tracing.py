@@ -7,12 +7,15 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from faststream.kafka import TestKafkaBroker
 from faststream.opentelemetry.middleware import TelemetryMiddleware
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -24,8 +27,8 @@ from services.orders import handlers
 from services.orders.db import metadata
 from services.orders.settings import OrdersSettings
 from shared import outbox, topics, tracing
-from shared.events import Money, PaymentCaptured, order_id_for
-from shared.kafka import build_broker
+from shared.events import Money, PaymentCaptured, UsageReported, order_id_for
+from shared.kafka import build_broker, message_headers
 from shared.logs import ContextFilter
 from shared.settings import ServiceSettings
 from tests.factories import order_request
@@ -278,3 +281,63 @@ def test_a_log_line_written_in_a_span_carries_its_trace_id(spans: Spans) -> None
     ):
         ContextFilter().filter(record)
     assert getattr(record, "trace_id", None) == order_id.hex
+
+
+def usage_report(iccid: str) -> UsageReported:
+    at = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    return UsageReported(iccid=iccid, used_mb=35, period_start=at, period_end=at)
+
+
+async def test_a_usage_report_about_no_order_is_handled_in_a_fresh_trace_of_its_own(
+    spans: Spans,
+) -> None:
+    broker = build_broker(ServiceSettings(service_name="provisioning", tracing_enabled=True))
+    handled: list[int] = []
+
+    @broker.subscriber(topics.CARRIER_USAGE, group_id="provisioning:carrier.usage.v1")
+    async def on_usage(report: UsageReported) -> None:
+        handled.append(trace.get_current_span().get_span_context().trace_id)
+
+    iccid = order_request()["iccid"]
+    reports = [usage_report(iccid), usage_report(iccid)]
+    async with TestKafkaBroker(broker):
+        for report in reports:
+            await broker.publish(
+                report.model_dump(mode="json"),
+                topic=topics.CARRIER_USAGE,
+                key=iccid.encode(),
+                headers=message_headers(report),
+            )
+
+    processed = [s for s in spans.finished() if s.name == "carrier.usage.v1 process"]
+    assert len(handled) == len(processed) == 2
+    assert len({s.context.trace_id for s in processed}) == 2, "a trace per report"
+    assert set(handled) == {s.context.trace_id for s in processed}
+    for span in processed:
+        attributes = dict(span.attributes or {})
+        assert "order_id" not in attributes
+        assert attributes["message.type"] == "UsageReported"
+        assert attributes["messaging.kafka.message.key"] == iccid[:4] + "*" * 11 + iccid[-4:]
+        assert iccid not in str(attributes)
+
+
+async def test_a_usage_report_staged_outside_any_handler_starts_a_trace_of_its_own(
+    spans: Spans,
+) -> None:
+    report = usage_report(order_request()["iccid"])
+    headers = tracing.staged_headers(message_headers(report), topics.CARRIER_USAGE, report)
+
+    (stage,) = [s for s in spans.finished() if s.name == "stage UsageReported"]
+    assert stage.parent is None
+    assert trace_of(headers[TRACEPARENT]) == f"{stage.context.trace_id:032x}"
+    assert "order_id" not in (stage.attributes or {})
+    assert "order_id" not in headers
+
+
+async def test_a_usage_report_staged_in_a_span_continues_it(spans: Spans) -> None:
+    assert tracing._provider is not None
+    report = usage_report(order_request()["iccid"])
+    with tracing._provider.get_tracer(__name__).start_as_current_span("handling") as span:
+        headers = tracing.staged_headers(message_headers(report), topics.CARRIER_USAGE, report)
+    assert trace_of(headers[TRACEPARENT]) == f"{span.get_span_context().trace_id:032x}"
+    assert not [s for s in spans.finished() if s.name.startswith("stage ")]
