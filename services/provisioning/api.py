@@ -67,16 +67,25 @@ async def get_topups(iccid: str, request: Request) -> list[TopUpView]:
 
 
 async def _report(request: Request, iccid: str) -> LineReport:
+    check_iccid(iccid)
+    async with request.app.state.sessions() as session:
+        report = await provisioning.line_report(session, iccid)
+    if report is None:
+        raise line_not_found(iccid)
+    return report
+
+
+def check_iccid(iccid: str) -> None:
+    """422 for anything but an ICCID, worded the same by every /lines/{iccid} endpoint."""
     if not is_valid_iccid(iccid):
         raise HTTPException(
             status_code=422,
             detail=f"{iccid!r} is not an ICCID: 19-20 digits starting 89, the last a Luhn check",
         )
-    async with request.app.state.sessions() as session:
-        report = await provisioning.line_report(session, iccid)
-    if report is None:
-        raise HTTPException(status_code=404, detail=f"no line {iccid}: it was never topped up")
-    return report
+
+
+def line_not_found(iccid: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no line {iccid}: it was never topped up")
 
 
 def _topup_view(topup: TopUp) -> TopUpView:

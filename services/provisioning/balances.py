@@ -73,6 +73,11 @@ def balance_at(balance: Balance | None, now: datetime) -> Balance | None:
     return balance
 
 
+def metered_mb(balance: Balance, now: datetime) -> int | None:
+    """The balance as events report it: None while the line is unlimited."""
+    return None if balance.unlimited_at(now) else balance.data_remaining_mb
+
+
 def apply_top_up(
     current: Balance | None, package: Package, rule: StackingRule, now: datetime
 ) -> Balance:

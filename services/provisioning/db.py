@@ -57,6 +57,8 @@ lines = Table(
     Column("cycle_overage_mb", Integer, nullable=False, server_default="0"),
     # Set once validity ended and what was left was forfeited (DataForfeited).
     Column("expired_at", DateTime(timezone=True), nullable=True),
+    # The sweeper looks for lines near or past the end of their validity.
+    Index("ix_lines_valid_until", "valid_until"),
 )
 
 usage_reports = Table(
@@ -262,7 +264,7 @@ async def locked_balance(session: AsyncSession, iccid: str) -> Balance | None:
     row = (
         await session.execute(select(lines).where(lines.c.iccid == iccid).with_for_update())
     ).first()
-    return None if row is None else _balance(row)
+    return None if row is None else balance_from_row(row)
 
 
 async def save_balance(session: AsyncSession, iccid: str, balance: Balance, now: datetime) -> None:
@@ -292,10 +294,10 @@ async def history(session: AsyncSession, iccid: str) -> list[TopUp]:
 
 async def balance_of(session: AsyncSession, iccid: str) -> Balance | None:
     row = (await session.execute(select(lines).where(lines.c.iccid == iccid))).first()
-    return None if row is None else _balance(row)
+    return None if row is None else balance_from_row(row)
 
 
-def _balance(row: Row[Any]) -> Balance | None:
+def balance_from_row(row: Row[Any]) -> Balance | None:
     if row.valid_until is None:
         return None
     return Balance(

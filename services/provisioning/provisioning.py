@@ -25,9 +25,9 @@ from typing import Final
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.provisioning import db
-from services.provisioning.alerts import AlertRules
-from services.provisioning.balances import Balance, StackingRule, apply_top_up
+from services.provisioning import db, usage_db
+from services.provisioning.alerts import AlertRules, drawable_mb
+from services.provisioning.balances import Balance, StackingRule, apply_top_up, metered_mb
 from services.provisioning.carrier import Carrier, CarrierTimeout, CarrierUnavailable
 from services.provisioning.db import TopUp
 from services.provisioning.renewal_policy import RenewalPolicy
@@ -179,23 +179,21 @@ async def record_outcome(
 async def _apply(
     session: AsyncSession, provisioner: Provisioner, topup: TopUp, attempts: int, now: datetime
 ) -> bool:
-    """Mark the top-up APPLIED and change the balance, in the caller's one transaction."""
+    """Mark the top-up APPLIED, change the balance and start the line's new package cycle
+    (docs/usage-alerts.md), in the caller's one transaction."""
     current = await db.locked_balance(session, topup.iccid)
     balance = apply_top_up(current, topup.package, provisioner.stacking_rule, now)
     marked = await db.mark(
         session, topup, now, status=TopUpStatus.APPLIED, attempts=attempts, next_attempt_at=None,
         last_error=None, answer_event_id=uuid.uuid4(), stacking_rule=provisioner.stacking_rule,
-        valid_until=balance.valid_until, data_remaining_mb=_metered(balance, now),
+        valid_until=balance.valid_until, data_remaining_mb=metered_mb(balance, now),
         settled_at=now, applied_at=now,
     )  # fmt: skip
     if marked:
         await db.save_balance(session, topup.iccid, balance, now)
+        quota = drawable_mb(balance, now)
+        await usage_db.start_cycle(session, topup.iccid, topup.order_id, quota, now)
     return marked
-
-
-def _metered(balance: Balance, now: datetime) -> int | None:
-    """The balance as events report it: None while the line is unlimited."""
-    return None if balance.unlimited_at(now) else balance.data_remaining_mb
 
 
 def answer_for(topup: TopUp) -> list[Outgoing]:
