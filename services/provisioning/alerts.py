@@ -21,7 +21,10 @@ The alerts, each raised at most once per cycle (line_alerts' key is iccid, cycle
 - `data_exhausted` (kind data_exhausted): the data the cycle draws from (metered data, or
   the fair-use allowance while unlimited) is down to 0;
 - `expires_in_<d>d` (kind expiry_near), for each d of ALERT_DAYS_BEFORE_EXPIRY (default 3,
-  1): now >= valid_until - d days (a package shorter than d days raises it at once);
+  1): now >= valid_until - d days, provided the cycle started before that moment. A cycle
+  that starts with d days or less left (a package shorter than d days) does not raise it:
+  the customer has just bought it, and an auto-renewal on `expires_in_<d>d` would
+  otherwise renew again at once, and again, until validity were more than d days away;
 - `validity_ended` (kind validity_ended): now >= valid_until. From then on it is the only
   one: what is left is forfeited, not used up, and warnings of what is past are pointless.
 """
@@ -131,11 +134,12 @@ def data_alerts(cycle: Cycle, rules: AlertRules) -> list[Crossed]:
 
 
 def expiry_alerts(cycle: Cycle, rules: AlertRules, now: datetime) -> list[Crossed]:
-    return [
-        Crossed(expires_in(d), "expiry_near")
-        for d in sorted(rules.days_before_expiry, reverse=True)
-        if now >= cycle.valid_until - timedelta(days=d)
-    ]
+    found = []
+    for days in sorted(rules.days_before_expiry, reverse=True):
+        notice_at = cycle.valid_until - timedelta(days=days)
+        if cycle.started_at < notice_at <= now:
+            found.append(Crossed(expires_in(days), "expiry_near"))
+    return found
 
 
 def longest_notice(rules: AlertRules) -> timedelta:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from deploy.local.processes import ServiceProcess
 from services.provisioning import db
@@ -83,13 +83,20 @@ async def read(services: Services, path: str) -> Any:
 
 
 async def move_validity(services: Services, iccid: str, valid_until: datetime) -> None:
-    """Stands for time passing: the test sets the line's validity in provisioning's own
-    database, as if the days had gone by, and lets the line sweeper notice."""
+    """Stands for time passing: the test moves the line's validity, and the start of its
+    package cycle by as much, in provisioning's own database, as if the days had gone by,
+    and lets the line sweeper notice."""
     engine = shared_db.create_engine(services["provisioning"].env["DATABASE_URL"])
+    lines = db.lines
     try:
         async with engine.begin() as connection:
+            line = (await connection.execute(select(lines).where(lines.c.iccid == iccid))).one()
+            passed = shared_db.as_utc(line.valid_until) - valid_until
+            started = shared_db.as_utc(line.cycle_started_at) - passed
             await connection.execute(
-                update(db.lines).where(db.lines.c.iccid == iccid).values(valid_until=valid_until)
+                update(lines)
+                .where(lines.c.iccid == iccid)
+                .values(valid_until=valid_until, cycle_started_at=started)
             )
     finally:
         await engine.dispose()

@@ -31,7 +31,7 @@ def days(n: float) -> datetime:
 def cycle(quota: int | None = 1000, used: int = 0, overage: int = 0, **changes: object) -> Cycle:
     remaining = None if quota is None else max(quota - (used - overage), 0)
     fresh = Cycle(
-        order_id=uuid.uuid4(), started_at=days(-1), quota_mb=quota, used_mb=used,
+        order_id=uuid.uuid4(), started_at=days(-20), quota_mb=quota, used_mb=used,
         overage_mb=overage, remaining_mb=remaining, valid_until=days(30), expired=False,
     )  # fmt: skip
     return replace(fresh, **changes)  # type: ignore[arg-type]
@@ -116,6 +116,14 @@ def test_an_expiry_warning_is_due_its_number_of_days_before_validity_ends(
     left: timedelta, expected: list[str]
 ) -> None:
     assert names(crossed(cycle(valid_until=NOW + left), RULES, NOW)) == expected
+
+
+def test_a_cycle_that_starts_with_less_notice_left_is_not_warned_of_it() -> None:
+    # A 2-day package bought now: the 3-day warning's moment passed before it started,
+    # so it is not raised (an auto-renewal on it would renew again at once, and again).
+    short = cycle(started_at=NOW - timedelta(hours=1), valid_until=days(2))
+    assert names(crossed(short, RULES, NOW)) == []
+    assert names(crossed(short, RULES, days(1.5))) == ["expires_in_1d"]
 
 
 def test_once_validity_has_ended_only_validity_ended_is_crossed() -> None:
