@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from services.provisioning import auto_renewal_api, provisioning, usage_api
 from services.provisioning.balances import balance_at
 from services.provisioning.db import TopUp
-from services.provisioning.iccid import is_valid_iccid
+from services.provisioning.known_lines import check_iccid, line_not_found
 from services.provisioning.provisioning import LineReport
 
 router = APIRouter()
@@ -73,19 +73,6 @@ async def _report(request: Request, iccid: str) -> LineReport:
     if report is None:
         raise line_not_found(iccid)
     return report
-
-
-def check_iccid(iccid: str) -> None:
-    """422 for anything but an ICCID, worded the same by every /lines/{iccid} endpoint."""
-    if not is_valid_iccid(iccid):
-        raise HTTPException(
-            status_code=422,
-            detail=f"{iccid!r} is not an ICCID: 19-20 digits starting 89, the last a Luhn check",
-        )
-
-
-def line_not_found(iccid: str) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"no line {iccid}: it was never topped up")
 
 
 def _topup_view(topup: TopUp) -> TopUpView:

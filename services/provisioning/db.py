@@ -123,7 +123,7 @@ renewal_orders = Table(
     Column("cycle_order_id", Uuid, nullable=False),
     Column("alert", String(32), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # due | placed | completed | failed
+    Column("status", String(16), nullable=False),  # due | placed | completed | failed | cancelled
     Column("due_at", DateTime(timezone=True), nullable=True),  # when a `due` one is placed
     Column("failure_reason", String(64), nullable=True),
     Column("failure_message", String(500), nullable=True),

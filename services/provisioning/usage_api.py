@@ -9,10 +9,10 @@ from typing import Final
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.provisioning import db, usage_db
+from services.provisioning import usage_db
 from services.provisioning.alerts import percent_used
+from services.provisioning.known_lines import known_line
 from services.provisioning.provisioning import Provisioner
 from services.provisioning.usage import cycle_of
 
@@ -69,7 +69,7 @@ async def get_usage(iccid: str, request: Request) -> UsageView:
     provisioner: Provisioner = request.app.state.provisioner
     now = provisioner.clock()
     async with request.app.state.sessions() as session:
-        await _known_line(session, iccid)
+        await known_line(session, iccid)
         line = await usage_db.find_cycle(session, iccid)
         reports = await usage_db.latest_usage_reports(session, iccid, LATEST_REPORTS)
     cycle = None
@@ -99,17 +99,8 @@ async def get_alerts(iccid: str, request: Request) -> list[AlertView]:
     threshold first)."""
     provisioner: Provisioner = request.app.state.provisioner
     async with request.app.state.sessions() as session:
-        await _known_line(session, iccid)
+        await known_line(session, iccid)
         alerts = await usage_db.alerts_of(session, iccid)
     rank = {name: i for i, name in enumerate(provisioner.alerts.names())}
     alerts.sort(key=lambda a: (a.raised_at, rank.get(a.alert, -1)), reverse=True)
     return [AlertView.model_validate(a, from_attributes=True) for a in alerts]
-
-
-async def _known_line(session: AsyncSession, iccid: str) -> None:
-    # Deferred: api.py includes this router, so it imports this module first.
-    from services.provisioning.api import check_iccid, line_not_found
-
-    check_iccid(iccid)
-    if not await db.line_exists(session, iccid):
-        raise line_not_found(iccid)

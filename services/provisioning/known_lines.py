@@ -1,0 +1,29 @@
+"""How every /lines/{iccid} endpoint answers for a path that names no line it knows:
+422 for anything but an ICCID, 404 for a line never topped up, worded the same."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.provisioning import db
+from services.provisioning.iccid import is_valid_iccid
+
+
+def check_iccid(iccid: str) -> None:
+    if not is_valid_iccid(iccid):
+        raise HTTPException(
+            status_code=422,
+            detail=f"{iccid!r} is not an ICCID: 19-20 digits starting 89, the last a Luhn check",
+        )
+
+
+def line_not_found(iccid: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no line {iccid}: it was never topped up")
+
+
+async def known_line(session: AsyncSession, iccid: str) -> None:
+    """Raise the 422 or the 404 unless `iccid` is a line provisioning knows."""
+    check_iccid(iccid)
+    if not await db.line_exists(session, iccid):
+        raise line_not_found(iccid)
