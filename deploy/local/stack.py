@@ -10,6 +10,10 @@ leaves no process behind. Settings (environment variables):
   ORDERS_PORT=8001, PAYMENTS_PORT=8002, PROVISIONING_PORT=8003, OPERATOR_PORT=8000
   OPERATOR_TOKENS=name=token,...   who may use the dashboard and the operator API; unset:
                        one token for $USER, generated once into var/operator-token (0600)
+  CARRIER_USAGE_INTERVAL_S=10, LINE_SWEEP_INTERVAL_S=5   provisioning's simulated carrier
+                       reports its lines' usage every 10 s and lines are checked for alerts,
+                       expiry and renewal retries every 5 s, so usage alerts and an auto-renewal
+                       show within minutes (README); set either to change it
 """
 
 from __future__ import annotations
@@ -29,6 +33,17 @@ from shared.settings import DEFAULT_HTTP_PORTS
 
 LOG_DIR = REPO_ROOT / "var" / "log"
 TOKEN_FILE = REPO_ROOT / "var" / "operator-token"
+
+# Provisioning's settings for a demo: the simulated carrier reports usage (the services'
+# default is none) and the line sweeper runs often. The user's own values win.
+PROVISIONING_DEMO = {"CARRIER_USAGE_INTERVAL_S": "10", "LINE_SWEEP_INTERVAL_S": "5"}
+
+
+def own_settings(name: str, env: dict[str, str]) -> dict[str, str]:
+    """What `make run` sets for service `name` beyond the common settings."""
+    if name != "provisioning":
+        return {}
+    return {key: env.get(key, value) for key, value in PROVISIONING_DEMO.items()}
 
 
 def operator_token(path: Path = TOKEN_FILE) -> str:
@@ -81,6 +96,7 @@ def main() -> int:
                     "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                     "DATABASE_URL": database_urls[name],
                     "OPERATOR_TOKENS": tokens,  # orders answers operators (GET /sagas)
+                    **own_settings(name, dict(os.environ)),
                 },
                 log_path=LOG_DIR / f"{name}.log",
             )

@@ -5,6 +5,8 @@ Publishers (Kafka and the services' HTTP APIs):
   topup order place --iccid 89... --package eu-5gb-30d [--wait]
   topup order show ORDER_ID | --request-id ID     state and transitions
   topup line show ICCID                           balance, validity, history
+  topup line usage ICCID | alerts ICCID           its package cycle's usage; the alerts raised
+  topup line auto-renew ICCID [--package P --when ALERT | --off]   show, opt in, opt out
   topup demo [--orders 200] [--rate 10]           a realistic mix of orders
 
 Operators (the operator service, with a token; see operator_api.py):
@@ -24,11 +26,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.auto_renewal import auto_renew
 from services.cli.clients import get_json, publish, service_url
 from services.cli.dead_letters import dlq_app
 from services.cli.demo import demo
 from services.cli.display import amount, money
 from services.cli.lag import lag
+from services.cli.line_usage import line_alerts, line_usage
 from services.cli.timeline import order_timeline
 from services.orders.catalog import load_catalog
 from services.orders.saga import FINAL
@@ -39,13 +43,18 @@ app = typer.Typer(help="Place and follow data top-ups; inspect lines.", no_args_
 order_app = typer.Typer(
     help="Orders: place one, show one, follow its messages.", no_args_is_help=True
 )
-line_app = typer.Typer(help="Lines: balance, validity and history.", no_args_is_help=True)
+line_app = typer.Typer(
+    help="Lines: balance, validity, history, usage, alerts and auto-renewal.", no_args_is_help=True
+)
 app.add_typer(order_app, name="order")
 app.add_typer(line_app, name="line")
 app.add_typer(dlq_app, name="dlq")
 app.command()(demo)
 app.command()(lag)
 order_app.command("timeline")(order_timeline)
+line_app.command("usage")(line_usage)
+line_app.command("alerts")(line_alerts)
+line_app.command("auto-renew")(auto_renew)
 console = Console()
 
 

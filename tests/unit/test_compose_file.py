@@ -13,8 +13,17 @@ from sqlalchemy.engine import make_url
 import shared.metrics  # noqa: F401 - registers the business metrics
 from deploy.local.processes import OPERATOR, SERVICES
 from services.operator.settings import OperatorSettings
+from services.orders.settings import OrdersSettings
+from services.payments.settings import PaymentsSettings
+from services.provisioning.settings import ProvisioningSettings
 from shared.access import AccessSettings
 from shared.settings import REPO_ROOT, ServiceSettings
+
+SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
+    "orders": OrdersSettings,
+    "payments": PaymentsSettings,
+    "provisioning": ProvisioningSettings,
+}
 
 DEPLOY = REPO_ROOT / "deploy"
 
@@ -50,7 +59,7 @@ def test_each_service_gets_every_setting_it_needs(compose: dict[str, Any], name:
     service = compose["services"][name]
     env = service["environment"]
     settings_vars = {
-        f.upper() for f in [*ServiceSettings.model_fields, *AccessSettings.model_fields]
+        f.upper() for f in [*SERVICE_SETTINGS[name].model_fields, *AccessSettings.model_fields]
     }
     assert set(env) <= settings_vars, f"{name} sets variables no service reads"
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_internal_address(compose)

@@ -1,0 +1,119 @@
+"""The simulated carrier's usage reports on the real broker, provisioning in-process on
+PostgreSQL: a line the carrier topped up gets a report every period it used data, keyed
+by the line; a line it refused, or never saw, gets none."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+
+from services.provisioning.app import build_app
+from services.provisioning.carrier_usage import BURST_CAP
+from services.provisioning.settings import ProvisioningSettings
+from shared import topics
+from shared.events import TopUpLine, UsageReported
+from shared.settings import ServiceSettings
+from tests.factories import random_iccid
+from tests.infra import KafkaUnderTest, PostgresUnderTest
+from tests.integration.harness import messages_about, send, service_running
+
+pytestmark = pytest.mark.integration
+
+INTERVAL_S = 0.5
+MEAN_MB = 40
+SUSPENDED = "8944500102198304834"
+
+
+def provisioning_reporting_usage(settings: ServiceSettings) -> FastAPI:
+    return build_app(
+        ProvisioningSettings(
+            **settings.model_dump(),
+            carrier_latency_ms=20,
+            carrier_suspended_iccids=SUSPENDED,
+            carrier_usage_interval_s=INTERVAL_S,
+            carrier_usage_mean_mb=MEAN_MB,
+        )
+    )
+
+
+def top_up_line(iccid: str) -> TopUpLine:
+    order_id = uuid.uuid4()
+    return TopUpLine(
+        order_id=order_id, iccid=iccid, package_id="eu-1gb-7d", data_mb=1024,
+        bonus_mb=0, validity_days=7, idempotency_key=f"{order_id}:topup",
+    )  # fmt: skip
+
+
+async def topped_up(kafka: KafkaUnderTest, iccid: str) -> str:
+    """Top `iccid` up through provisioning; the answer's type."""
+    command = top_up_line(iccid)
+    await send(kafka, topics.PROVISIONING_COMMANDS, command)
+    [answer] = await messages_about(kafka, topics.PROVISIONING_EVENTS, command.order_id)
+    return str(answer["type"])
+
+
+Received = tuple[bytes, dict[str, str], UsageReported]
+
+
+async def usage_reports(
+    kafka: KafkaUnderTest, lines: set[str], *, of: str, count: int, within: float = 30.0
+) -> list[Received]:
+    """The reports on carrier.usage.v1 about `lines`, once `count` are about line `of`."""
+    consumer = AIOKafkaConsumer(
+        topics.CARRIER_USAGE,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[Received] = []
+    try:
+        async with asyncio.timeout(within):
+            while sum(report.iccid == of for _, _, report in found) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                for record in itertools.chain.from_iterable(batch.values()):
+                    body: dict[str, Any] = json.loads(record.value)
+                    if body.get("iccid") in lines:
+                        headers = {k: v.decode() for k, v in record.headers}
+                        found.append((record.key, headers, UsageReported(**body)))
+    except TimeoutError:
+        raise AssertionError(f"{len(found)} usage reports of {lines}: {found}") from None
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_a_line_the_carrier_topped_up_gets_usage_reports_and_no_other_line_does(
+    kafka: KafkaUnderTest, postgres: PostgresUnderTest
+) -> None:
+    active, never_topped_up = random_iccid(), random_iccid()
+    async with service_running(provisioning_reporting_usage, "provisioning", kafka, postgres):
+        assert await topped_up(kafka, SUSPENDED) == "TopUpFailed"
+        assert await topped_up(kafka, active) == "LineToppedUp"
+        received = await usage_reports(
+            kafka, {active, never_topped_up, SUSPENDED}, of=active, count=4
+        )
+
+    assert {report.iccid for _, _, report in received} == {active}
+    for key, headers, report in received:
+        assert key == active.encode()
+        assert headers["type"] == "UsageReported"
+        assert headers["event_id"] == str(report.event_id)
+        assert "order_id" not in headers
+        assert 0 < report.used_mb <= BURST_CAP * MEAN_MB
+    # A period is the time since the carrier's last pass, about one interval; the line's
+    # first one starts when the carrier applied its top-up, so it may be shorter.
+    periods = sorted((r.period_start, r.period_end) for _, _, r in received)
+    lengths = [end - start for start, end in periods]
+    assert all(timedelta(0) < length < timedelta(seconds=INTERVAL_S * 4) for length in lengths)
+    assert all(length >= timedelta(seconds=INTERVAL_S * 0.8) for length in lengths[1:]), periods
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(periods)), periods
+    assert len({report.event_id for _, _, report in received}) == len(received)
