@@ -244,7 +244,12 @@ def senders_of(topic: str) -> dict[str, str]:
 
 def header_names(model: type[events.Envelope]) -> list[str]:
     """The headers every publish of `model` writes, read off `message_headers` itself."""
-    sample = model.model_construct(type=model.__name__, order_id=events.ORDER_NAMESPACE, iccid="89")
+    sample = model.model_construct(
+        type=model.__name__,
+        event_id=events.ORDER_NAMESPACE,
+        order_id=events.ORDER_NAMESPACE,
+        iccid="89",
+    )
     names = [name for name in message_headers(sample) if name not in OPTIONAL_HEADERS]
     undocumented = [name for name in names if name not in HEADERS]
     if undocumented:

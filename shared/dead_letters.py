@@ -19,6 +19,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import asyncpg
+import sqlalchemy.exc
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 from pydantic import ValidationError
@@ -43,8 +45,8 @@ def classify(error: BaseException) -> str | None:
     """The dead-letter reason for `error`, or None when it may pass if tried again."""
     if isinstance(error, json.JSONDecodeError | UnicodeError):
         return "undecodable"  # UnicodeError: also a string the database cannot store
-    if isinstance(error, OverflowError):
-        return "schema_invalid"  # a number too large for its column
+    if isinstance(error, OverflowError) or _refused_as_data(error):
+        return "schema_invalid"  # e.g. a number too large for its column
     if isinstance(error, ValidationError):
         locations = {str(part) for e in error.errors() for part in e["loc"]}
         return "unknown_schema_version" if "schema_version" in locations else "schema_invalid"
@@ -53,6 +55,15 @@ def classify(error: BaseException) -> str | None:
     if isinstance(error, BusinessRuleViolation):
         return "business_rule"
     return None
+
+
+def _refused_as_data(error: BaseException) -> bool:
+    """A value the database cannot take (SQLSTATE class 22, or asyncpg refusing to encode
+    it, e.g. out of int32 range): the message's fault, never passing on a retry."""
+    if isinstance(error, sqlalchemy.exc.DataError):
+        return True
+    cause = getattr(getattr(error, "orig", None), "__cause__", None)
+    return isinstance(cause, asyncpg.exceptions.DataError)
 
 
 def _is_json(body: bytes) -> bool:

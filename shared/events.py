@@ -310,6 +310,9 @@ class UsageReported(Envelope):
     delivered twice is counted once."""
 
     type: Literal["UsageReported"] = "UsageReported"
+    event_id: uuid.UUID = Field(
+        description="the carrier's report id, required: a report delivered twice is counted once"
+    )
     iccid: str = Field(description="the line's ICCID; also the Kafka key")
     used_mb: int = Field(ge=0, strict=True, description="data used in the period, in MB")
     period_start: datetime

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import math
 import random
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,6 +103,7 @@ def usage_reports(
         if used_mb > 0:
             reports.append(
                 UsageReported(
+                    event_id=uuid.uuid4(),
                     iccid=iccid,
                     used_mb=used_mb,
                     period_start=start,

@@ -215,7 +215,13 @@ def test_a_usage_report_documents_its_headers_without_an_order_id(
     document: dict[str, Any],
 ) -> None:
     at = datetime(2026, 11, 1, tzinfo=UTC)
-    report = UsageReported(iccid="8944500102198304826", used_mb=35, period_start=at, period_end=at)
+    report = UsageReported(
+        event_id=uuid.uuid4(),
+        iccid="8944500102198304826",
+        used_mb=35,
+        period_start=at,
+        period_end=at,
+    )
     written = list(message_headers(report))
     message = document["components"]["messages"]["UsageReported"]
     assert message["headers"] == {"$ref": "#/components/schemas/EnvelopeHeaders"}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,10 +16,10 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.processes import ServiceProcess
 from services.provisioning.renewals import renewal_request_id
 from shared import topics
-from shared.events import UsageReported, order_id_for
-from shared.kafka import message_headers
+from shared.events import order_id_for
+from tests.e2e.carrier import publish_usage
 from tests.e2e.test_saga_outcomes import final_order, line, poll, publish
-from tests.factories import order_request
+from tests.factories import auto_renewal_settings, order_request, usage_report
 from tests.infra import KafkaUnderTest
 from tests.integration.harness import messages_about
 
@@ -40,16 +39,7 @@ async def topped_up_line(services: Services, producer: AIOKafkaProducer) -> tupl
 
 
 async def opt_in(services: Services, iccid: str, **settings: str) -> dict[str, Any]:
-    body = {
-        "alert": "data_used_75",
-        "package_id": "eu-1gb-7d",
-        "currency": "EUR",
-        "payment_method": "card",
-        "payment_token": "tok_visa_4242",
-        "msisdn": "+447700900123",
-        "email": "traveller@example.com",
-        **settings,
-    }
+    body = auto_renewal_settings(**settings)
     async with httpx.AsyncClient(base_url=services["provisioning"].base_url) as client:
         response = await client.put(f"/lines/{iccid}/auto-renewal", json=body)
     assert response.status_code == 200, response.text
@@ -63,24 +53,6 @@ async def auto_renewal(services: Services, iccid: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def usage(iccid: str, used_mb: int) -> UsageReported:
-    end = datetime.now(UTC)
-    return UsageReported(
-        iccid=iccid, used_mb=used_mb, period_start=end - timedelta(minutes=15), period_end=end
-    )
-
-
-async def report(producer: AIOKafkaProducer, reported: UsageReported) -> None:
-    """Publish a usage report as the carrier does: keyed by the line, type and event_id
-    in the headers."""
-    await producer.send_and_wait(
-        topics.CARRIER_USAGE,
-        reported.model_dump_json().encode(),
-        key=reported.iccid.encode(),
-        headers=[(k, v.encode()) for k, v in message_headers(reported).items()],
-    )
 
 
 async def orders_of(services: Services, iccid: str) -> list[dict[str, Any]]:
@@ -101,14 +73,14 @@ async def test_an_opted_in_line_crossing_its_threshold_is_renewed_exactly_once(
 ) -> None:
     iccid, first_order = await topped_up_line(services, producer)
     await opt_in(services, iccid, alert="data_used_75")
-    crossing = usage(iccid, 800)  # 78% of 1024 MB
+    crossing = usage_report(iccid, 800)  # 78% of 1024 MB
 
-    await report(producer, crossing)
+    await publish_usage(producer, crossing)
     provisioning = services["provisioning"]
     provisioning.stop()  # mid-way: the report may or may not have been counted yet
     provisioning.start()
     provisioning.wait_healthy()
-    await report(producer, crossing)  # the carrier sends it again
+    await publish_usage(producer, crossing)  # the carrier sends it again
 
     renewal = order_id_for(renewal_request_id(iccid, first_order, "data_used_75", 1))
     completed = await final_order(services, renewal, within=60)
@@ -139,7 +111,7 @@ async def test_a_declined_renewal_is_retried_to_the_bound_then_auto_renewal_paus
     iccid, first_order = await topped_up_line(services, producer)
     await opt_in(services, iccid, alert="data_used_90", payment_token="tok_decline_insufficient")
 
-    await report(producer, usage(iccid, 1000))
+    await publish_usage(producer, usage_report(iccid, 1000))
 
     request_ids = [
         renewal_request_id(iccid, first_order, "data_used_90", attempt)
@@ -176,7 +148,7 @@ async def test_an_opted_out_line_is_not_renewed_when_it_crosses(
         opted_out = await client.delete(f"/lines/{iccid}/auto-renewal")
     assert opted_out.json()["status"] == "off"
 
-    await report(producer, usage(iccid, 800))
+    await publish_usage(producer, usage_report(iccid, 800))
 
     [alert] = await messages_about(
         kafka, topics.PROVISIONING_LINE_EVENTS, first_order, count=1, settle=2

@@ -5,7 +5,6 @@ provisioning.line-events.v1 and through its read API."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,10 +19,9 @@ from deploy.local.processes import ServiceProcess
 from services.provisioning import db
 from shared import db as shared_db
 from shared import topics
-from shared.events import UsageReported
-from shared.kafka import message_headers
+from tests.e2e.carrier import publish_usage
 from tests.e2e.test_saga_outcomes import final_order, poll, publish
-from tests.factories import order_request
+from tests.factories import order_request, usage_report
 from tests.infra import KafkaUnderTest
 from tests.integration.harness import messages_about
 
@@ -41,24 +39,6 @@ async def line_with_a_package(services: Services, producer: AIOKafkaProducer) ->
     order_id = await publish(producer, request)
     assert (await final_order(services, order_id))["state"] == "COMPLETED"
     return request["iccid"], str(order_id)
-
-
-def usage_report(iccid: str, used_mb: int) -> UsageReported:
-    end = datetime.now(UTC)
-    return UsageReported(
-        iccid=iccid, used_mb=used_mb, period_start=end - timedelta(minutes=15), period_end=end
-    )
-
-
-async def send_report(producer: AIOKafkaProducer, report: UsageReported) -> None:
-    """Publish a usage report as the carrier does: keyed by the ICCID, headers type and
-    event_id (the carrier's report id)."""
-    await producer.send_and_wait(
-        topics.CARRIER_USAGE,
-        json.dumps(report.model_dump(mode="json")).encode(),
-        key=report.iccid.encode(),
-        headers=[(k, v.encode()) for k, v in message_headers(report).items()],
-    )
 
 
 async def line_events(
@@ -115,7 +95,7 @@ async def test_a_line_used_down_gets_each_alert_once_even_with_reports_redeliver
     iccid, order_id = await line_with_a_package(services, producer)
     reports = [usage_report(iccid, used) for used in (800, 150, 100)]
     for report in reports + reports:  # each delivered a second time, as may happen
-        await send_report(producer, report)
+        await publish_usage(producer, report)
 
     events = await line_events(kafka, order_id, count=3)
     assert alerts_in(events) == ["data_used_75", "data_used_90", "data_exhausted"]
@@ -135,7 +115,7 @@ async def test_a_report_beyond_the_balance_leaves_it_at_zero_and_records_the_ove
 ) -> None:
     iccid, order_id = await line_with_a_package(services, producer)
     sent = usage_report(iccid, 1500)
-    await send_report(producer, sent)
+    await publish_usage(producer, sent)
 
     events = await line_events(kafka, order_id, count=3)
     assert alerts_in(events) == ["data_used_75", "data_used_90", "data_exhausted"]
@@ -153,7 +133,7 @@ async def test_when_validity_ends_what_was_left_is_forfeited_once(
     services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
 ) -> None:
     iccid, order_id = await line_with_a_package(services, producer)
-    await send_report(producer, usage_report(iccid, 100))
+    await publish_usage(producer, usage_report(iccid, 100))
     await usage_until(services, iccid, lambda u: u["cycle"]["used_mb"] == 100)
 
     ended = datetime.now(UTC) - timedelta(minutes=1)

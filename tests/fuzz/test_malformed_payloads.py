@@ -4,7 +4,10 @@ Each payload must be accounted for and no exception may escape the consumer:
 either it is dead-lettered exactly once (its very bytes on `<topic>.dlt`, with the
 source headers) or the service handled it and said so on one of its output topics
 (orders answers a malformed PlaceOrder that has a usable request_id with
-OrderRejected). Anything else, a silent drop included, fails the test.
+OrderRejected). Silence is accepted only where a valid message rightly leads to no
+message: on a topic of SILENCE_IS_FINE_ON, for a body that is a valid message of that
+topic (the contract's model says so), and for a usage report, only once provisioning
+has recorded it. Anything else, a silent drop included, fails the test.
 
 FUZZ_EXAMPLES (default 300) sets the number of examples; one instance of each
 service serves them all, on an event loop of this module's own.
@@ -30,6 +33,8 @@ import pytest
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
+from sqlalchemy import select
 
 from services.orders import db as orders_db
 from services.orders import handlers as orders_handlers
@@ -44,14 +49,22 @@ from services.provisioning import db as provisioning_db
 from services.provisioning import handlers as provisioning_handlers
 from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSimulator
 from services.provisioning.provisioning import PROVISIONER, Provisioner
+from services.provisioning.renewals import renewal_request_id
 from shared import db as shared_db
 from shared import dead_letters, topics
 from shared.events import (
     CancelPayment,
     ChargePayment,
+    Envelope,
     LineToppedUp,
-    Message,
     Money,
+    OrderCompleted,
+    OrderExpired,
+    OrderPaymentFailed,
+    OrderPlaced,
+    OrderRefunded,
+    OrderRejected,
+    OrdersEvent,
     PaymentCancelled,
     PaymentCaptured,
     PaymentDeclined,
@@ -60,6 +73,8 @@ from shared.events import (
     RefundPayment,
     TopUpFailed,
     TopUpLine,
+    UsageReported,
+    order_id_for,
 )
 from shared.topics import dead_letter_topic
 from tests.unit.harness import InMemoryService, in_memory_service
@@ -75,12 +90,26 @@ CONSUMED_BY = {
     topics.PROVISIONING_EVENTS: "orders",
     topics.PAYMENTS_COMMANDS: "payments",
     topics.PROVISIONING_COMMANDS: "provisioning",
+    topics.CARRIER_USAGE: "provisioning",
+    topics.ORDERS_EVENTS: "provisioning",  # for its renewal orders; orders does not read it
 }
 # Where each service says that it handled something.
 OUTPUTS = {
     "orders": (topics.ORDERS_EVENTS, topics.PAYMENTS_COMMANDS, topics.PROVISIONING_COMMANDS),
     "payments": (topics.PAYMENTS_EVENTS,),
-    "provisioning": (topics.PROVISIONING_EVENTS,),
+    "provisioning": (
+        topics.PROVISIONING_EVENTS,
+        topics.PROVISIONING_LINE_EVENTS,  # alerts a usage report raised, a renewal paused
+        topics.ORDERS_COMMANDS,  # a renewal order an alert placed
+    ),
+}
+# Where a valid message may rightly lead to no message at all, and the contract's model
+# that tells a valid one: a usage report for a line without a package cycle (or one that
+# crosses no threshold) is only recorded; an order event not about a renewal is skipped,
+# and so is one about a renewal order provisioning does not know.
+SILENCE_IS_FINE_ON: dict[str, TypeAdapter[Any]] = {
+    topics.CARRIER_USAGE: TypeAdapter(UsageReported),
+    topics.ORDERS_EVENTS: TypeAdapter(OrdersEvent),
 }
 REASONS = {
     "undecodable",
@@ -116,6 +145,7 @@ class Consumer:
 class Outcome:
     dead: list[KafkaMessage]
     answers: list[KafkaMessage]
+    usage_reports_recorded: set[uuid.UUID]  # rows provisioning's usage_reports gained
 
 
 class Rig:
@@ -132,6 +162,7 @@ class Rig:
         self.consumers = consumers
         self.thrown = 0
         self._testing = AsyncExitStack()
+        self._usage_reports: set[uuid.UUID] = set()
         self.runner.run(self._start_testing())
 
     async def _start_testing(self) -> None:
@@ -150,12 +181,27 @@ class Rig:
         consumer.dead.clear()  # only this payload's
         consumer.answers.clear()
 
-        async def publish_and_relay() -> None:
+        async def publish_and_relay() -> set[uuid.UUID]:
             await consumer.service.broker.publish(body, topic=topic, key=key)
             await consumer.service.relay()
+            return await self._new_usage_reports() if topic == topics.CARRIER_USAGE else set()
 
-        self.runner.run(publish_and_relay())
-        return Outcome(list(consumer.dead), list(consumer.answers))
+        recorded = self.runner.run(publish_and_relay())
+        return Outcome(list(consumer.dead), list(consumer.answers), recorded)
+
+    def top_up(self, command: TopUpLine) -> None:
+        """Give a line a package cycle, so usage reports also reach one."""
+        provisioning = self.consumers["provisioning"]
+        provisioning.answers.clear()
+        self.runner.run(provisioning.service.send(topics.PROVISIONING_COMMANDS, command))
+        assert [m.headers.get("type") for m in provisioning.answers] == ["LineToppedUp"]
+
+    async def _new_usage_reports(self) -> set[uuid.UUID]:
+        """The ids of the usage reports provisioning recorded since the last call."""
+        async with self.consumers["provisioning"].service.sessions() as session:
+            ids = set(await session.scalars(select(provisioning_db.usage_reports.c.report_id)))
+        new, self._usage_reports = ids - self._usage_reports, ids
+        return new
 
 
 async def start(stack: AsyncExitStack, tmp: Path) -> dict[str, Consumer]:
@@ -202,6 +248,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         try:
             rig = Rig(runner, runner.run(start(stack, tmp_path_factory.mktemp("fuzz"))))
             try:
+                rig.top_up(top_up_line(TOPPED_UP_LINE))
                 yield rig
             finally:
                 rig.close()
@@ -243,8 +290,44 @@ def _keyed(kind: str) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def _dump(message: Message) -> dict[str, Any]:
+def _dump(message: Envelope) -> dict[str, Any]:
     return message.model_dump(mode="json")
+
+
+def _order_ids() -> dict[str, Any]:
+    request_id = f"fuzz-{uuid.uuid4()}"
+    return {"order_id": order_id_for(request_id), "iccid": fresh_iccid(), "request_id": request_id}
+
+
+def as_renewal(body: dict[str, Any]) -> dict[str, Any]:
+    """The same message about a renewal order of its line, as provisioning places them."""
+    request_id = renewal_request_id(body["iccid"], uuid.uuid4(), "data_used_90", 1)
+    return {**body, "request_id": request_id, "order_id": str(order_id_for(request_id))}
+
+
+def top_up_line(iccid: str) -> TopUpLine:
+    order_id = uuid.uuid4()
+    return TopUpLine(
+        order_id=order_id, iccid=iccid, package_id="eu-5gb-30d", data_mb=5120, bonus_mb=0,
+        validity_days=30, idempotency_key=f"{order_id}:topup",
+    )  # fmt: skip
+
+
+# Topped up by the rig, and the line of half the messages: their usage reports reach a
+# package cycle (taken from its balance, then beyond it, raising alerts on the way).
+TOPPED_UP_LINE = fresh_iccid()
+
+
+def usage_reported() -> dict[str, Any]:
+    return _dump(
+        UsageReported(
+            event_id=uuid.uuid4(),
+            iccid=fresh_iccid(),
+            used_mb=4000,  # of the topped-up line's 5 GB: its thresholds in a report or two
+            period_start=datetime(2026, 5, 1, 10, tzinfo=UTC),
+            period_end=datetime(2026, 5, 1, 10, 15, tzinfo=UTC),
+        )
+    )
 
 
 VALID: dict[str, Callable[[], dict[str, Any]]] = {
@@ -293,6 +376,32 @@ VALID: dict[str, Callable[[], dict[str, Any]]] = {
             validity_days=30,
         )
     ),
+    "UsageReported": usage_reported,
+    "OrderPlaced": lambda: _dump(
+        OrderPlaced(
+            **_order_ids(),
+            package_id="eu-5gb-30d",
+            catalog_version="2026-01",
+            price=EUR,
+            discount=Money(amount_minor=0, currency="EUR"),
+            fee=FEE,
+            total=EUR + FEE,
+            payment_method="card",
+        )
+    ),
+    "OrderRejected": lambda: _dump(
+        OrderRejected(**_order_ids(), reason="unknown_package", message="no such package")
+    ),
+    "OrderCompleted": lambda: _dump(
+        OrderCompleted(**_order_ids(), data_mb=5120, valid_until=datetime(2027, 1, 1, tzinfo=UTC))
+    ),
+    "OrderPaymentFailed": lambda: _dump(
+        OrderPaymentFailed(**_order_ids(), reason="insufficient_funds", message="declined")
+    ),
+    "OrderExpired": lambda: _dump(OrderExpired(**_order_ids())),
+    "OrderRefunded": lambda: _dump(
+        OrderRefunded(**_order_ids(), amount=EUR + FEE, reason="topup_failed")
+    ),
 }
 MESSAGE_NAMES = sorted({name for names in topics.MESSAGES_ON.values() for name in names})
 
@@ -325,6 +434,10 @@ def broken_message(draw: st.DrawFn, topic: str) -> bytes:
     own = [name for name in topics.MESSAGES_ON[topic] if name in VALID]
     name = draw(st.sampled_from(own) if draw(st.integers(0, 4)) else st.sampled_from(sorted(VALID)))
     body: dict[str, Any] = VALID[name]()
+    if draw(st.booleans()):
+        body["iccid"] = TOPPED_UP_LINE
+    if "request_id" in body and draw(st.booleans()):
+        body = as_renewal(body)  # provisioning settles the events of renewal orders
     for _ in range(draw(st.integers(0, 3))):
         mutation = draw(
             st.sampled_from(["delete", "retype", "version", "type", "huge", "nested", "extra"])
@@ -408,6 +521,7 @@ class Totals:
     payloads: int = 0
     dead_lettered: int = 0
     answered: int = 0
+    rightly_silent: int = 0
     crashes: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     by_topic: Counter[str] = field(default_factory=Counter)
@@ -428,6 +542,7 @@ def account(totals: Totals, topic: str, body: bytes, outcome: Outcome) -> None:
         assert headers["dlq.source.topic"] == topic
         assert headers["dlq.reason"] in REASONS, headers["dlq.reason"]
         assert not outcome.answers, f"answered and dead-lettered: {shown}"
+        assert not outcome.usage_reports_recorded, f"recorded and dead-lettered: {shown}"
         totals.dead_lettered += 1
         totals.reasons[headers["dlq.reason"]] += 1
         totals.by_topic[f"{topic} dead-lettered"] += 1
@@ -436,8 +551,40 @@ def account(totals: Totals, topic: str, body: bytes, outcome: Outcome) -> None:
     elif outcome.answers:
         totals.answered += 1
         totals.by_topic[f"{topic} answered"] += 1
+    elif silence_is_fine(topic, body, outcome):
+        totals.rightly_silent += 1
+        totals.by_topic[f"{topic} valid, rightly unanswered"] += 1
     else:
-        raise AssertionError(f"neither dead-lettered nor answered: {shown}")
+        raise AssertionError(
+            f"neither dead-lettered nor answered, nor a valid message left unanswered: {shown}"
+        )
+
+
+def silence_is_fine(topic: str, body: bytes, outcome: Outcome) -> bool:
+    """Silence is right only for a valid message of a topic where it can be, and for a
+    usage report only once provisioning has recorded it."""
+    if topic not in SILENCE_IS_FINE_ON:
+        return False
+    message = valid_message(topic, body)
+    if isinstance(message, UsageReported):
+        return recorded(message, outcome)
+    return message is not None
+
+
+def valid_message(topic: str, body: bytes) -> Envelope | None:
+    """The body read as its consumer reads it (JSON, then the topic's model); None if it
+    is not a valid message of the topic."""
+    try:
+        message: Envelope = SILENCE_IS_FINE_ON[topic].validate_python(json.loads(body))
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or invalid (ValidationError)
+        return None
+    return message
+
+
+def recorded(report: UsageReported, outcome: Outcome) -> bool:
+    """Provisioning recorded the report, and nothing else: its row in usage_reports has the
+    report's event_id (the carrier's report id, required) as report_id."""
+    return outcome.usage_reports_recorded == {report.event_id}
 
 
 def test_every_consumer_accounts_for_every_malformed_payload(
@@ -475,7 +622,8 @@ def test_every_consumer_accounts_for_every_malformed_payload(
         print(
             f"\nfuzz: {totals.payloads} payloads in {elapsed:.1f}s "
             f"(FUZZ_EXAMPLES={EXAMPLES}): dead-lettered={totals.dead_lettered} "
-            f"answered={totals.answered} crashes={totals.crashes}"
+            f"answered={totals.answered} rightly_silent={totals.rightly_silent} "
+            f"crashes={totals.crashes}"
         )
         for what, count in sorted(totals.reasons.items()):
             print(f"fuzz:   {what}: {count}")
@@ -484,4 +632,4 @@ def test_every_consumer_accounts_for_every_malformed_payload(
         for what in totals.worth_a_look:
             print(f"fuzz: retries exhausted: {what}")
     assert totals.crashes == 0
-    assert totals.payloads == totals.dead_lettered + totals.answered
+    assert totals.payloads == totals.dead_lettered + totals.answered + totals.rightly_silent

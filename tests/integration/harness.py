@@ -1,4 +1,5 @@
-"""A service in-process on the real broker and PostgreSQL, and a reader of topics."""
+"""A service in-process on the real broker and PostgreSQL, readers and writers of topics,
+and a line topped up through provisioning."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 
-from shared.events import Message
+from shared import topics
+from shared.events import Message, TopUpLine
 from shared.settings import ServiceSettings
+from shared.topics import dead_letter_topic
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
 
@@ -99,3 +102,71 @@ async def _read_batch(consumer: AIOKafkaConsumer, order_id: uuid.UUID) -> list[d
         if isinstance(body, dict) and body.get("order_id") == str(order_id):
             found.append(body)
     return found
+
+
+Record = Any  # aiokafka's ConsumerRecord (aiokafka ships no type information)
+
+
+async def produce(kafka: KafkaUnderTest, topic: str, value: bytes, key: bytes) -> tuple[int, int]:
+    """Publish raw bytes as any producer might; the (partition, offset) they got."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+    return int(sent.partition), int(sent.offset)
+
+
+async def records_where(
+    kafka: KafkaUnderTest,
+    topic: str,
+    wanted: Callable[[Record], bool],
+    *,
+    count: int = 1,
+    within: float = 30.0,
+) -> list[Record]:
+    """The records of `topic` (read from the beginning) that `wanted` picks, once `count` are."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[Record] = []
+    try:
+        async with asyncio.timeout(within):
+            while len(found) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                found += [r for records in batch.values() for r in records if wanted(r)]
+    except TimeoutError:
+        raise AssertionError(f"{len(found)} of {count} records on {topic}") from None
+    finally:
+        await consumer.stop()
+    return found
+
+
+def headers_of(record: Record) -> dict[str, str]:
+    return {key: value.decode() for key, value in record.headers}
+
+
+async def dead_letter_of(kafka: KafkaUnderTest, topic: str, value: bytes) -> Record:
+    [record] = await records_where(kafka, dead_letter_topic(topic), lambda r: r.value == value)
+    return record
+
+
+def top_up_line(iccid: str) -> TopUpLine:
+    order_id = uuid.uuid4()
+    return TopUpLine(
+        order_id=order_id, iccid=iccid, package_id="eu-1gb-7d", data_mb=1024,
+        bonus_mb=0, validity_days=7, idempotency_key=f"{order_id}:topup",
+    )  # fmt: skip
+
+
+async def topped_up(kafka: KafkaUnderTest, iccid: str) -> str:
+    """Top `iccid` up through provisioning; the answer's type."""
+    command = top_up_line(iccid)
+    await send(kafka, topics.PROVISIONING_COMMANDS, command)
+    [answer] = await messages_about(kafka, topics.PROVISIONING_EVENTS, command.order_id)
+    return str(answer["type"])

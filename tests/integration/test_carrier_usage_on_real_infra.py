@@ -19,11 +19,11 @@ from services.provisioning.app import build_app
 from services.provisioning.carrier_usage import BURST_CAP
 from services.provisioning.settings import ProvisioningSettings
 from shared import topics
-from shared.events import TopUpLine, UsageReported
+from shared.events import UsageReported
 from shared.settings import ServiceSettings
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
-from tests.integration.harness import messages_about, send, service_running
+from tests.integration.harness import service_running, topped_up
 
 pytestmark = pytest.mark.integration
 
@@ -42,22 +42,6 @@ def provisioning_reporting_usage(settings: ServiceSettings) -> FastAPI:
             carrier_usage_mean_mb=MEAN_MB,
         )
     )
-
-
-def top_up_line(iccid: str) -> TopUpLine:
-    order_id = uuid.uuid4()
-    return TopUpLine(
-        order_id=order_id, iccid=iccid, package_id="eu-1gb-7d", data_mb=1024,
-        bonus_mb=0, validity_days=7, idempotency_key=f"{order_id}:topup",
-    )  # fmt: skip
-
-
-async def topped_up(kafka: KafkaUnderTest, iccid: str) -> str:
-    """Top `iccid` up through provisioning; the answer's type."""
-    command = top_up_line(iccid)
-    await send(kafka, topics.PROVISIONING_COMMANDS, command)
-    [answer] = await messages_about(kafka, topics.PROVISIONING_EVENTS, command.order_id)
-    return str(answer["type"])
 
 
 Received = tuple[bytes, dict[str, str], UsageReported]

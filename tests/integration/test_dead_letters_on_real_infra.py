@@ -6,99 +6,28 @@ tests/integration/test_operator_on_real_infra.py and tests/browser/test_topup_cl
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from services.orders.app import build_app
 from shared import topics
 from shared.events import Money, PaymentCaptured, order_id_for
-from shared.topics import dead_letter_topic
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest, PostgresUnderTest
-from tests.integration.harness import messages_about, service_running
+from tests.integration.harness import (
+    dead_letter_of,
+    headers_of,
+    messages_about,
+    produce,
+    service_running,
+)
 
 pytestmark = pytest.mark.integration
 
 EUR = Money(amount_minor=1500, currency="EUR")
-Record = Any  # aiokafka's ConsumerRecord (aiokafka ships no type information)
-
-
-async def produce(kafka: KafkaUnderTest, topic: str, value: bytes, key: bytes) -> tuple[int, int]:
-    """Publish raw bytes as any producer might; the (partition, offset) they got."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        sent = await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
-    return int(sent.partition), int(sent.offset)
-
-
-async def records_where(
-    kafka: KafkaUnderTest,
-    topic: str,
-    wanted: Callable[[Record], bool],
-    *,
-    count: int = 1,
-    within: float = 30.0,
-) -> list[Record]:
-    """The records of `topic` (read from the beginning) that `wanted` picks, once `count` are."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=f"test-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    found: list[Record] = []
-    try:
-        async with asyncio.timeout(within):
-            while len(found) < count:
-                batch = await consumer.getmany(timeout_ms=200)
-                found += [r for records in batch.values() for r in records if wanted(r)]
-    except TimeoutError:
-        raise AssertionError(f"{len(found)} of {count} records on {topic}") from None
-    finally:
-        await consumer.stop()
-    return found
-
-
-def headers_of(record: Record) -> dict[str, str]:
-    return {key: value.decode() for key, value in record.headers}
-
-
-async def dead_letter_of(kafka: KafkaUnderTest, topic: str, value: bytes) -> Record:
-    [record] = await records_where(kafka, dead_letter_topic(topic), lambda r: r.value == value)
-    return record
-
-
-@pytest.fixture
-async def undecodable(kafka: KafkaUnderTest) -> AsyncIterator[list[tuple[str, int, int]]]:
-    """Where a test wrote bytes that are not JSON to a saga topic: deleted afterwards,
-    because the topic readers of other tests (tests/integration/harness.py
-    messages_about) parse every record of a topic as JSON. Only on a broker this
-    session owns: a broker given by KAFKA_BOOTSTRAP_SERVERS is left as it is."""
-    written: list[tuple[str, int, int]] = []
-    yield written
-    if not written or kafka.description.startswith("external"):
-        return
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        up_to: dict[TopicPartition, int] = {}
-        for topic, partition, offset in written:
-            tp = TopicPartition(topic, partition)
-            up_to[tp] = max(up_to.get(tp, 0), offset + 1)
-        await admin.delete_records({tp: RecordsToDelete(end) for tp, end in up_to.items()})
-    finally:
-        await admin.close()
 
 
 async def test_what_orders_cannot_process_is_dead_lettered_and_the_partition_moves_on(

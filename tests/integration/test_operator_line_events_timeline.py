@@ -53,7 +53,9 @@ async def test_an_orders_timeline_shows_its_line_events_but_no_usage_report(
     now = datetime.now(UTC)
     iccid, order_id, next_order = random_iccid(), uuid.uuid4(), uuid.uuid4()
     forfeited = DataForfeited(order_id=order_id, iccid=iccid, forfeited_mb=88, valid_until=now)
-    usage = UsageReported(iccid=iccid, used_mb=35, period_start=now, period_end=now)
+    usage = UsageReported(
+        event_id=uuid.uuid4(), iccid=iccid, used_mb=35, period_start=now, period_end=now
+    )
     await publish(kafka, topics.CARRIER_USAGE, [usage])
     await publish(
         kafka,

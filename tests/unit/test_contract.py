@@ -17,13 +17,28 @@ from shared.events import (
 from shared.kafka import message_headers
 from tests.factories import order_request, random_iccid
 
+START = datetime(2026, 11, 1, 10, tzinfo=UTC)
 ENVELOPE = ("type", "event_id", "occurred_at", "schema_version", "iccid")
 
 
 def usage_report(**overrides: object) -> UsageReported:
     start = datetime(2026, 11, 1, 10, tzinfo=UTC)
-    fields = {"iccid": random_iccid(), "used_mb": 35, "period_start": start, "period_end": start}
+    fields = {
+        "event_id": uuid.uuid4(),
+        "iccid": random_iccid(),
+        "used_mb": 35,
+        "period_start": start,
+        "period_end": start,
+    }
     return UsageReported.model_validate({**fields, **overrides})
+
+
+def test_a_usage_report_without_the_carriers_report_id_is_refused() -> None:
+    # A made-up id would count a redelivered report twice.
+    with pytest.raises(ValidationError, match="event_id"):
+        UsageReported.model_validate(
+            {"iccid": random_iccid(), "used_mb": 1, "period_start": START, "period_end": START}
+        )
 
 
 def test_the_same_request_id_always_names_the_same_order() -> None:

@@ -12,11 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, TestKafkaBroker
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from typer.testing import CliRunner
 
 from services.cli.main import app as topup
@@ -59,6 +60,16 @@ def json_error() -> json.JSONDecodeError:
     return caught.value
 
 
+def out_of_int32_range() -> DBAPIError:
+    """As SQLAlchemy wraps asyncpg refusing 3_000_000_000 for an integer column."""
+    refused = asyncpg.exceptions.DataError(
+        "invalid input for query argument $1 (value out of int32 range)"
+    )
+    adapted = Exception(str(refused))
+    adapted.__cause__ = refused
+    return DBAPIError("INSERT INTO usage_reports ...", {}, adapted)
+
+
 def unicode_error() -> UnicodeDecodeError:
     with pytest.raises(UnicodeDecodeError) as caught:
         b"\xff\xfe\xfa".decode("utf-8")
@@ -77,6 +88,10 @@ def unicode_error() -> UnicodeDecodeError:
         pytest.param(MalformedMessage("no usable request_id"), "schema_invalid", id="malformed"),
         pytest.param(BusinessRuleViolation("unknown order"), "business_rule", id="business-rule"),
         pytest.param(OperationalError("SELECT 1", {}, Exception("db gone")), None, id="database"),
+        pytest.param(out_of_int32_range(), "schema_invalid", id="value-the-database-refuses"),
+        pytest.param(
+            DataError("INSERT", {}, Exception("22003")), "schema_invalid", id="sqlstate-22"
+        ),
         pytest.param(KafkaConnectionError("broker gone"), None, id="broker"),
         pytest.param(TimeoutError(), None, id="timeout"),
     ],

@@ -1,6 +1,7 @@
 import io
 import json
 import logging
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -82,7 +83,13 @@ async def test_a_line_logged_while_handling_a_usage_report_has_no_order_but_a_ma
     monkeypatch.setattr("sys.stdout", out)
     broker = build_broker(ServiceSettings(service_name="provisioning"))
     at = datetime(2026, 11, 1, tzinfo=UTC)
-    report = UsageReported(iccid="8944500102198304826", used_mb=35, period_start=at, period_end=at)
+    report = UsageReported(
+        event_id=uuid.uuid4(),
+        iccid="8944500102198304826",
+        used_mb=35,
+        period_start=at,
+        period_end=at,
+    )
 
     @broker.subscriber(topics.CARRIER_USAGE, group_id="t")
     async def handle(body: UsageReported) -> None:

@@ -122,7 +122,7 @@ def test_a_paused_auto_renewal_says_why_and_after_how_many_attempts() -> None:
 
 
 def test_a_usage_report_says_how_much_was_used() -> None:
-    report = UsageReported(iccid=ICCID, used_mb=35, period_start=CYCLE_START,
+    report = UsageReported(event_id=uuid.uuid4(), iccid=ICCID, used_mb=35, period_start=CYCLE_START,
                            period_end=CYCLE_START)  # fmt: skip
     assert line(report) == "UsageReported used 35 MB"
     assert ICCID not in line(report)

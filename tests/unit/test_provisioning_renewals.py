@@ -13,11 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from services.provisioning import api, db, handlers, renewals
-from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSimulator
-from services.provisioning.provisioning import PROVISIONER, Provisioner
+from services.provisioning import renewals
 from services.provisioning.renewal_policy import RenewalPolicy
 from services.provisioning.renewals import renewal_request_id
 from shared import topics
@@ -32,31 +29,16 @@ from shared.events import (
     order_id_for,
 )
 from shared.outbox import stage
-from tests.clock import Clock
-from tests.factories import random_iccid
-from tests.unit.harness import InMemoryService, in_memory_service, running
+from tests.factories import auto_renewal_settings, random_iccid
+from tests.unit.provisioning_fixtures import ProvisioningUnderTest, provisioning_under_test
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POLICY = RenewalPolicy(max_attempts=2, retry_delay_s=60)
-SETTINGS = {
-    "alert": "data_used_90",
-    "package_id": "eu-1gb-7d",
-    "currency": "EUR",
-    "payment_method": "card",
-    "payment_token": "tok_visa_4242",
-    "msisdn": "+447700900123",
-    "email": "traveller@example.com",
-}
+SETTINGS = auto_renewal_settings()
 
 
 @dataclass
-class Renewals:
-    service: InMemoryService
-    provisioner: Provisioner
-    clock: Clock
-    client: httpx.AsyncClient
-    orders: list[dict[str, Any]]  # what provisioning publishes to orders.commands.v1
-    line_events: list[dict[str, Any]]
+class Renewals(ProvisioningUnderTest):
     iccid: str
     cycle: uuid.UUID  # the order whose top-up started the line's current package cycle
 
@@ -73,13 +55,13 @@ class Renewals:
 
     async def opt_in(self, **overrides: str) -> httpx.Response:
         body = {**SETTINGS, **overrides}
-        return await self.client.put(f"/lines/{self.iccid}/auto-renewal", json=body)
+        return await self.http.put(f"/lines/{self.iccid}/auto-renewal", json=body)
 
     async def opt_out(self) -> httpx.Response:
-        return await self.client.delete(f"/lines/{self.iccid}/auto-renewal")
+        return await self.http.delete(f"/lines/{self.iccid}/auto-renewal")
 
     async def settings(self) -> dict[str, Any]:
-        response = await self.client.get(f"/lines/{self.iccid}/auto-renewal")
+        response = await self.http.get(f"/lines/{self.iccid}/auto-renewal")
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -132,28 +114,10 @@ class Renewals:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Renewals]:
-    async with in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service:
-        clock = Clock(START)
-        carrier = CarrierSimulator(service.sessions, CarrierBehaviour())
-        provisioner = Provisioner(carrier, clock=clock, renewal=POLICY)
-        service.broker.context.set_global(PROVISIONER, provisioner)
-        orders = service.watch(topics.ORDERS_COMMANDS)
-        line_events = service.watch(topics.PROVISIONING_LINE_EVENTS)
-        app = FastAPI()
-        app.include_router(api.router)
-        app.state.sessions = service.sessions
-        app.state.provisioner = provisioner
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            running(service.broker),
-            httpx.AsyncClient(transport=transport, base_url="http://provisioning") as client,
-        ):
-            built = Renewals(
-                service, provisioner, clock, client, orders, line_events, random_iccid(),
-                uuid.uuid4(),
-            )  # fmt: skip
-            await built.top_up()
-            yield built
+    async with provisioning_under_test(tmp_path, START, renewal=POLICY) as provisioning:
+        built = Renewals(**vars(provisioning), iccid=random_iccid(), cycle=uuid.uuid4())
+        await built.top_up()
+        yield built
 
 
 # --- the API --------------------------------------------------------------------------
@@ -210,11 +174,11 @@ async def test_a_bad_field_is_refused_with_a_clear_message(
 
 async def test_an_unknown_line_is_404_and_a_malformed_iccid_422(rig: Renewals) -> None:
     unknown = random_iccid()
-    put = await rig.client.put(f"/lines/{unknown}/auto-renewal", json=SETTINGS)
+    put = await rig.http.put(f"/lines/{unknown}/auto-renewal", json=SETTINGS)
     assert put.status_code == 404
-    assert (await rig.client.get(f"/lines/{unknown}/auto-renewal")).status_code == 404
-    assert (await rig.client.delete(f"/lines/{unknown}/auto-renewal")).status_code == 404
-    malformed = await rig.client.get("/lines/1234/auto-renewal")
+    assert (await rig.http.get(f"/lines/{unknown}/auto-renewal")).status_code == 404
+    assert (await rig.http.delete(f"/lines/{unknown}/auto-renewal")).status_code == 404
+    malformed = await rig.http.get("/lines/1234/auto-renewal")
     assert malformed.status_code == 422
     assert "not an ICCID" in malformed.json()["detail"]
 
@@ -227,10 +191,10 @@ async def test_crossing_the_chosen_threshold_places_exactly_one_renewal_order(
 ) -> None:
     await rig.opt_in()
     await rig.cross("data_used_75")
-    assert rig.orders == []
+    assert rig.orders_commands == []
     await rig.cross("data_used_90")
     await rig.cross("data_used_90")  # the same crossing again: its request_id's row decides
-    [order] = rig.orders
+    [order] = rig.orders_commands
     assert order["type"] == "PlaceOrder"
     assert order["request_id"] == rig.request_id(1)
     assert order["order_id"] == str(order_id_for(rig.request_id(1)))
@@ -248,11 +212,15 @@ async def test_usage_past_the_chosen_threshold_renews_once_even_when_reported_tw
 ) -> None:
     await rig.opt_in()
     report = UsageReported(
-        iccid=rig.iccid, used_mb=950, period_start=START, period_end=START + timedelta(hours=1)
+        event_id=uuid.uuid4(),
+        iccid=rig.iccid,
+        used_mb=950,
+        period_start=START,
+        period_end=START + timedelta(hours=1),
     )
     await rig.use(report)
     await rig.use(report)  # redelivered: counted once, renewed once
-    assert [o["request_id"] for o in rig.orders] == [rig.request_id(1)]
+    assert [o["request_id"] for o in rig.orders_commands] == [rig.request_id(1)]
     assert [e["alert"] for e in rig.line_events] == ["data_used_75", "data_used_90"]
 
 
@@ -260,7 +228,7 @@ async def test_an_opted_out_line_is_not_renewed(rig: Renewals) -> None:
     await rig.opt_in()
     await rig.opt_out()
     await rig.cross()
-    assert rig.orders == []
+    assert rig.orders_commands == []
     assert (await rig.settings())["renewal_orders"] == []
 
 
@@ -274,7 +242,7 @@ async def test_a_completed_renewal_is_settled_once_and_a_redelivered_event_chang
     await rig.answer(rig.completed(1))
     assert await rig.settings() == settled
     assert [r["status"] for r in settled["renewal_orders"]] == ["completed"]
-    assert len(rig.orders) == 1
+    assert len(rig.orders_commands) == 1
     assert rig.line_events == []
 
 
@@ -303,7 +271,7 @@ async def test_a_declined_renewal_is_retried_when_due_then_pauses_after_the_boun
     assert await rig.sweep(after_s=30) == 0  # not due yet
     assert await rig.sweep(after_s=30) == 1
     assert await rig.sweep(after_s=30) == 0  # placed once
-    assert [o["request_id"] for o in rig.orders] == [rig.request_id(1), rig.request_id(2)]
+    assert [o["request_id"] for o in rig.orders_commands] == [rig.request_id(1), rig.request_id(2)]
 
     await rig.answer(rig.declined(2))
     await rig.answer(rig.declined(2))  # redelivered: still one pause, one event
@@ -344,7 +312,7 @@ async def test_a_due_retry_is_not_placed_once_the_line_opted_out(rig: Renewals) 
     await rig.answer(rig.declined(1))
     await rig.opt_out()
     assert await rig.sweep(after_s=60) == 0
-    assert len(rig.orders) == 1
+    assert len(rig.orders_commands) == 1
     retry = (await rig.settings())["renewal_orders"][1]
     assert (retry["status"], retry["failure_reason"]) == ("cancelled", "opted_out")
 

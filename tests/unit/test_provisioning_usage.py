@@ -11,36 +11,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from services.provisioning import api, db, handlers, renewals, usage
+from services.provisioning import db, renewals, usage
 from services.provisioning.alerts import AlertRules
-from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSimulator
 from services.provisioning.line_sweeper import sweep_once
-from services.provisioning.provisioning import PROVISIONER, Provisioner
 from shared import topics
 from shared.events import LineAlertRaised, PlaceOrder, TopUpLine, UsageReported, order_id_for
 from shared.kafka import Outgoing, message_headers
-from tests.clock import Clock
 from tests.factories import random_iccid
-from tests.unit.harness import InMemoryService, in_memory_service, running
+from tests.unit.provisioning_fixtures import ProvisioningUnderTest, provisioning_under_test
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RULES = AlertRules(data_used_percent=(75, 90), days_before_expiry=(3, 1))
 
 
 @dataclass
-class Provisioning:
-    service: InMemoryService
-    provisioner: Provisioner
-    clock: Clock
-    line_events: list[dict[str, Any]]
-    orders_commands: list[dict[str, Any]]
-    http: httpx.AsyncClient
-
+class Provisioning(ProvisioningUnderTest):
     async def top_up(
         self, iccid: str, data_mb: int | None = 1000, validity_days: int = 30, **package: Any
     ) -> TopUpLine:
@@ -54,6 +42,7 @@ class Provisioning:
 
     async def report(self, iccid: str, used_mb: int) -> UsageReported:
         report = UsageReported(
+            event_id=uuid.uuid4(),
             iccid=iccid,
             used_mb=used_mb,
             period_start=self.clock() - timedelta(minutes=10),
@@ -101,23 +90,8 @@ class Provisioning:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Provisioning]:
-    async with in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service:
-        clock = Clock(START)
-        provisioner = Provisioner(CarrierSimulator(service.sessions, CarrierBehaviour()),
-                                  clock=clock, alerts=RULES)  # fmt: skip
-        service.broker.context.set_global(PROVISIONER, provisioner)
-        line_events = service.watch(topics.PROVISIONING_LINE_EVENTS)
-        orders_commands = service.watch(topics.ORDERS_COMMANDS)
-        app = FastAPI()
-        app.include_router(api.router)
-        app.state.sessions = service.sessions
-        app.state.provisioner = provisioner
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            running(service.broker),
-            httpx.AsyncClient(transport=transport, base_url="http://provisioning") as http,
-        ):
-            yield Provisioning(service, provisioner, clock, line_events, orders_commands, http)
+    async with provisioning_under_test(tmp_path, START, alerts=RULES) as provisioning:
+        yield Provisioning(**vars(provisioning))
 
 
 async def test_an_applied_top_up_starts_a_package_cycle_with_the_data_it_left(

@@ -285,7 +285,9 @@ def test_a_log_line_written_in_a_span_carries_its_trace_id(spans: Spans) -> None
 
 def usage_report(iccid: str) -> UsageReported:
     at = datetime(2026, 11, 1, 10, tzinfo=UTC)
-    return UsageReported(iccid=iccid, used_mb=35, period_start=at, period_end=at)
+    return UsageReported(
+        event_id=uuid.uuid4(), iccid=iccid, used_mb=35, period_start=at, period_end=at
+    )
 
 
 async def test_a_usage_report_about_no_order_is_handled_in_a_fresh_trace_of_its_own(
