@@ -64,17 +64,20 @@ class Bench:
             return await run_phase(driver, label, load, timing, self.meter)
 
     async def ramp(self, driver: Driver, levels: tuple[int, ...]) -> list[Phase]:
-        """Closed loop at each level in turn, until throughput stops improving by more than
-        `ramp_gain` or the p99 passes its limit."""
+        """Closed loop at each level in turn, until throughput has not improved on the best
+        by more than `ramp_gain` for `ramp_patience` levels in a row, or the p99 passes its
+        limit."""
         steps: list[Phase] = []
+        best, flat = 0.0, 0
         for level in levels:
             label = f"{driver.target.name} ramp {level}"
             step = await self.measure(driver, label, ClosedLoop(level), self.sizes.ramp_s)
             steps.append(step)
             if step.percentile(99) > self.sizes.ramp_p99_limit_ms:
                 break
-            best_before = max((s.throughput for s in steps[:-1]), default=0.0)
-            if len(steps) > 1 and step.throughput < best_before * (1 + self.sizes.ramp_gain):
+            improved = step.throughput >= best * (1 + self.sizes.ramp_gain)
+            best, flat = max(best, step.throughput), 0 if improved else flat + 1
+            if flat >= self.sizes.ramp_patience:
                 break
         return steps
 

@@ -10,8 +10,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Sizes:
-    # Closed loop: orders kept in flight, tried in this order until throughput stops
-    # improving by more than `ramp_gain` or the p99 passes `ramp_p99_limit_ms`.
+    # Closed loop: orders kept in flight, tried in this order until throughput has not
+    # improved on the best by more than `ramp_gain` for `ramp_patience` levels in a row
+    # (one noisy level does not end the ramp), or the p99 passes `ramp_p99_limit_ms`.
     ramp_levels: tuple[int, ...]
     raw_ramp_levels: tuple[int, ...]
     ramp_s: float  # each level of the ramp
@@ -23,6 +24,7 @@ class Sizes:
     settle_s: float  # how long to wait, at the end, for every order to end
     profile_s: float  # the profiled closed-loop phase (--profile)
     ramp_gain: float = 0.05
+    ramp_patience: int = 2
     ramp_p99_limit_ms: float = 2000.0
 
 
