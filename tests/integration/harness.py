@@ -70,7 +70,7 @@ async def messages_about(
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=kafka.bootstrap_servers,
-        group_id=f"test-{uuid.uuid4()}",
+        group_id=None,  # no group: reads every partition and leaves nothing behind
         auto_offset_reset="earliest",
     )
     await consumer.start()
@@ -130,7 +130,7 @@ async def records_where(
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=kafka.bootstrap_servers,
-        group_id=f"test-{uuid.uuid4()}",
+        group_id=None,  # no group: reads every partition and leaves nothing behind
         auto_offset_reset="earliest",
     )
     await consumer.start()

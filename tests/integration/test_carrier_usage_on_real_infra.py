@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -54,7 +53,7 @@ async def usage_reports(
     consumer = AIOKafkaConsumer(
         topics.CARRIER_USAGE,
         bootstrap_servers=kafka.bootstrap_servers,
-        group_id=f"test-{uuid.uuid4()}",
+        group_id=None,  # no group: reads every partition and leaves nothing behind
         auto_offset_reset="earliest",
     )
     await consumer.start()
