@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.answers import reported
 from services.cli.line_usage import IccidArgument, when
-from services.cli.provisioning_api import provisioning, reported
+from services.cli.provisioning_api import provisioning
 
 STATUS_STYLE = {"active": "green", "paused": "yellow", "off": "dim"}
 

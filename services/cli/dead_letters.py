@@ -16,13 +16,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.answers import reported
 from services.cli.display import clock, short
 from services.cli.operator_api import (
     DEFAULT_URL,
     OperatorToken,
     OperatorUrl,
     connect,
-    reported,
 )
 from services.operator.dead_letter_store import dlt_of
 

@@ -7,7 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.operator_api import DEFAULT_URL, OperatorToken, OperatorUrl, connect, reported
+from services.cli.answers import reported
+from services.cli.operator_api import DEFAULT_URL, OperatorToken, OperatorUrl, connect
 
 
 def lag(operator_url: OperatorUrl = DEFAULT_URL, token: OperatorToken = None) -> None:

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.provisioning_api import provisioning, reported
+from services.cli.answers import reported
+from services.cli.provisioning_api import provisioning
 
 IccidArgument = Annotated[str, typer.Argument(help="the line's ICCID")]
 

@@ -9,16 +9,14 @@ rather than straight to Kafka is what puts an operator's name on every replay (i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import httpx
 import typer
-from rich.console import Console
-from rich.markup import escape
+
+from services.cli.answers import CliError, error_detail
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 TOKEN_FILE: Final = Path("var") / "operator-token"
@@ -43,7 +41,7 @@ OperatorToken = Annotated[
 ]
 
 
-class OperatorError(Exception):
+class OperatorError(CliError):
     """What went wrong, in one line an operator can act on."""
 
 
@@ -78,11 +76,11 @@ class Operator:
             ) from None
         if response.status_code == 401:
             raise OperatorError(
-                f"the operator at {self.url} refused the token: {_detail(response)}; "
+                f"the operator at {self.url} refused the token: {error_detail(response)}; "
                 "give --token or TOPUP_OPERATOR_TOKEN (`make run` writes var/operator-token)"
             )
         if response.is_error:
-            raise OperatorError(_detail(response))
+            raise OperatorError(error_detail(response))
         body: dict[str, Any] = response.json()
         return body
 
@@ -95,23 +93,3 @@ def connect(url: str, token: str | None) -> Operator:
             "or start the stack with `make run` (it writes var/operator-token)"
         )
     return Operator(url.rstrip("/"), token)
-
-
-@contextmanager
-def reported(console: Console) -> Iterator[None]:
-    """Turn an OperatorError into one red line and exit status 1."""
-    try:
-        yield
-    except OperatorError as error:
-        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        detail = None
-    if isinstance(detail, list):  # FastAPI's validation errors
-        detail = "; ".join(str(d.get("msg", d)) for d in detail)
-    return f"{detail or response.reason_phrase} (HTTP {response.status_code})"

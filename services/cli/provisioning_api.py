@@ -4,16 +4,12 @@ not what was asked for (an unknown line, a refused setting, the service down).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
-import typer
-from rich.console import Console
-from rich.markup import escape
 
+from services.cli.answers import CliError, error_detail
 from services.cli.clients import service_url
 
 TIMEOUT_S: Final = 10.0
@@ -22,8 +18,8 @@ TIMEOUT_S: Final = 10.0
 transport: httpx.BaseTransport | None = None
 
 
-class ProvisioningError(Exception):
-    """What went wrong, in one line."""
+class ProvisioningError(CliError):
+    """What provisioning refused, or that it could not be reached."""
 
 
 @dataclass(frozen=True)
@@ -54,32 +50,3 @@ class Provisioning:
 
 def provisioning() -> Provisioning:
     return Provisioning(service_url("provisioning", 8003).rstrip("/"))
-
-
-@contextmanager
-def reported(console: Console) -> Iterator[None]:
-    """Turn a ProvisioningError into one red line and exit status 1."""
-    try:
-        yield
-    except ProvisioningError as error:
-        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def error_detail(response: httpx.Response) -> str:
-    """FastAPI's `detail`: a sentence, or its validation errors as `field: message; ...`."""
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    if isinstance(detail, list):
-        detail = "; ".join(_validation_error(d) for d in detail)
-    return f"{detail or response.reason_phrase} (HTTP {response.status_code})"
-
-
-def _validation_error(error: Any) -> str:
-    if not isinstance(error, dict):
-        return str(error)
-    message = str(error.get("msg", error)).removeprefix("Value error, ")
-    field = [str(part) for part in error.get("loc", []) if part not in ("body", "path")]
-    return f"{'.'.join(field)}: {message}" if field else message

@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.answers import reported
 from services.cli.display import clock, money, short
-from services.cli.operator_api import DEFAULT_URL, OperatorToken, OperatorUrl, connect, reported
+from services.cli.operator_api import DEFAULT_URL, OperatorToken, OperatorUrl, connect
 from shared.logs import mask
 
 SUMMARY_WIDTH = 70
