@@ -303,7 +303,7 @@ def balance_from_row(row: Row[Any]) -> Balance | None:
     return Balance(
         data_remaining_mb=row.data_remaining_mb,
         valid_until=as_utc(row.valid_until),
-        unlimited_until=_utc(row.unlimited_until),
+        unlimited_until=utc_or_none(row.unlimited_until),
         fair_use_remaining_mb=row.fair_use_remaining_mb,
     )
 
@@ -325,12 +325,13 @@ def _topup(row: Row[Any]) -> TopUp:
         last_error=row.last_error,
         failure_reason=row.failure_reason,
         answer_event_id=row.answer_event_id,
-        valid_until=_utc(row.valid_until),
+        valid_until=utc_or_none(row.valid_until),
         data_remaining_mb=row.data_remaining_mb,
-        settled_at=_utc(row.settled_at),
-        applied_at=_utc(row.applied_at),
+        settled_at=utc_or_none(row.settled_at),
+        applied_at=utc_or_none(row.applied_at),
     )
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def utc_or_none(value: datetime | None) -> datetime | None:
+    """A stored time as UTC (SQLite hands it back naive); None stays None."""
     return None if value is None else as_utc(value)

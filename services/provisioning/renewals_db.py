@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.provisioning.db import auto_renewals, lines, renewal_orders
+from services.provisioning.db import auto_renewals, lines, renewal_orders, utc_or_none
 from shared.db import as_utc, insert_once
 
 
@@ -260,7 +260,7 @@ def _renewal_order(row: Row[Any]) -> RenewalOrder:
         alert=row.alert,
         attempt=row.attempt,
         status=RenewalOrderStatus(row.status),
-        due_at=None if row.due_at is None else as_utc(row.due_at),
+        due_at=utc_or_none(row.due_at),
         failure_reason=row.failure_reason,
         failure_message=row.failure_message,
         created_at=as_utc(row.created_at),

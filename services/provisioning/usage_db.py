@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.provisioning.alerts import AlertRules, expires_in
 from services.provisioning.balances import Balance
-from services.provisioning.db import balance_from_row, line_alerts, lines, usage_reports
+from services.provisioning.db import (
+    balance_from_row,
+    line_alerts,
+    lines,
+    usage_reports,
+    utc_or_none,
+)
 from shared.db import as_utc, insert_once
 from shared.events import LineAlertRaised, UsageReported
 
@@ -296,5 +302,5 @@ def _line_cycle(row: Row[Any]) -> LineCycle | None:
         quota_mb=row.cycle_quota_mb,
         used_mb=row.cycle_used_mb,
         overage_mb=row.cycle_overage_mb,
-        expired_at=None if row.expired_at is None else as_utc(row.expired_at),
+        expired_at=utc_or_none(row.expired_at),
     )

@@ -25,6 +25,7 @@ from tests.browser.stack import (
     reaches,
     send,
 )
+from tests.cli_output import rows, succeeded
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest
 from tests.integration.harness import messages_about
@@ -47,20 +48,6 @@ async def topup(stack: Stack, *args: str, **env: str) -> Result:
         **env,
     }
     return await asyncio.to_thread(lambda: CliRunner().invoke(app, list(args), env=environment))
-
-
-def succeeded(result: Result) -> str:
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.output
-
-
-def rows(output: str) -> list[list[str]]:
-    """The cells of each row of the Rich tables in `output`."""
-    return [
-        [cell.strip() for cell in line.strip().strip("│").split("│")]
-        for line in output.splitlines()
-        if line.strip().startswith("│")
-    ]
 
 
 async def test_order_timeline_shows_every_message_of_an_order_in_time_order(

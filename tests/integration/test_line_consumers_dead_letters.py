@@ -23,7 +23,7 @@ from services.provisioning.app import build_app
 from services.provisioning.renewals import renewal_request_id
 from shared import topics
 from shared.events import OrderCompleted, UsageReported, order_id_for
-from tests.factories import random_iccid, usage_report
+from tests.factories import auto_renewal_settings, random_iccid, usage_report
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 from tests.integration.harness import (
     Record,
@@ -39,15 +39,7 @@ pytestmark = pytest.mark.integration
 
 Position = tuple[int, int]  # (partition, offset)
 
-OPT_IN = {
-    "alert": "data_used_75",
-    "package_id": "eu-1gb-7d",
-    "currency": "EUR",
-    "payment_method": "card",
-    "payment_token": "tok_visa_4242",
-    "msisdn": "+447700900123",
-    "email": "traveller@example.com",
-}
+OPT_IN = auto_renewal_settings(alert="data_used_75")
 
 
 def not_json() -> bytes:

@@ -23,6 +23,7 @@ from services.provisioning.auto_renewal_api import (
     RenewalOrderView,
 )
 from services.provisioning.usage_api import AlertView, CycleView, UsageReportView, UsageView
+from tests.cli_output import rows, succeeded
 from tests.factories import random_iccid
 
 NOW = datetime(2026, 11, 24, 17, 21, 5, tzinfo=UTC)
@@ -64,20 +65,6 @@ def provisioning(monkeypatch: pytest.MonkeyPatch) -> FakeProvisioning:
 
 def topup(*args: str) -> Result:
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
-
-
-def succeeded(result: Result) -> str:
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.output
-
-
-def rows(output: str) -> list[list[str]]:
-    """The cells of each row of the Rich tables in `output`."""
-    return [
-        [cell.strip() for cell in line.strip().strip("│").split("│")]
-        for line in output.splitlines()
-        if line.strip().startswith("│")
-    ]
 
 
 def failed_in_one_line(result: Result) -> str:
