@@ -19,8 +19,8 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from deploy.local.kafka import REPO_ROOT, LocalKafka, free_port, kafka_version
-from deploy.local.postgres import LocalPostgres, server_version
+from deploy.local.kafka import LocalKafka, free_port, kafka_version
+from deploy.local.postgres import scratch_postgres, server_version
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 POSTGRES_IMAGE = "postgres:16-alpine"
@@ -113,13 +113,9 @@ def postgres_under_test() -> Iterator[PostgresUnderTest]:
                 container.get_connection_url(), f"testcontainers {POSTGRES_IMAGE}"
             )
     else:
-        # Under the repo, not /tmp: pytest's tmp folders are closed to the postgres user.
-        data_dir = REPO_ROOT / "var" / "pg" / f"test-{uuid.uuid4().hex[:8]}"
-        try:
-            with LocalPostgres(data_dir) as pg:
-                yield PostgresUnderTest(pg.url(), f"local process: {server_version()}")
-        finally:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        # Not in pytest's tmp folders: they are closed to the postgres user.
+        with scratch_postgres("test") as pg:
+            yield PostgresUnderTest(pg.url(), f"local process: {server_version()}")
 
 
 def describe_choice() -> str:

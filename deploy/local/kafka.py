@@ -25,11 +25,13 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Self
+
+from deploy.local.errors import StackError, first_line, log_tail
+from deploy.local.lifetime import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIBS = REPO_ROOT / "var/kafka/libs"
@@ -159,10 +161,13 @@ class LocalKafka:
         host: str = "127.0.0.1",
         *,
         jvm_flags: Sequence[str] = JVM_FLAGS,
+        die_with_parent: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.jvm_flags = tuple(jvm_flags)
+        # The broker gets SIGTERM when the thread that started it ends (`make run`).
+        self.die_with_parent = die_with_parent
         # Ports are fixed here, not in start(), so that a restart keeps the same address.
         self.port = port if port is not None else free_port()
         self.controller_port = controller_port if controller_port is not None else free_port()
@@ -233,10 +238,7 @@ class LocalKafka:
         self.stop()
 
     def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        with self.log_path.open(errors="replace") as log:
-            return "".join(deque(log, maxlen=lines))
+        return log_tail(self.log_path, lines)
 
     # -- start-up steps ------------------------------------------------------------------
 
@@ -325,9 +327,21 @@ class LocalKafka:
             temp.unlink(missing_ok=True)  # the dump may have been cut short by SIGKILL
 
     def _format_storage(self, libs: Path) -> None:
-        # A formatted log dir holds meta.properties; formatting twice is an error in Kafka.
-        if (self.data_dir / "logs" / "meta.properties").exists():
+        """Format the log dir once, atomically: into a scratch folder, renamed when whole.
+
+        A formatted log dir holds meta.properties (formatting twice is an error in Kafka).
+        One without it was cut short while formatting by an older version and never served:
+        it is made anew rather than read as the half of another cluster.
+        """
+        logs = self.data_dir / "logs"
+        if (logs / "meta.properties").exists():
             return
+        scratch = self.data_dir / "logs.formatting"
+        for leftover in (logs, scratch):
+            shutil.rmtree(leftover, ignore_errors=True)
+        properties = self.data_dir / "format.properties"
+        settings = {**self.server_properties(), "log.dirs": str(scratch)}
+        properties.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         command = self._java(
             libs,
             self._cds_flags(libs, dump=False),
@@ -337,14 +351,18 @@ class LocalKafka:
             "-t",
             random_cluster_id(),
             "-c",
-            str(self.properties_path),
+            str(properties),
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(
-                f"kafka storage format failed (exit {result.returncode}):\n"
-                f"{result.stdout}\n{result.stderr}"
+            output = f"{result.stdout}\n{result.stderr}"
+            raise StackError(
+                f"formatting Kafka's storage in {scratch} failed (exit {result.returncode}): "
+                f"{first_line(output, containing=('Exception', 'Error', 'error'))}",
+                details=output,
             )
+        scratch.rename(logs)
+        properties.unlink()
 
     def _launch(self, libs: Path) -> None:
         # Appending keeps the log of earlier runs (useful after a kill/restart).
@@ -360,6 +378,7 @@ class LocalKafka:
             # Own session/process group: signals reach the JVM and anything it spawns,
             # and a Ctrl-C in our terminal does not hit the broker behind our back.
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM) if self.die_with_parent else None,
         )
 
     def _wait_ready(self, timeout: float) -> None:
@@ -368,16 +387,19 @@ class LocalKafka:
             process = self._process
             if process is None or process.poll() is not None:
                 code = None if process is None else process.returncode
-                raise RuntimeError(
-                    f"Kafka exited during start-up (exit {code}); last lines of "
-                    f"{self.log_path}:\n{self.log_tail()}"
+                tail = self.log_tail()
+                reason = first_line(tail, containing=("Exception", "ERROR", "Error"))
+                raise StackError(
+                    f"Kafka exited during start-up (exit {code}): {reason}; log: {self.log_path}",
+                    details=tail,
                 )
             if broker_is_ready(self.host, self.port):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(
+                raise StackError(
                     f"Kafka did not become ready on {self.bootstrap_servers} within "
-                    f"{timeout:.0f}s; last lines of {self.log_path}:\n{self.log_tail()}"
+                    f"{timeout:.0f}s; log: {self.log_path}",
+                    details=self.log_tail(),
                 )
             time.sleep(0.1)
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploy.local.errors import StackError, first_line, log_tail
 from deploy.local.kafka import REPO_ROOT, free_port
+from deploy.local.lifetime import die_with_parent
 
 SERVICES = ("orders", "payments", "provisioning")
 OPERATOR = "operator"
@@ -32,6 +34,8 @@ class ServiceProcess:
     port: int
     env: dict[str, str]
     log_path: Path | None = None
+    # SIGTERM when the thread that started it ends (`make run`; deploy/local/lifetime.py).
+    die_with_parent: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -51,6 +55,7 @@ class ServiceProcess:
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM) if self.die_with_parent else None,
         )
 
     def health(self) -> dict[str, Any] | None:
@@ -71,12 +76,25 @@ class ServiceProcess:
         last: dict[str, Any] | None = None
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
+                tail = self.log_tail()
+                reason = first_line(tail, containing=("Error", "error", "Exception"))
+                raise StackError(
+                    f"{self.name} exited during start-up (exit {self.process.returncode}): "
+                    f"{reason}; log: {self.log_path}",
+                    details=tail,
+                )
             last = self.health()
             if last is not None and last.get("status") == "ok":
                 return last
             time.sleep(0.25)
-        raise TimeoutError(f"{self.name} not healthy after {timeout}s: {last}")
+        raise StackError(
+            f"{self.name} was not healthy after {timeout:.0f}s ({str(last)[:200]}); "
+            f"log: {self.log_path}",
+            details=self.log_tail(),
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return log_tail(self.log_path, lines)
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM (uvicorn shuts the broker and database down), then SIGKILL."""
@@ -133,4 +151,4 @@ def print_log_tails(logs: Iterable[Path], lines: int = 40) -> None:
     for log in sorted(logs):
         if log.exists():
             print(f"----- {log.name} (last {lines} lines) -----")
-            print("\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+            print(log_tail(log, lines))

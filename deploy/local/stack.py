@@ -1,11 +1,16 @@
 """`make run`: Kafka, optionally PostgreSQL, the three services and the operator
 service (the live dashboard), in the foreground.
 
-Ctrl-C (or SIGTERM) stops the services, then the broker and the database, and
-leaves no process behind. Settings (environment variables):
+Ctrl-C (or SIGTERM, or a closed terminal) stops the services, then the broker and the
+database, and leaves no process behind; killed hard (SIGKILL), it takes them with it
+(deploy/local/lifetime.py), and the next run stops whatever an earlier one still left
+(deploy/local/leftovers.py). One `make run` per clone; a busy port is named, with the
+variable to change. Settings (environment variables):
 
   DB=sqlite|postgres   where the services keep their data (default sqlite files
-                       under var/data/; postgres starts a local cluster in var/pg/run)
+                       under var/data/; postgres starts a local cluster in var/pg/run, or,
+                       if the postgres user cannot enter the clone, in a folder of its own
+                       under /var/tmp/topup-billing-pg; PG_HOME chooses another)
   KAFKA_PORT=9092      the broker's port;  PG_PORT=55432  the cluster's port
   ORDERS_PORT=8001, PAYMENTS_PORT=8002, PROVISIONING_PORT=8003, OPERATOR_PORT=8000
   OPERATOR_TOKENS=name=token,...   who may use the dashboard and the operator API; unset:
@@ -26,12 +31,18 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from deploy.local import leftovers
+from deploy.local.errors import StackError
 from deploy.local.kafka import REPO_ROOT, LocalKafka, kafka_version
-from deploy.local.postgres import PG_ROOT, LocalPostgres, server_version
+from deploy.local.leftovers import MARKER
+from deploy.local.lock import only_run_in_this_clone
+from deploy.local.ports import check_free, port_setting
+from deploy.local.postgres import LocalPostgres, cluster_dir, server_version, why_not_in_clone
 from deploy.local.processes import OPERATOR, OPERATOR_DEFAULT_PORT, SERVICES, ServiceProcess
 from shared.settings import DEFAULT_HTTP_PORTS
 
 LOG_DIR = REPO_ROOT / "var" / "log"
+KAFKA_DIR = REPO_ROOT / "var" / "kafka" / "run"
 TOKEN_FILE = REPO_ROOT / "var" / "operator-token"
 
 # Provisioning's settings for a demo: the simulated carrier reports usage (the services'
@@ -68,63 +79,111 @@ def operator_tokens(env: dict[str, str], path: Path = TOKEN_FILE) -> tuple[str, 
 
 
 def main() -> int:
-    db = os.environ.get("DB", "sqlite").lower()
+    """Start everything, wait for Ctrl-C, stop everything; a user's error in one line."""
+    try:
+        return run(dict(os.environ))
+    except StackError as error:
+        print(f"make run: {error.summary}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopped.", flush=True)
+        return 130
+
+
+def run(env: dict[str, str]) -> int:
+    db = env.get("DB", "sqlite").lower()
     if db not in ("sqlite", "postgres"):
-        print(f"DB must be 'sqlite' or 'postgres', not {db!r}", file=sys.stderr)
-        return 2
+        raise StackError(f"DB must be 'sqlite' or 'postgres', not {db[:20]!r}")
+    ports = wanted_ports(env, db)
+    # SIGTERM and a closed terminal's SIGHUP stop it as Ctrl-C does: in order, in full
+    # (SIGINT too when started in the background, where it would be ignored).
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _interrupt)
     started = time.monotonic()
     with ExitStack() as stack:
-        kafka = LocalKafka(
-            REPO_ROOT / "var/kafka/run", port=int(os.environ.get("KAFKA_PORT", 9092))
-        )
+        stack.enter_context(only_run_in_this_clone())
+        make_room(ports)
+        os.environ[MARKER] = str(REPO_ROOT)  # inherited by all we start: leftovers.find
+        kafka = LocalKafka(KAFKA_DIR, port=ports["KAFKA_PORT"], die_with_parent=True)
         print(f"starting Kafka {kafka_version()} on {kafka.bootstrap_servers} ...", flush=True)
-        kafka.start()
         stack.callback(kafka.stop)
+        kafka.start()
         database_urls = {name: "" for name in SERVICES}
         if db == "postgres":
-            pg = LocalPostgres(PG_ROOT / "run", int(os.environ.get("PG_PORT", 55432)), fsync=True)
+            pg = LocalPostgres(
+                cluster_dir("run"), ports["PG_PORT"], fsync=True, die_with_parent=True
+            )
             print(f"starting {server_version()} on port {pg.port} ...", flush=True)
-            pg.start()
+            if reason := why_not_in_clone():
+                print(f"  its data: {pg.data_dir} ({reason})", flush=True)
             stack.callback(pg.stop)
+            pg.start()
             database_urls = {name: pg.create_database(name) for name in SERVICES}
-        tokens, url_token = operator_tokens(dict(os.environ))
+        tokens, url_token = operator_tokens(env)
         services = [
             ServiceProcess(
                 name,
-                int(os.environ.get(f"{name.upper()}_PORT", DEFAULT_HTTP_PORTS[name])),
+                ports[f"{name.upper()}_PORT"],
                 env={
                     "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                     "DATABASE_URL": database_urls[name],
                     "OPERATOR_TOKENS": tokens,  # orders answers operators (GET /sagas)
-                    **own_settings(name, dict(os.environ)),
+                    **own_settings(name, env),
                 },
                 log_path=LOG_DIR / f"{name}.log",
+                die_with_parent=True,
             )
             for name in SERVICES
         ]
         for service in services:
-            service.start()
             stack.callback(service.stop)
+            service.start()
         for service in services:
             service.wait_healthy()
         operator = ServiceProcess(
             OPERATOR,
-            int(os.environ.get("OPERATOR_PORT", OPERATOR_DEFAULT_PORT)),
+            ports["OPERATOR_PORT"],
             env={
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                 "ORDERS_URL": services[SERVICES.index("orders")].base_url,
                 "OPERATOR_TOKENS": tokens,
             },
             log_path=LOG_DIR / f"{OPERATOR}.log",
+            die_with_parent=True,
         )
-        operator.start()
         stack.callback(operator.stop)
+        operator.start()
         operator.wait_healthy()
         everything = [*services, operator]
         _print_where_to_look(kafka, everything, db, time.monotonic() - started)
         _print_dashboard(operator, url_token)
         return _wait_for_stop(everything)
     return 0
+
+
+def wanted_ports(env: dict[str, str], db: str) -> dict[str, int]:
+    """Variable -> port of everything `make run` listens on (readable errors for bad values)."""
+    defaults = {
+        "KAFKA_PORT": 9092,
+        **{f"{name.upper()}_PORT": DEFAULT_HTTP_PORTS[name] for name in SERVICES},
+        "OPERATOR_PORT": OPERATOR_DEFAULT_PORT,
+        **({"PG_PORT": 55432} if db == "postgres" else {}),
+    }
+    return {variable: port_setting(env, variable, port) for variable, port in defaults.items()}
+
+
+def make_room(ports: dict[str, int]) -> None:
+    """Stop what an earlier run of this clone left, then insist the ports are free."""
+    our_data = [KAFKA_DIR / "server.properties", cluster_dir("run") / "pgdata"]
+    left = leftovers.find(REPO_ROOT, our_data)
+    if left:
+        stopped = leftovers.stop(left)
+        print(f"stopped what an earlier make run left running: {', '.join(stopped)}", flush=True)
+    check_free(ports)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_where_to_look(
@@ -145,23 +204,17 @@ def _print_dashboard(operator: ServiceProcess, token: str | None) -> None:
 
 
 def _wait_for_stop(services: list[ServiceProcess]) -> int:
-    """Block until Ctrl-C/SIGTERM, or until a service dies (then stop the rest)."""
-    stop = False
-
-    def request_stop(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stop:
-        for service in services:
-            if service.process is not None and service.process.poll() is not None:
-                print(f"{service.name} exited; see {service.log_path}", file=sys.stderr)
-                return 1
-        time.sleep(0.5)
-    print("\nstopping ...", flush=True)
-    return 0
+    """Block until Ctrl-C/SIGTERM/SIGHUP, or until a service dies (then stop the rest)."""
+    try:
+        while True:
+            for service in services:
+                if service.process is not None and service.process.poll() is not None:
+                    print(f"{service.name} exited; see {service.log_path}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
 
 
 if __name__ == "__main__":

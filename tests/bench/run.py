@@ -161,7 +161,7 @@ async def run(options: Options, console: Console) -> tuple[dict[str, Any], Path]
         meter.track("kafka", _pid(kafka.pid))
         figures["raw_relay"] = await _raw_relay(bench, kafka, log_dir)
         with stack.postgres() as server:
-            meter.track("postgres", stack.postmaster_pid(server), tree=True)
+            meter.track("postgres", _pid(server.pid), tree=True)
             saga, verdict = await _saga(bench, options, kafka, server, log_dir, out_dir)
         meter.read_peaks()
     figures["saga"] = saga

@@ -4,7 +4,6 @@ the three raw relay processes or the three services, one process each."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 
 from deploy.local.kafka import JVM_FLAGS, REPO_ROOT, LocalKafka
-from deploy.local.postgres import PG_ROOT, LocalPostgres
+from deploy.local.postgres import LocalPostgres, scratch_postgres
 from deploy.local.processes import SERVICES, running, service_process
 from tests.bench import raw_relay
 from tests.faults.stack import Stack
@@ -49,21 +48,9 @@ def broker() -> Iterator[LocalKafka]:
 
 @contextmanager
 def postgres() -> Iterator[LocalPostgres]:
-    # Under the repository: PostgreSQL runs as its own user, which /tmp's folders may not let in.
-    data_dir = PG_ROOT / f"bench-{uuid.uuid4().hex[:8]}"
-    try:
-        with LocalPostgres(data_dir, fsync=True) as server:
-            yield server
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def postmaster_pid(server: LocalPostgres) -> int:
-    """As root the server runs under `runuser`: the process to measure is its child."""
-    assert server.pid is not None
-    launcher = psutil.Process(server.pid)
-    children = launcher.children()
-    return children[0].pid if launcher.name() == "runuser" and children else server.pid
+    # Not in /tmp: PostgreSQL runs as its own user, which /tmp's folders may not let in.
+    with scratch_postgres("bench", fsync=True) as server:
+        yield server
 
 
 @contextmanager
