@@ -26,6 +26,7 @@ import psutil  # type: ignore[import-untyped]
 
 from deploy.local.kafka import REPO_ROOT, free_port
 from deploy.local.leftovers import MARKER
+from deploy.local.postgres import SHARED_HOME
 
 # The ports of a `make run` and the variables that set them.
 PORT_VARIABLES = (
@@ -112,12 +113,11 @@ class Clone:
 
     def postgres_homes(self) -> list[Path]:
         """The clone's PostgreSQL folder outside it, when it has one (it names the clone)."""
-        shared = Path("/var/tmp/topup-billing-pg")
-        if not shared.is_dir():
+        if not SHARED_HOME.is_dir():
             return []
         return [
             home.parent
-            for home in shared.glob("*/clone")
+            for home in SHARED_HOME.glob("*/clone")
             if home.read_text().strip() == str(self.root)
         ]
 
@@ -149,7 +149,7 @@ class Clone:
         for variable in HTTP_PORTS:
             url = f"http://127.0.0.1:{self.ports[variable]}/health"
             try:
-                with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=5) as response:
                     statuses[variable] = response.status
             except OSError:
                 statuses[variable] = 0
