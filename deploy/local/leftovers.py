@@ -13,6 +13,7 @@ MARKER=<clone> in its environment), or when it runs on the data `make run` owns 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -57,14 +58,31 @@ def stop(processes: list[psutil.Process], timeout: float = 15.0) -> list[str]:
             process.terminate()
         except psutil.NoSuchProcess:
             continue
-    _gone, alive = psutil.wait_procs(processes, timeout=timeout)
-    for process in alive:
+    for process in _still_running(processes, timeout):
         try:
             process.kill()
         except psutil.NoSuchProcess:
             continue
-    psutil.wait_procs(alive, timeout=timeout)
+    _still_running(processes, timeout)
     return stopped
+
+
+def _still_running(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` for them to end. An orphan that ended stays a zombie until its
+    new parent reaps it, which a container's init may never do: ended all the same."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [p for p in processes if _is_running(p)]
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.1)
+
+
+def _is_running(process: psutil.Process) -> bool:
+    try:
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def describe(process: psutil.Process) -> str:

@@ -37,6 +37,8 @@ PORT_VARIABLES = (
     "PROVISIONING_PORT",
     "OPERATOR_PORT",
 )
+READY = "Ctrl-C stops everything."  # the last line `make run` prints once all is up
+FIRST_START_S = 300  # a fresh clone installs itself and fetches Kafka's jars first
 HTTP_PORTS = ("ORDERS_PORT", "PAYMENTS_PORT", "PROVISIONING_PORT", "OPERATOR_PORT")
 # What the pytest and make that run us put in the environment, and a clone must not inherit.
 NOT_INHERITED = (
@@ -94,6 +96,11 @@ class Clone:
 
     def start_make_run(self, **extra: str) -> MakeRun:
         return MakeRun(self, self.env(**extra))
+
+    def make_run_until_ready(self, **extra: str) -> MakeRun:
+        run = self.start_make_run(**extra)
+        run.wait_until_ready()
+        return run
 
     def processes(self) -> list[psutil.Process]:
         """Every live process that belongs to this clone: started by its `make run`, running
@@ -215,6 +222,21 @@ class MakeRun:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {text!r} within {timeout:.0f}s:\n{self.output}")
             time.sleep(0.2)
+
+    def wait_until_ready(self, timeout: float = FIRST_START_S) -> None:
+        """Until it prints that everything is up; killed (and failing) if it does not."""
+        try:
+            self.wait_for(READY, timeout)
+        except AssertionError:
+            self.signal_group(signal.SIGKILL)
+            raise
+
+    def stop_with_ctrl_c(self) -> None:
+        """Ctrl-C, then nothing of the clone runs any more."""
+        self.signal_group(signal.SIGINT)
+        self.wait(90)
+        assert "stopping ..." in self.output, self.output
+        self.clone.wait_until_nothing_runs(within=30)
 
     def signal_group(self, sig: signal.Signals) -> None:
         """As a terminal does: Ctrl-C is SIGINT to the whole foreground group."""

@@ -4,33 +4,13 @@ enter (as /root is on Debian), a path with spaces and non-ASCII letters."""
 from __future__ import annotations
 
 import os
-import signal
 
 import pytest
 
-from tests.anywhere.clones import Clone, MakeRun
+from tests.anywhere.clones import FIRST_START_S
 from tests.anywhere.conftest import MakeClone
 
 pytestmark = pytest.mark.anywhere
-READY = "Ctrl-C stops everything."
-FIRST_START_S = 300  # a fresh clone installs itself and fetches Kafka's jars first
-
-
-def run_until_ready(clone: Clone) -> MakeRun:
-    run = clone.start_make_run(DB="postgres")
-    try:
-        run.wait_for(READY, FIRST_START_S)
-    except AssertionError:
-        run.signal_group(signal.SIGKILL)
-        raise
-    return run
-
-
-def stop_with_ctrl_c(run: MakeRun) -> None:
-    run.signal_group(signal.SIGINT)
-    run.wait(90)
-    assert "stopping ..." in run.output
-    run.clone.wait_until_nothing_runs(within=30)
 
 
 @pytest.mark.in_make_test
@@ -39,7 +19,7 @@ def test_make_run_on_postgres_works_in_a_clone_under_a_folder_only_its_owner_may
     clones: MakeClone,
 ) -> None:
     clone = clones("home/me/top-up billing", mode=0o700)
-    run = run_until_ready(clone)
+    run = clone.make_run_until_ready(DB="postgres")
     try:
         assert set(clone.healthy().values()) == {200}, run.output
         if os.geteuid() == 0:  # the server runs as `postgres`, who cannot enter the clone
@@ -47,7 +27,7 @@ def test_make_run_on_postgres_works_in_a_clone_under_a_folder_only_its_owner_may
             assert not (clone.root / "var/pg/run").exists()
             assert clone.postgres_homes(), "the cluster lives in a folder of the clone's own"
     finally:
-        stop_with_ctrl_c(run)
+        run.stop_with_ctrl_c()
 
 
 @pytest.mark.timeout(FIRST_START_S + 180)
@@ -55,10 +35,10 @@ def test_make_run_on_postgres_works_in_a_path_with_spaces_and_non_ascii_letters(
     clones: MakeClone,
 ) -> None:
     clone = clones("Mes projets/Überweisung façade — 試験/top-up billing", mode=0o755)
-    run = run_until_ready(clone)
+    run = clone.make_run_until_ready(DB="postgres")
     try:
         assert set(clone.healthy().values()) == {200}, run.output
         assert (clone.root / "var/pg/run/pgdata/PG_VERSION").exists()  # in the clone
         assert "cannot enter" not in run.output
     finally:
-        stop_with_ctrl_c(run)
+        run.stop_with_ctrl_c()
