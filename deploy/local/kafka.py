@@ -122,6 +122,23 @@ def _kafka_jars(libs: Path) -> list[Path]:
     return sorted(p for p in libs.glob("kafka_2.13-*.jar") if _KAFKA_JAR.match(p.name))
 
 
+def java_properties(settings: dict[str, str]) -> str:
+    """A .properties file's text as java.util.Properties reads it: in ISO-8859-1, so any
+    other letter (a clone under 'Überweisung' or '試験') as a \\uXXXX escape, and backslashes
+    doubled."""
+    lines = []
+    for key, value in settings.items():
+        escaped = value.replace("\\", "\\\\").replace("\n", "\\n")
+        # UTF-16 code units: a letter beyond the BMP is a surrogate pair of escapes.
+        units = escaped.encode("utf-16-be")
+        text = "".join(
+            chr(unit) if unit < 0x80 else f"\\u{unit:04x}"
+            for unit in (int.from_bytes(units[i : i + 2], "big") for i in range(0, len(units), 2))
+        )
+        lines.append(f"{key}={text}\n")
+    return "".join(lines)
+
+
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -281,8 +298,7 @@ class LocalKafka:
         }
 
     def _write_config(self) -> None:
-        lines = [f"{key}={value}" for key, value in self.server_properties().items()]
-        self.properties_path.write_text("\n".join(lines) + "\n")
+        self.properties_path.write_text(java_properties(self.server_properties()))
         (self.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
 
     def _java(self, libs: Path, flags: Sequence[str], main_class: str, *args: str) -> list[str]:
@@ -341,7 +357,7 @@ class LocalKafka:
             shutil.rmtree(leftover, ignore_errors=True)
         properties = self.data_dir / "format.properties"
         settings = {**self.server_properties(), "log.dirs": str(scratch)}
-        properties.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+        properties.write_text(java_properties(settings))
         command = self._java(
             libs,
             self._cds_flags(libs, dump=False),

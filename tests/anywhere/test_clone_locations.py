@@ -39,6 +39,9 @@ def test_make_run_on_postgres_works_in_a_path_with_spaces_and_non_ascii_letters(
     try:
         assert set(clone.healthy().values()) == {200}, run.output
         assert (clone.root / "var/pg/run/pgdata/PG_VERSION").exists()  # in the clone
+        # Kafka reads its settings in ISO-8859-1: its data went where they say, not beside.
+        assert (clone.root / "var/kafka/run/logs/meta.properties").exists()
+        assert [p.name for p in clone.root.parents[1].iterdir()] == [clone.root.parent.name]
         assert "cannot enter" not in run.output
     finally:
         run.stop_with_ctrl_c()
