@@ -327,6 +327,7 @@ class LocalKafka:
         if not dump:
             return []
         CDS_DIR.mkdir(parents=True, exist_ok=True)
+        _remove_orphaned_dumps(archive)
         # A private temp name: brokers started in parallel must not write the same file.
         temp = archive.with_name(f"{archive.name}.{os.getpid()}-{id(self)}.tmp")
         self._cds_dump = (temp, archive)
@@ -435,6 +436,19 @@ class LocalKafka:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+def _remove_orphaned_dumps(archive: Path) -> None:
+    """Dumps (tens of MB each) whose starter died before it could publish or remove them:
+    a broker that outlived a SIGKILLed `make run` still dumps its classes when it stops."""
+    for dump in archive.parent.glob(f"{archive.name}.*-*.tmp"):
+        starter = dump.name.removeprefix(f"{archive.name}.").split("-", 1)[0]
+        try:
+            os.kill(int(starter), 0)
+        except ProcessLookupError:
+            dump.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -21,13 +21,20 @@ from tests.anywhere.conftest import MakeClone
 pytestmark = [pytest.mark.anywhere, pytest.mark.timeout(2 * FIRST_START_S + 180)]
 
 
-def test_nothing_outlives_make_run_killed_with_sigkill_and_the_next_run_starts(
-    clones: MakeClone,
+@pytest.mark.parametrize(
+    "ending",
+    [
+        pytest.param(signal.SIGKILL, id="SIGKILL of its process group (an OOM kill)"),
+        pytest.param(signal.SIGHUP, id="SIGHUP (its terminal closed)"),
+    ],
+)
+def test_nothing_outlives_make_run_however_it_ends_and_the_next_run_starts(
+    clones: MakeClone, ending: signal.Signals
 ) -> None:
-    clone = clones("killed/top-up billing", mode=0o755)
+    clone = clones("ended/top-up billing", mode=0o755)
     run = clone.make_run_until_ready(DB="postgres")
-    run.signal_group(signal.SIGKILL)  # a closed terminal's group, an OOM kill of make
-    run.wait(10)
+    run.signal_group(ending)
+    run.wait(60)
 
     clone.wait_until_nothing_runs(within=30)
     again = clone.make_run_until_ready(DB="postgres")
@@ -36,6 +43,8 @@ def test_nothing_outlives_make_run_killed_with_sigkill_and_the_next_run_starts(
         assert "Traceback" not in again.output
     finally:
         again.stop_with_ctrl_c()
+    # A broker the kernel stopped still dumps its classes, with nobody left to publish them.
+    assert not list((clone.root / "var/kafka/cds").glob("*.tmp"))
 
 
 @pytest.mark.parametrize(
