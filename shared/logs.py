@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from contextvars import ContextVar
 from typing import Any
 
@@ -100,3 +101,20 @@ class LogContext(BaseMiddleware):
             return await call_next(msg)
         finally:
             _context.reset(token)
+
+
+_LAST_LOGGED: dict[str, float] = {}
+_KEPT_KEYS = 1000
+
+
+def now_and_then(key: str, every_s: float = 30.0) -> bool:
+    """Whether to log an error of kind `key` now: the first time, then at most once per
+    `every_s`, so an error repeated on every retry does not flood the log."""
+    now = time.monotonic()
+    last = _LAST_LOGGED.get(key)
+    if last is not None and now - last < every_s:
+        return False
+    if len(_LAST_LOGGED) >= _KEPT_KEYS:
+        _LAST_LOGGED.pop(next(iter(_LAST_LOGGED)))
+    _LAST_LOGGED[key] = now
+    return True

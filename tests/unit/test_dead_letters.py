@@ -4,6 +4,7 @@ and offset included), so the middleware runs here exactly as on a broker."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, TestKafkaBroker
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from typer.testing import CliRunner
@@ -25,10 +27,11 @@ from services.operator.dead_letter_store import DeadLetter, dlt_of
 from services.orders import handlers as orders_handlers
 from services.orders.db import metadata as orders_metadata
 from services.orders.settings import OrdersSettings
-from shared import dead_letters, topics
+from shared import dead_letters, limits, topics
 from shared.dead_letters import BusinessRuleViolation, MalformedMessage, classify
 from shared.events import Money, PaymentCaptured, PaymentsEvent, order_id_for
 from shared.kafka import SAGA_ACK_POLICY, build_broker, saga_subscriber
+from shared.progress import PROGRESS
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
 from tests.factories import order_request
@@ -127,6 +130,7 @@ class Rig:
 @pytest.fixture
 async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
     monkeypatch.setattr(dead_letters, "RETRY_DELAYS_S", (0.001, 0.001, 0.001))
+    monkeypatch.setattr(dead_letters, "WRITE_DELAYS_S", (0.001, 0.001))
     broker = build_broker(ServiceSettings(service_name="unit"))
     router = KafkaRouter()
     rig = Rig(broker, dead=[], handled=[])
@@ -163,7 +167,7 @@ def only_dead_letter(rig: Rig) -> tuple[bytes, dict[str, str]]:
     ("body", "reason"),
     [
         pytest.param(b"not json \xff\x00", "undecodable", id="not-json"),
-        pytest.param(b"[" * 50_000 + b"]" * 50_000, "undecodable", id="nested-too-deep"),
+        pytest.param(b"[" * 30_000 + b"]" * 30_000, "undecodable", id="nested-too-deep"),
         pytest.param(b'{"type": "PaymentCaptured"}', "schema_invalid", id="missing-fields"),
         pytest.param(b'["a", "list"]', "schema_invalid", id="not-an-object"),
         pytest.param(
@@ -235,21 +239,71 @@ async def test_a_failure_that_persists_is_dead_lettered_once_as_retries_exhauste
     assert rig.handled == []
 
 
-async def test_when_the_dead_letter_topic_cannot_be_written_the_error_reaches_the_ack_policy(
+async def test_when_the_dead_letter_topic_cannot_be_written_it_is_tried_again_then_the_error_reaches_the_ack_policy(  # noqa: E501
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publish = rig.broker.publish
+    tries: list[str] = []
 
     async def dead_letter_topic_down(*args: Any, **kwargs: Any) -> Any:
         if str(kwargs.get("topic", "")).endswith(".dlt"):
+            tries.append(kwargs["topic"])
             raise KafkaConnectionError("dlt unavailable")
         return await publish(*args, **kwargs)
 
     monkeypatch.setattr(rig.broker, "publish", dead_letter_topic_down)
+    monkeypatch.setattr(PROGRESS, "stuck_after_s", 0.0)
+    written = dead_letters_counted("business_rule")
     rig.fail_with = lambda _attempt: BusinessRuleViolation("unknown order")
     with pytest.raises(KafkaConnectionError):
         await publish(json.dumps(captured()).encode(), topic=TOPIC, key=KEY)
     assert rig.dead == []
+    assert len(tries) == len(dead_letters.WRITE_DELAYS_S) + 1, "backed off, not one try"
+    assert dead_letters_counted("business_rule") == written, "not counted: never written"
+    [stuck] = [s for s in PROGRESS.stuck() if s["topic"] == TOPIC]
+    assert (stuck["group"], stuck["partition"], stuck["offset"]) == (f"unit:{TOPIC}", 0, 0)
+    assert any(TOPIC in problem for problem in PROGRESS.problems())
+
+    monkeypatch.setattr(rig.broker, "publish", publish)  # the dead-letter topic is back
+    await rig.send(json.dumps(captured()).encode())
+    assert not [s for s in PROGRESS.stuck() if s["topic"] == TOPIC], "moving again"
+
+
+def dead_letters_counted(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "topup_dead_letters_total", {"topic": TOPIC, "reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_a_message_larger_than_the_contract_allows_is_dead_lettered_as_a_bounded_prefix(
+    rig: Rig,
+) -> None:
+    body = json.dumps({**captured(), "padding": "x" * 1_000_000}).encode()  # ~1 MiB
+    await rig.send(body)
+    value, headers = only_dead_letter(rig)
+    assert value == body[: limits.DEAD_LETTER_PREFIX_BYTES]
+    assert headers["dlq.reason"] == "too_large"
+    assert headers["dlq.truncated"] == "value"
+    assert headers["dlq.source.size"] == str(len(body))
+    assert headers["dlq.source.sha256"] == hashlib.sha256(body).hexdigest()
+    assert (headers["dlq.source.topic"], headers["dlq.source.offset"]) == (TOPIC, "0")
+    assert rig.calls == [], "never parsed"
+
+    after = captured()
+    await rig.send(json.dumps(after).encode())
+    assert rig.handled == [after], "the partition moved on"
+
+
+async def test_a_dead_letter_copies_the_original_headers_only_up_to_a_budget(rig: Rig) -> None:
+    hostile = [(f"h{i}", "v" * 5000) for i in range(100)] + [("dlq.reason", "forged")]
+    await rig.broker.publish(b"not json", topic=TOPIC, key=KEY, headers=dict(hostile))
+    _value, headers = only_dead_letter(rig)
+    copied = {k: v for k, v in headers.items() if not k.startswith("dlq.")}
+    assert sum(len(k) + len(v) for k, v in copied.items()) <= limits.DEAD_LETTER_HEADERS_BYTES
+    assert all(len(v) <= limits.DEAD_LETTER_HEADER_VALUE_BYTES for v in copied.values())
+    assert headers["dlq.truncated"] == "headers"
+    assert headers["dlq.reason"] == "undecodable", "our own headers are never the original's"
 
 
 async def test_a_dead_lettered_event_replayed_once_its_order_exists_is_processed(

@@ -1,0 +1,115 @@
+"""Whether this process is moving: what /health and the metrics say beyond reachability.
+
+- A partition is stuck when the message at one offset has been in hand (or delivered
+  again and again) for longer than STUCK_AFTER_S: a handler that hangs, a dead letter
+  that cannot be written. It is free again once a message of that partition completes.
+- The outbox relay is failing while its drains raise; parked rows are outbox rows the
+  broker refused for good (shared/outbox.py).
+
+One Progress per process (`PROGRESS`): the consumers, the relay and /health share it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+STUCK_AFTER_S: Final = 30.0
+RELAY_FAILING_AFTER_S: Final = 10.0
+
+
+@dataclass
+class Progress:
+    stuck_after_s: float = STUCK_AFTER_S
+    # (group, topic, partition) -> (offset in hand, since when: monotonic seconds)
+    in_hand: dict[tuple[str, str, int], tuple[int, float]] = field(default_factory=dict)
+    relay_failing_since: float | None = None
+    relay_error: str = ""
+    parked_rows: int = 0
+
+    def started(self, group: str, topic: str, partition: int, offset: int) -> None:
+        """A message is in hand; the same offset again keeps its first time."""
+        key = (group, topic, partition)
+        held = self.in_hand.get(key)
+        if held is None or held[0] != offset:
+            self.in_hand[key] = (offset, time.monotonic())
+
+    def finished(self, group: str, topic: str, partition: int) -> None:
+        self.in_hand.pop((group, topic, partition), None)
+
+    def stuck(self) -> list[dict[str, object]]:
+        now = time.monotonic()
+        return [
+            {
+                "group": group,
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "for_s": round(now - since, 1),
+            }
+            for (group, topic, partition), (offset, since) in sorted(self.in_hand.items())
+            if now - since >= self.stuck_after_s
+        ]
+
+    def relay_failed(self, error: BaseException) -> None:
+        if self.relay_failing_since is None:
+            self.relay_failing_since = time.monotonic()
+        self.relay_error = f"{type(error).__name__}: {error}"[:300]
+
+    def relay_succeeded(self) -> None:
+        self.relay_failing_since = None
+        self.relay_error = ""
+
+    def problems(self) -> list[str]:
+        """Why this process is degraded, in words; empty when it is not."""
+        found = [
+            f"partition {s['topic']}[{s['partition']}] of {s['group']} stuck at offset "
+            f"{s['offset']} for {s['for_s']}s"
+            for s in self.stuck()
+        ]
+        failing = self.relay_failing_since
+        if failing is not None and time.monotonic() - failing >= RELAY_FAILING_AFTER_S:
+            found.append(
+                f"outbox relay failing for {time.monotonic() - failing:.0f}s: {self.relay_error}"
+            )
+        if self.parked_rows:
+            found.append(f"{self.parked_rows} outbox row(s) parked: the broker refused them")
+        return found
+
+
+PROGRESS = Progress()
+
+
+class ProgressCollector(Collector):
+    """The same facts as gauges, read at scrape time."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stuck = GaugeMetricFamily(
+            "topup_partition_stuck_seconds",
+            "How long a partition has been held at one offset (listed past the threshold)",
+            labels=["group", "topic", "partition"],
+        )
+        for entry in self.progress.stuck():
+            labels = [str(entry["group"]), str(entry["topic"]), str(entry["partition"])]
+            stuck.add_metric(labels, float(str(entry["for_s"])))
+        yield stuck
+        failing = self.progress.relay_failing_since is not None
+        yield GaugeMetricFamily(
+            "topup_outbox_relay_failing", "1 while the outbox relay's drains fail", value=failing
+        )
+        yield GaugeMetricFamily(
+            "topup_outbox_parked",
+            "Outbox rows the broker refused for good",
+            value=self.progress.parked_rows,
+        )
+
+
+REGISTRY.register(ProgressCollector(PROGRESS))
