@@ -139,9 +139,10 @@ DEAD_LETTER_HEADERS: Final = {
     },
     "dlq.reason": {
         "type": "string",
-        "description": "Why it was set aside: undecodable, schema_invalid, "
-        "unknown_schema_version, business_rule (dead-lettered at once) or retries_exhausted "
-        "(a failure that persisted through the retries).",
+        "description": "Why it was set aside: too_large (larger than the contract's "
+        "limit, refused unread), undecodable, schema_invalid, unknown_schema_version, "
+        "business_rule (dead-lettered at once) or retries_exhausted (a failure that "
+        "persisted through the retries).",
     },
     "dlq.error": {
         "type": "string",
@@ -276,18 +277,51 @@ def headers_schema(models: Sequence[type[events.Envelope]]) -> dict[str, Any]:
     }
 
 
+# Written on every dead letter now; optional for readers: older dead letters lack them.
+DEAD_LETTER_OPTIONAL_HEADERS: Final = {
+    "dlq.source.size": {
+        "type": "string",
+        "pattern": "^[0-9]+$",
+        "description": "The original value's size in bytes, in decimal (on every dead letter "
+        "written since they were bounded; older ones lack it).",
+    },
+    "dlq.source.sha256": {
+        "type": "string",
+        "pattern": "^[0-9a-f]{64}$",
+        "description": "The original value's SHA-256, in hex, to find or check the original "
+        "(as `dlq.source.size`).",
+    },
+    "dlq.truncated": {
+        "type": "string",
+        "enum": ["value", "headers", "value,headers"],
+        "description": "On a dead letter that could not hold everything: `value` when the "
+        "payload is only the first 4,096 bytes of the original (a `too_large` one: the "
+        "original stays on `dlq.source.topic` at `dlq.source.offset` while retained; such a "
+        "dead letter is never replayed), `headers` when some original headers were cut short "
+        "or left out (each value at most 1,024 bytes, 8,192 bytes in all).",
+    },
+}
+
+
 def dead_letter_headers_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "The original message's headers, as they were, plus where it came "
         "from and why it could not be processed.",
-        "properties": {**DEAD_LETTER_HEADERS, **HEADERS, **OPTIONAL_HEADERS},
+        "properties": {
+            **DEAD_LETTER_HEADERS,
+            **DEAD_LETTER_OPTIONAL_HEADERS,
+            **HEADERS,
+            **OPTIONAL_HEADERS,
+        },
         "required": list(DEAD_LETTER_HEADERS),
     }
 
 
 DEAD_LETTER_PAYLOAD: Final = {
-    "description": "The original bytes, unchanged: maybe not JSON, maybe not any schema.",
+    "description": "The original bytes, unchanged: maybe not JSON, maybe not any schema; "
+    "only their first 4,096 bytes when the original was larger than 65,536 bytes "
+    "(`dlq.truncated`).",
 }
 AUDIT_KEY: Final = {"type": "string", "description": "The name of the operator who acted."}
 

@@ -27,6 +27,9 @@ DEAD_LETTERS = Counter(
 )
 OUTBOX_BACKLOG = Gauge("topup_outbox_backlog", "Outbox rows not yet published")
 OUTBOX_PUBLISHED = Counter("topup_outbox_published_total", "Outbox rows published")
+OUTBOX_PARKED = Counter(
+    "topup_outbox_parked_total", "Outbox rows parked: the broker refused them for good"
+)
 RECONCILER = Counter(
     "topup_reconciler_actions_total",
     "What the background loops did: settled, retried, expired, nudged",

@@ -15,6 +15,11 @@ as soon as a transaction commits. This is the small part of it we need:
 - The producer is idempotent with acks=all (shared/kafka.py). A crash between
   publishing and marking a row publishes it again: consumers deduplicate by
   `event_id` (shared/inbox.py), so at-least-once here is exactly-once in effect.
+- A row the broker refuses for good (too large, or any error Kafka calls not
+  retriable) is tried PARK_AFTER times, then parked with its reason: counted, logged,
+  shown in /health and the metrics (shared/progress.py), and the relay goes on with
+  the rows behind it. docs/guarantees.md says why that is safe for the saga. A
+  failure that may pass (the broker away) marks nothing and is tried again, as before.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from sqlalchemy import (
     BigInteger,
@@ -49,7 +55,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import tracing
 from shared.kafka import Outgoing, message_headers
-from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from shared.logs import now_and_then
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PARKED, OUTBOX_PUBLISHED
+from shared.progress import PROGRESS
 from shared.worker import Runtime
 
 log = logging.getLogger(__name__)
@@ -66,11 +74,16 @@ outbox = Table(
     Column("headers", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True), nullable=True),
+    # Tries the broker refused for good, and when and why the row was then set aside.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("parked_at", DateTime(timezone=True), nullable=True),
+    Column("park_reason", String(300), nullable=True),
     Index("ix_outbox_published_at_id", "published_at", "id"),
 )
 
 BATCH = 500
 POLL_S = 1.0
+PARK_AFTER = 3  # refusals for good before a row is parked
 KEEP_PUBLISHED = timedelta(hours=1)
 _LOCK_ID = 0x0B0C  # the advisory lock a relay holds while it drains
 JSON = "application/json"
@@ -129,21 +142,36 @@ async def relay(runtime: Runtime) -> None:
         _wake.clear()
         try:
             published = await drain(runtime.sessions, runtime.broker)
-            if datetime.now(UTC) >= next_gauge:  # at most once a poll, off the hot path
-                OUTBOX_BACKLOG.set(await backlog(runtime.sessions))
-                next_gauge = datetime.now(UTC) + timedelta(seconds=POLL_S)
+            PROGRESS.relay_succeeded()
             if datetime.now(UTC) >= next_purge:
                 await purge(runtime.sessions)
                 next_purge = datetime.now(UTC) + KEEP_PUBLISHED / 4
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("outbox relay failed; retrying")
+        except Exception as error:
+            PROGRESS.relay_failed(error)
+            if now_and_then("outbox-relay"):
+                log.exception("outbox relay failed; retrying every %.1fs", POLL_S)
             published = 0
             await asyncio.sleep(POLL_S)
+        if datetime.now(UTC) >= next_gauge:  # at most once a poll, whatever the drain did
+            next_gauge = datetime.now(UTC) + timedelta(seconds=POLL_S)
+            with contextlib.suppress(Exception):  # the database may be what is failing
+                OUTBOX_BACKLOG.set(await backlog(runtime.sessions))
+                PROGRESS.parked_rows = await parked(runtime.sessions)
         if published < BATCH:  # drained: sleep until a commit wakes us, or the poll
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_wake.wait(), POLL_S)
+
+
+class RowsRefused(Exception):
+    """Rows the broker refused for good, not parked yet: tried again after a pause."""
+
+
+def refused_for_good(error: BaseException) -> bool:
+    """Kafka's own word: an error that is not retriable will not pass by sending again
+    (a message too large, an invalid topic...)."""
+    return isinstance(error, KafkaError) and not error.retriable
 
 
 async def drain(sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker) -> int:
@@ -154,7 +182,7 @@ async def drain(sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker)
         rows = (
             await session.execute(
                 select(outbox)
-                .where(outbox.c.published_at.is_(None))
+                .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
                 .order_by(outbox.c.id)
                 .limit(BATCH)
             )
@@ -162,31 +190,83 @@ async def drain(sessions: async_sessionmaker[AsyncSession], broker: KafkaBroker)
         # Every row is handed to the producer before any acknowledgement is awaited: the
         # producer batches them (per partition, in this order; idempotence keeps that
         # order through retries), and the acks are awaited once, together. A row is
-        # marked published only when all of them are acknowledged; a failure marks none
-        # and the next drain sends them again (consumers deduplicate).
-        sent: list[object] = []
+        # marked published only when all of them are acknowledged; a failure that may
+        # pass marks none and the next drain sends them again (consumers deduplicate).
+        sent: list[tuple[Any, object]] = []
+        refused: list[tuple[Any, BaseException]] = []
         for row in rows:
             headers = {**json.loads(row.headers), "content-type": JSON}
             with tracing.continued(headers):  # the trace that staged it, not a new one
-                sent.append(
-                    await broker.publish(
+                try:
+                    ack = await broker.publish(
                         row.payload.encode(),  # stored as JSON already: not decoded again
                         topic=row.topic,
                         key=row.key.encode(),
                         headers=headers,
                         no_confirm=True,
                     )
-                )
+                except Exception as error:
+                    if not refused_for_good(error):
+                        raise
+                    refused.append((row, error))
+                    continue
+            sent.append((row, ack))
         # FastStream's test broker hands back no future: it has nothing to wait for.
-        await asyncio.gather(*(ack for ack in sent if isinstance(ack, asyncio.Future)))
-        if rows:
-            OUTBOX_PUBLISHED.inc(len(rows))
+        results = await asyncio.gather(
+            *(_acknowledged(ack) for _row, ack in sent), return_exceptions=True
+        )
+        passing = [r for r in results if isinstance(r, BaseException) and not refused_for_good(r)]
+        if passing:
+            raise passing[0]
+        refused += [
+            (row, result)
+            for (row, _ack), result in zip(sent, results, strict=True)
+            if isinstance(result, BaseException)
+        ]
+        refused_ids = {row.id for row, _error in refused}
+        done = [row.id for row in rows if row.id not in refused_ids]
+        if done:
+            OUTBOX_PUBLISHED.inc(len(done))
             await session.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([row.id for row in rows]))
-                .values(published_at=datetime.now(UTC))
+                update(outbox).where(outbox.c.id.in_(done)).values(published_at=datetime.now(UTC))
             )
-    return len(rows)
+        waiting = await _count_refusals(session, refused)
+    if waiting:
+        raise RowsRefused(f"{waiting} row(s) refused by the broker; tried again shortly")
+    return len(done)
+
+
+async def _acknowledged(ack: object) -> None:
+    if isinstance(ack, asyncio.Future):
+        await ack
+
+
+async def _count_refusals(session: AsyncSession, refused: list[tuple[Any, BaseException]]) -> int:
+    """One more refusal for each row; those refused PARK_AFTER times are parked. The
+    number still waiting for another try."""
+    waiting = 0
+    for row, error in refused:
+        reason = f"{type(error).__name__}: {error}"[:300]
+        attempts = row.attempts + 1
+        park = attempts >= PARK_AFTER
+        await session.execute(
+            update(outbox)
+            .where(outbox.c.id == row.id)
+            .values(
+                attempts=attempts,
+                parked_at=datetime.now(UTC) if park else None,
+                park_reason=reason,
+            )
+        )
+        if park:
+            OUTBOX_PARKED.inc()
+            log.error(
+                "outbox row %s (%s, %s bytes) parked after %s refusals: %s",
+                row.id, row.topic, len(row.payload), attempts, reason,
+            )  # fmt: skip
+        else:
+            waiting += 1
+    return waiting
 
 
 async def _may_drain(session: AsyncSession) -> bool:
@@ -203,9 +283,18 @@ async def purge(sessions: async_sessionmaker[AsyncSession]) -> None:
 
 
 async def backlog(sessions: async_sessionmaker[AsyncSession]) -> int:
-    """Rows not published yet (for health, metrics and the fault suite)."""
+    """Rows not published yet, parked ones included (for health, metrics, the fault suite)."""
     async with sessions() as session:
         count = await session.scalar(
             select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        )
+    return int(count or 0)
+
+
+async def parked(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Rows the broker refused for good and the relay set aside."""
+    async with sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(outbox).where(outbox.c.parked_at.is_not(None))
         )
     return int(count or 0)

@@ -106,7 +106,7 @@ class ProgressCollector(Collector):
             "topup_outbox_relay_failing", "1 while the outbox relay's drains fail", value=failing
         )
         yield GaugeMetricFamily(
-            "topup_outbox_parked",
+            "topup_outbox_parked_rows",
             "Outbox rows the broker refused for good",
             value=self.progress.parked_rows,
         )

@@ -21,6 +21,7 @@ from shared.kafka import build_broker, ensure_topics
 from shared.logs import configure_logging, uvicorn_log_config
 from shared.metrics import mount_metrics
 from shared.migrations import migrate
+from shared.progress import PROGRESS
 from shared.settings import ServiceSettings
 from shared.worker import BackgroundTask, Runtime
 
@@ -81,20 +82,26 @@ health_router = APIRouter()
 
 @health_router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """Reachability of the broker and the database; 503 when either is down."""
+    """503 `unavailable` when the broker or the database cannot be reached; 200 `degraded`,
+    with the problems in words, when this process reaches both but is not moving (a stuck
+    partition, a failing outbox relay, parked outbox rows: shared/progress.py); else 200 `ok`.
+    """
     broker: KafkaBroker = request.app.state.broker
     engine: AsyncEngine = request.app.state.engine
     checks: dict[str, dict[str, Any]] = {
         "kafka": await _check_kafka(broker),
         "database": await _check_database(engine),
     }
-    healthy = all(check["ok"] for check in checks.values())
+    problems = PROGRESS.problems()
+    checks["progress"] = {"ok": not problems, "problems": problems}
+    reachable = checks["kafka"]["ok"] and checks["database"]["ok"]
+    status = "unavailable" if not reachable else "degraded" if problems else "ok"
     body = {
         "service": request.app.state.settings.service_name,
-        "status": "ok" if healthy else "unavailable",
+        "status": status,
         "checks": checks,
     }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    return JSONResponse(body, status_code=200 if reachable else 503)
 
 
 async def _check_kafka(broker: KafkaBroker) -> dict[str, Any]:

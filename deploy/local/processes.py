@@ -84,7 +84,7 @@ class ServiceProcess:
                     details=tail,
                 )
             last = self.health()
-            if last is not None and last.get("status") == "ok":
+            if last is not None and last.get("status") in ("ok", "degraded"):  # serving
                 return last
             time.sleep(0.25)
         raise StackError(

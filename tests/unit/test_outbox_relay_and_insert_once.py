@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from aiokafka.errors import MessageSizeTooLargeError
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import db, outbox, topics
@@ -140,3 +141,48 @@ async def test_a_batch_with_an_unacknowledged_message_stays_unpublished_to_be_se
     again = RecordingBroker()
     assert await outbox.drain(sessions, again) == 3  # type: ignore[arg-type]
     assert await outbox.backlog(sessions) == 0
+
+
+class RefusingBroker(RecordingBroker):
+    """Refuses, as Kafka does, any message larger than `limit` bytes: for good."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    async def publish(
+        self, body: bytes, *, topic: str, key: bytes, headers: dict[str, str], no_confirm: bool
+    ) -> asyncio.Future[None]:
+        if len(body) > self.limit:
+            raise MessageSizeTooLargeError(f"{len(body)} bytes")
+        return await super().publish(
+            body, topic=topic, key=key, headers=headers, no_confirm=no_confirm
+        )
+
+
+async def test_a_row_the_broker_refuses_for_good_is_parked_and_the_rows_behind_it_go_out(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    before, after = await _stage(sessions, 1), await _stage(sessions, 2)
+    async with sessions.begin() as session:  # an answer inflated beyond what Kafka takes
+        await session.execute(
+            update(outbox.outbox)
+            .where(outbox.outbox.c.id == 1)
+            .values(payload=before[0].model_dump_json() + " " * 2_000_000)
+        )
+    broker = RefusingBroker(limit=1_000_000)
+    for attempt in range(1, outbox.PARK_AFTER):
+        with pytest.raises(outbox.RowsRefused):
+            await outbox.drain(sessions, broker)  # type: ignore[arg-type]
+        assert await outbox.parked(sessions) == 0, f"not parked after {attempt} refusal(s)"
+    assert await outbox.drain(sessions, broker) == 0  # type: ignore[arg-type]
+    assert await outbox.parked(sessions) == 1
+    async with sessions() as session:
+        reason = await session.scalar(select(outbox.outbox.c.park_reason))
+    assert reason is not None
+    assert reason.startswith("MessageSizeTooLargeError")
+
+    published = [LineToppedUp.model_validate_json(body) for _, body, _ in broker.published]
+    assert published == after, "the rows behind it were published, in order, once"
+    assert await outbox.drain(sessions, broker) == 0  # type: ignore[arg-type]
+    assert await outbox.backlog(sessions) == 1, "the parked row is still not published"
