@@ -17,6 +17,9 @@ from pydantic import ValidationError
 from services.orders.catalog import Catalog, Package
 from services.orders.pricing import Quote, quote
 from shared.events import PlaceOrder, RejectionReason
+from shared.limits import quoted
+
+MESSAGE_CHARS = 500  # OrderRejected.message at most (docs/contract.md)
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 ICCID = re.compile(r"^89\d{17,18}$")
@@ -31,8 +34,15 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Rejected:
+    """`message` quotes at most a short prefix of what the publisher sent (shared/limits.py
+    quoted) and is cut to MESSAGE_CHARS: an answer never grows with the request."""
+
     reason: RejectionReason
     message: str
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MESSAGE_CHARS:
+            object.__setattr__(self, "message", self.message[: MESSAGE_CHARS - 3] + "...")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -53,7 +63,8 @@ def parse_request(body: Any) -> PlaceOrder | Rejected:
         if any("schema_version" in e["loc"] for e in error.errors()):
             raise  # a version this code does not know: dead-lettered, not guessed at
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p)[:40] for p in e['loc']) or 'body'}: {e['msg'][:100]}"
+            for e in error.errors()[:5]
         )
         return Rejected("malformed_request", f"the request is not a valid PlaceOrder: {problems}")
 
@@ -62,7 +73,9 @@ def validate(command: PlaceOrder, catalog: Catalog, now: datetime) -> Accepted |
     package = catalog.packages.get(command.package_id)
     if package is None:
         known = ", ".join(sorted(catalog.packages))
-        return Rejected("unknown_package", f"no package {command.package_id!r}; on sale: {known}")
+        return Rejected(
+            "unknown_package", f"no package {quoted(command.package_id)}; on sale: {known}"
+        )
     if not (ICCID.match(command.iccid) and luhn_valid(command.iccid)):
         return Rejected(
             "invalid_iccid",
@@ -75,19 +88,20 @@ def validate(command: PlaceOrder, catalog: Catalog, now: datetime) -> Accepted |
     try:
         validate_email(command.email, check_deliverability=False)
     except EmailNotValidError as error:
-        return Rejected("invalid_email", f"the email address is not valid: {error}")
+        return Rejected("invalid_email", f"the email address is not valid: {str(error)[:120]}")
     if command.currency not in catalog.currencies or command.currency not in package.prices:
         offered = ", ".join(sorted(package.prices))
         return Rejected(
             "unsupported_currency",
-            f"{command.package_id} is not sold in {command.currency!r}; it is in {offered}",
+            f"{command.package_id} is not sold in {quoted(command.currency)}; it is in {offered}",
         )
     fee = catalog.payment_methods.get(command.payment_method)  # type: ignore[call-overload]
     if fee is None:
         methods = ", ".join(sorted(catalog.payment_methods))
         return Rejected(
             "unsupported_payment_method",
-            f"payment method {command.payment_method!r} is not supported; use one of {methods}",
+            f"payment method {quoted(command.payment_method)} is not supported; "
+            f"use one of {methods}",
         )
     promotion = None
     if command.promotion_code:
@@ -95,7 +109,7 @@ def validate(command: PlaceOrder, catalog: Catalog, now: datetime) -> Accepted |
         if promotion is None or not promotion.applies(package.package_id, now):
             return Rejected(
                 "invalid_promotion",
-                f"promotion {command.promotion_code!r} is unknown, has ended "
+                f"promotion {quoted(command.promotion_code)} is unknown, has ended "
                 f"or does not apply to {package.package_id}",
             )
     return Accepted(command, package, quote(package, command.currency, fee, promotion))

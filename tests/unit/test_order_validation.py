@@ -67,3 +67,30 @@ def test_promotion_codes_are_case_insensitive() -> None:
     decision = check(promotion_code="welcome10")
     assert isinstance(decision, Accepted)
     assert decision.quote.promotion_code == "WELCOME10"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"promotion_code": '"\\' * 150_000},  # quotes and backslashes: escapes double it
+        {"package_id": "é" * 200_000},
+        {"currency": "\x00" * 100_000},
+        {"payment_method": "x" * 300_000},
+        {"email": "a" * 100_000 + "@"},
+    ],
+    ids=["promotion", "package", "currency", "payment-method", "email"],
+)
+def test_a_rejection_quotes_a_short_prefix_of_what_it_refuses_never_all_of_it(
+    overrides: dict[str, object],
+) -> None:
+    decision = check(**overrides)
+    assert isinstance(decision, Rejected)
+    assert len(decision.message) <= 500
+
+
+def test_a_request_with_many_wrong_fields_gets_a_bounded_malformed_answer() -> None:
+    body = {f"field_{i}" * 100: i for i in range(1000)} | {"type": "PlaceOrder"}
+    decision = parse_request(body)
+    assert isinstance(decision, Rejected)
+    assert decision.reason == "malformed_request"
+    assert len(decision.message) <= 500
