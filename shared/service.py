@@ -37,6 +37,7 @@ def build_service_app(
     http_router: APIRouter | None = None,
     background: Sequence[BackgroundTask] = (),
 ) -> FastAPI:
+    PROGRESS.stuck_after_s = settings.partition_stuck_after_s
     engine = db.create_engine(settings.resolved_database_url)
     sessions = db.sessions_for(engine)
     broker = build_broker(settings, sessions=sessions)

@@ -32,6 +32,8 @@ class ServiceSettings(BaseSettings):
     # Tracing (shared/tracing.py, docs/tracing.md): off unless TRACING_ENABLED=true; then
     # spans go to OTLP/HTTP when the standard OTEL_EXPORTER_OTLP_ENDPOINT is set, else
     # as JSON lines to TRACING_FILE, else to stdout.
+    # /health says degraded when a partition is held at one offset this long (shared/progress.py).
+    partition_stuck_after_s: float = Field(default=30.0, gt=0)
     tracing_enabled: bool = False
     tracing_file: str = ""
     otel_exporter_otlp_endpoint: str = ""
