@@ -26,12 +26,14 @@ async def service_running(
     name: str,
     kafka: KafkaUnderTest,
     postgres: PostgresUnderTest,
+    **settings_given: Any,
 ) -> AsyncIterator[FastAPI]:
     """The service's app with its lifespan run: schema, topics, consumers started."""
     settings = ServiceSettings(
         service_name=name,
         kafka_bootstrap_servers=kafka.bootstrap_servers,
         database_url=await postgres.create_database(name),
+        **settings_given,
     )
     app = build_app(settings)
     async with app.router.lifespan_context(app):

@@ -1,0 +1,119 @@
+"""/health tells the truth on the real broker: orders cannot write a dead letter (its
+dead-letter topic takes nothing that large), so the partition is held; /health says
+degraded, naming it, and the metrics show it; once the topic takes it again, the dead
+letter is written and /health is ok again. No restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from fastapi import FastAPI
+
+from services.orders.app import build_app
+from shared import limits, topics
+from shared.events import Money, PaymentCaptured
+from tests.factories import random_iccid
+from tests.infra import KafkaUnderTest, PostgresUnderTest
+from tests.integration.harness import headers_of, produce, records_where, service_running
+
+pytestmark = pytest.mark.integration
+
+DLT = topics.dead_letter_topic(topics.PAYMENTS_EVENTS)
+
+
+async def test_health_says_degraded_while_a_dead_letter_cannot_be_written_and_ok_once_it_is(
+    kafka: KafkaUnderTest, postgres: PostgresUnderTest
+) -> None:
+    euros = Money(amount_minor=1500, currency="EUR")
+    iccid = random_iccid()
+    unknown_order = PaymentCaptured(
+        order_id=uuid.uuid4(), iccid=iccid, amount=euros, fee=euros, provider_reference="p-1"
+    )  # a business rule broken: to be dead-lettered at once
+    async with service_running(
+        build_app, "orders", kafka, postgres, partition_stuck_after_s=2.0
+    ) as app:
+        async with dead_letter_topic_taking(kafka, DLT, max_bytes=100):
+            partition, offset = await produce(
+                kafka, topics.PAYMENTS_EVENTS, unknown_order.model_dump_json().encode(),
+                iccid.encode(),
+            )  # fmt: skip
+            held = f"{topics.PAYMENTS_EVENTS}[{partition}] of orders:{topics.PAYMENTS_EVENTS}"
+            degraded = await health_until(app, lambda body: _names(body, held), within=60)
+            assert degraded["status"] == "degraded"
+            assert f"stuck at offset {offset}" in " ".join(
+                degraded["checks"]["progress"]["problems"]
+            )
+            metrics = await get(app, "/metrics/")
+            assert (
+                f'topup_partition_stuck_seconds{{group="orders:{topics.PAYMENTS_EVENTS}"' in metrics
+            )
+        recovered = await health_until(app, lambda body: not _names(body, held), within=90)
+        assert recovered["checks"]["kafka"]["ok"]
+
+    [letter] = await records_where(
+        kafka,
+        DLT,
+        lambda r: (
+            headers_of(r).get("dlq.source.offset") == str(offset)
+            and headers_of(r).get("dlq.source.partition") == str(partition)
+        ),
+    )
+    assert headers_of(letter)["dlq.reason"] == "business_rule"
+
+
+def _names(body: dict[str, Any], held: str) -> bool:
+    return any(held in problem for problem in body["checks"]["progress"]["problems"])
+
+
+@asynccontextmanager
+async def dead_letter_topic_taking(
+    kafka: KafkaUnderTest, topic: str, max_bytes: int
+) -> AsyncIterator[None]:
+    """The topic refuses anything larger than `max_bytes` while the block runs."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        await _set(admin, topic, str(max_bytes))
+        try:
+            yield
+        finally:
+            await _set(admin, topic, str(limits.BROKER_MAX_MESSAGE_BYTES))
+    finally:
+        await admin.close()
+
+
+async def _set(admin: AIOKafkaAdminClient, topic: str, max_bytes: str) -> None:
+    resource = ConfigResource(
+        ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": max_bytes}
+    )
+    await admin.alter_configs([resource])
+
+
+async def get(app: FastAPI, path: str) -> str:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://orders"
+    ) as client:
+        return (await client.get(path)).text
+
+
+async def health_until(
+    app: FastAPI, done: Callable[[dict[str, Any]], bool], within: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = json.loads(await get(app, "/health"))
+        if done(body):
+            return body
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"/health did not get there in {within}s: {body}")
