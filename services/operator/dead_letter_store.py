@@ -65,6 +65,11 @@ class DeadLetter:
         return self.headers.get("dlq.source.topic")
 
     @property
+    def truncated(self) -> bool:
+        """Only a prefix of the original (shared/dead_letters.py): never replayed."""
+        return "value" in self.headers.get("dlq.truncated", "")
+
+    @property
     def reason(self) -> str:
         return self.headers.get("dlq.reason", "?")
 
@@ -188,8 +193,8 @@ async def replay(bootstrap_servers: str, letters: Iterable[DeadLetter]) -> list[
     replayed: list[DeadLetter] = []
     try:
         for letter in letters:
-            if letter.source is None:
-                continue
+            if letter.source is None or letter.truncated:
+                continue  # a truncated one is a prefix: the original is on its source topic
             await producer.send_and_wait(
                 letter.source, letter.value, key=letter.key, headers=letter.replay_headers()
             )

@@ -76,6 +76,7 @@ def view(letter: DeadLetter, replay: AuditEntry | None) -> dict[str, Any]:
         "type": headers.get("type") or (body.get("type") if isinstance(body, dict) else None),
         "order_id": order_id,
         "payload_preview": mask(text)[:PREVIEW_CHARS],  # masked whole: no ICCID cut in two
+        "truncated": letter.truncated,  # a prefix only: never replayed
         "replayed_by": replay.operator if replay else None,
         "replayed_at": replay.at if replay else None,
     }

@@ -92,3 +92,13 @@ def test_an_audit_record_that_is_not_ours_is_skipped() -> None:
     assert AuditEntry.parse(json.dumps(entry.__dict__).encode()) == entry
     assert AuditEntry.parse(b"{}") is None
     assert AuditEntry.parse(b"not json") is None
+
+
+def test_a_dead_letter_holding_only_a_prefix_of_its_original_is_shown_so_and_never_replayed() -> (
+    None
+):
+    prefix = letter(b'{"type": "PlaceOrder", "pad": "xxxx', **{"dlq.truncated": "value"})
+    cut_headers = letter(b"{}", **{"dlq.truncated": "headers"})
+    assert prefix.truncated
+    assert view(prefix, None)["truncated"] is True
+    assert not cut_headers.truncated, "its payload is whole: it may be replayed"
