@@ -18,13 +18,39 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 
 # Order ids are derived from the publisher's request id, so publishing the same
 # request twice names the same order and a publisher can compute it up front.
 ORDER_NAMESPACE = uuid.UUID("6f1c2a4e-9a53-4a8e-8a4c-3f0b7d1e2c55")
 
 PaymentMethod = Literal["card", "paypal", "alipay", "wechat_pay"]
+
+# Every text field is bounded (docs/contract.md, Sizes): generous for what the field is,
+# so a wrong value is still refused with its own reason, never an unbounded one.
+Code = Annotated[str, Field(max_length=64)]  # package ids, reasons, alert names...
+Reference = Annotated[str, Field(max_length=255)]  # tokens and references of the outside
+TEXT_CHARS = 1000
+
+
+def _cut(value: Any) -> Any:
+    """Ours compose messages from others' (a decline's, a rejection's): cut, not refused."""
+    if isinstance(value, str) and len(value) > TEXT_CHARS:
+        return value[: TEXT_CHARS - 3] + "..."
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_cut), Field(max_length=TEXT_CHARS)]  # for people
+IdempotencyKey = Annotated[str, Field(max_length=100)]
+RequestId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def order_id_for(request_id: str) -> uuid.UUID:
@@ -65,7 +91,9 @@ class Envelope(BaseModel):
     )
     occurred_at: datetime = Field(default_factory=_now, description="when it happened (UTC)")
     schema_version: int = Field(default=1, description="the versions this code reads: 1")
-    iccid: str = Field(description="the line's ICCID; also the Kafka key, so a line is ordered")
+    iccid: str = Field(
+        max_length=32, description="the line's ICCID; also the Kafka key, so a line is ordered"
+    )
 
     @field_validator("schema_version")
     @classmethod
@@ -96,14 +124,16 @@ class PlaceOrder(Message):
     """
 
     type: Literal["PlaceOrder"] = "PlaceOrder"
-    request_id: str = Field(min_length=1, max_length=200)
-    package_id: str
-    currency: str
-    payment_method: str
-    payment_token: str = Field(min_length=1, description="the provider's token, never a card")
-    msisdn: str = Field(description="the line's phone number, E.164")
-    email: str
-    promotion_code: str | None = None
+    request_id: RequestId
+    package_id: Code
+    currency: str = Field(max_length=8)
+    payment_method: str = Field(max_length=32)
+    payment_token: str = Field(
+        min_length=1, max_length=255, description="the provider's token, never a card"
+    )
+    msisdn: str = Field(max_length=32, description="the line's phone number, E.164")
+    email: str = Field(max_length=254)
+    promotion_code: Code | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -137,14 +167,14 @@ class OrderPlaced(Message):
     """Accepted: the price is fixed and the payment is being taken."""
 
     type: Literal["OrderPlaced"] = "OrderPlaced"
-    request_id: str
-    package_id: str
-    catalog_version: str
+    request_id: RequestId
+    package_id: Code
+    catalog_version: Code
     price: Money = Field(description="the package's list price")
     discount: Money
     fee: Money = Field(description="the payment method's fee")
     total: Money = Field(description="price - discount + fee: what is charged")
-    promotion_code: str | None = None
+    promotion_code: Code | None = None
     bonus_mb: int = 0
     payment_method: PaymentMethod
 
@@ -153,16 +183,16 @@ class OrderRejected(Message):
     """Refused before anything was created; `reason` is for machines, `message` for people."""
 
     type: Literal["OrderRejected"] = "OrderRejected"
-    request_id: str
+    request_id: RequestId
     reason: RejectionReason
-    message: str
+    message: Text
 
 
 class OrderCompleted(Message):
     """The line was topped up: the saga ended well."""
 
     type: Literal["OrderCompleted"] = "OrderCompleted"
-    request_id: str
+    request_id: RequestId
     data_mb: int | None = Field(description="data added, bonus included; None when unlimited")
     valid_until: datetime
 
@@ -171,25 +201,25 @@ class OrderPaymentFailed(Message):
     """The payment was declined or cancelled; nothing was charged."""
 
     type: Literal["OrderPaymentFailed"] = "OrderPaymentFailed"
-    request_id: str
-    reason: str
-    message: str
+    request_id: RequestId
+    reason: Code
+    message: Text
 
 
 class OrderExpired(Message):
     """The payment was not confirmed in time; nothing was charged (or it was refunded)."""
 
     type: Literal["OrderExpired"] = "OrderExpired"
-    request_id: str
+    request_id: RequestId
 
 
 class OrderRefunded(Message):
     """The top-up failed after the payment was captured: refunded in full, fee included."""
 
     type: Literal["OrderRefunded"] = "OrderRefunded"
-    request_id: str
+    request_id: RequestId
     amount: Money
-    reason: str
+    reason: Code
 
 
 # --- payments.commands.v1 -------------------------------------------------------------
@@ -202,16 +232,16 @@ class ChargePayment(Message):
     amount: Money = Field(description="the total to charge, fee included")
     fee: Money
     payment_method: PaymentMethod
-    payment_token: str
-    idempotency_key: str = Field(description="f'{order_id}:charge'")
+    payment_token: Reference
+    idempotency_key: IdempotencyKey = Field(description="f'{order_id}:charge'")
 
 
 class CancelPayment(Message):
     """Stop waiting for a pending charge; if it was captured after all, it is reported."""
 
     type: Literal["CancelPayment"] = "CancelPayment"
-    idempotency_key: str = Field(description="the charge's key, f'{order_id}:charge'")
-    reason: str
+    idempotency_key: IdempotencyKey = Field(description="the charge's key, f'{order_id}:charge'")
+    reason: Code
 
 
 class RefundPayment(Message):
@@ -219,8 +249,8 @@ class RefundPayment(Message):
 
     type: Literal["RefundPayment"] = "RefundPayment"
     amount: Money = Field(description="what was charged, fee included")
-    idempotency_key: str = Field(description="f'{order_id}:refund'")
-    reason: str
+    idempotency_key: IdempotencyKey = Field(description="f'{order_id}:refund'")
+    reason: Code
 
 
 # --- payments.events.v1 ---------------------------------------------------------------
@@ -230,7 +260,7 @@ class PaymentPending(Message):
     """The provider accepted the charge and will confirm it later (asynchronous methods)."""
 
     type: Literal["PaymentPending"] = "PaymentPending"
-    provider_reference: str
+    provider_reference: Reference
 
 
 class PaymentCaptured(Message):
@@ -239,22 +269,22 @@ class PaymentCaptured(Message):
     type: Literal["PaymentCaptured"] = "PaymentCaptured"
     amount: Money
     fee: Money
-    provider_reference: str
+    provider_reference: Reference
 
 
 class PaymentDeclined(Message):
     """The provider refused the charge; nothing was taken."""
 
     type: Literal["PaymentDeclined"] = "PaymentDeclined"
-    reason: str = Field(description="e.g. insufficient_funds, card_expired, provider_declined")
-    message: str
+    reason: Code = Field(description="e.g. insufficient_funds, card_expired, provider_declined")
+    message: Text
 
 
 class PaymentCancelled(Message):
     """A pending charge was cancelled before it was captured; nothing was taken."""
 
     type: Literal["PaymentCancelled"] = "PaymentCancelled"
-    reason: str
+    reason: Code
 
 
 class PaymentRefunded(Message):
@@ -262,7 +292,7 @@ class PaymentRefunded(Message):
 
     type: Literal["PaymentRefunded"] = "PaymentRefunded"
     amount: Money
-    provider_reference: str
+    provider_reference: Reference
 
 
 # --- provisioning.commands.v1 ---------------------------------------------------------
@@ -272,12 +302,12 @@ class TopUpLine(Message):
     """Add a package's data and validity to a line; at most once per key."""
 
     type: Literal["TopUpLine"] = "TopUpLine"
-    package_id: str
+    package_id: Code
     data_mb: int | None = Field(ge=0, description="None for an unlimited package")
     fair_use_mb: int | None = Field(default=None, ge=0, description="cap of an unlimited one")
     bonus_mb: int = Field(default=0, ge=0)
     validity_days: int = Field(ge=1, le=365)
-    idempotency_key: str = Field(description="f'{order_id}:topup'")
+    idempotency_key: IdempotencyKey = Field(description="f'{order_id}:topup'")
 
 
 # --- provisioning.events.v1 -----------------------------------------------------------
@@ -296,8 +326,8 @@ class TopUpFailed(Message):
     """The carrier refused the top-up for good (or every retry failed): compensate."""
 
     type: Literal["TopUpFailed"] = "TopUpFailed"
-    reason: str = Field(description="e.g. line_suspended, line_unknown, retries_exhausted")
-    message: str
+    reason: Code = Field(description="e.g. line_suspended, line_unknown, retries_exhausted")
+    message: Text
     attempts: int
 
 
@@ -313,7 +343,7 @@ class UsageReported(Envelope):
     event_id: uuid.UUID = Field(
         description="the carrier's report id, required: a report delivered twice is counted once"
     )
-    iccid: str = Field(description="the line's ICCID; also the Kafka key")
+    iccid: str = Field(max_length=32, description="the line's ICCID; also the Kafka key")
     used_mb: int = Field(ge=0, strict=True, description="data used in the period, in MB")
     period_start: datetime
     period_end: datetime
@@ -337,7 +367,7 @@ class LineAlertRaised(Message):
     systems to notify the customer (e.g. 75% or 90% used, 3 days or 1 day left)."""
 
     type: Literal["LineAlertRaised"] = "LineAlertRaised"
-    alert: str = Field(description="the threshold's name: data_used_75, expires_in_1d, ...")
+    alert: Code = Field(description="the threshold's name: data_used_75, expires_in_1d, ...")
     kind: AlertKind
     cycle_started_at: datetime
     data_quota_mb: int | None = Field(description="data the cycle started with; None unlimited")
@@ -361,10 +391,10 @@ class AutoRenewalPaused(Message):
     to resume it."""
 
     type: Literal["AutoRenewalPaused"] = "AutoRenewalPaused"
-    reason: str = Field(description="e.g. payment_declined, order_rejected, retries_exhausted")
-    message: str
+    reason: Code = Field(description="e.g. payment_declined, order_rejected, retries_exhausted")
+    message: Text
     attempts: int = Field(description="renewal orders placed for this crossing")
-    alert: str = Field(description="the threshold whose crossing asked for the renewal")
+    alert: Code = Field(description="the threshold whose crossing asked for the renewal")
 
 
 # --- one union per topic --------------------------------------------------------------

@@ -80,12 +80,33 @@ def test_promotion_codes_are_case_insensitive() -> None:
     ],
     ids=["promotion", "package", "currency", "payment-method", "email"],
 )
-def test_a_rejection_quotes_a_short_prefix_of_what_it_refuses_never_all_of_it(
+def test_a_value_beyond_its_bound_is_malformed_and_the_answer_says_which_not_what(
     overrides: dict[str, object],
+) -> None:
+    decision = parse_request(order_request(**overrides))
+    assert isinstance(decision, Rejected)
+    assert decision.reason == "malformed_request"
+    [field] = overrides
+    assert field in decision.message
+    assert len(decision.message) <= 500
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"promotion_code": '"\\' * 32}, "invalid_promotion"),  # 64: at its bound
+        ({"package_id": "é" * 64}, "unknown_package"),
+    ],
+)
+def test_a_rejection_quotes_a_short_prefix_of_what_it_refuses(
+    overrides: dict[str, object], reason: str
 ) -> None:
     decision = check(**overrides)
     assert isinstance(decision, Rejected)
-    assert len(decision.message) <= 500
+    assert decision.reason == reason
+    [value] = overrides.values()
+    assert repr(value) not in decision.message, "not the whole value"
+    assert repr(value)[:30] in decision.message, "but a prefix of it"
 
 
 def test_a_request_with_many_wrong_fields_gets_a_bounded_malformed_answer() -> None:
