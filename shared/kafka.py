@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import tracing
 from shared.dead_letters import DeadLetters
 from shared.events import Envelope, Message
+from shared.limits import PRODUCER_MAX_REQUEST_BYTES
 from shared.logs import LogContext
 from shared.metrics import prometheus_middleware
 from shared.settings import ServiceSettings
@@ -40,6 +41,7 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
         client_id=settings.service_name,
         acks="all",
         enable_idempotence=True,
+        max_request_size=PRODUCER_MAX_REQUEST_BYTES,  # shared/limits.py
         logger=logging.getLogger(f"{settings.service_name}.kafka"),
         # Outermost first: Prometheus sees every message, tracing (when on) spans the
         # handling and the retries, LogContext binds what is logged, DeadLetters what fails.

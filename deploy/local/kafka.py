@@ -275,6 +275,10 @@ class LocalKafka:
             ),
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir / "logs"),
+            # The largest message the broker takes (Kafka's default, set on purpose): the
+            # contract's limit is far below it (shared/limits.py), so answers and dead
+            # letters always fit.
+            "message.max.bytes": "1048588",
             "num.partitions": "3",
             "auto.create.topics.enable": "true",
             "default.replication.factor": "1",

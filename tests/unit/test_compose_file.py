@@ -11,11 +11,13 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
 
 import shared.metrics  # noqa: F401 - registers the business metrics
+from deploy.local.kafka import LocalKafka
 from deploy.local.processes import OPERATOR, SERVICES
 from services.operator.settings import OperatorSettings
 from services.orders.settings import OrdersSettings
 from services.payments.settings import PaymentsSettings
 from services.provisioning.settings import ProvisioningSettings
+from shared import limits
 from shared.access import AccessSettings
 from shared.settings import REPO_ROOT, ServiceSettings
 
@@ -140,3 +142,16 @@ def test_the_operator_reads_the_broker_asks_orders_and_shares_its_tokens(
     assert set(operator["depends_on"]) == {"kafka", "orders"}
     assert "healthcheck" in operator
     assert published_ports(operator) == {8000: 8000} == {int(env["HTTP_PORT"]): 8000}
+
+
+def test_every_broker_takes_the_message_size_the_contract_counts_on(
+    compose: dict[str, Any],
+) -> None:
+    """shared/limits.py: the broker's limit, written in the compose file and the local
+    broker's settings, and our producers' limit below it, far above the contract's."""
+    kafka_env = compose["services"]["kafka"]["environment"]
+    assert int(kafka_env["KAFKA_MESSAGE_MAX_BYTES"]) == limits.BROKER_MAX_MESSAGE_BYTES
+    local = LocalKafka(Path("/nonexistent"), port=1, controller_port=2).server_properties()
+    assert int(local["message.max.bytes"]) == limits.BROKER_MAX_MESSAGE_BYTES
+    assert limits.MAX_MESSAGE_BYTES * 4 < limits.PRODUCER_MAX_REQUEST_BYTES
+    assert limits.PRODUCER_MAX_REQUEST_BYTES < limits.BROKER_MAX_MESSAGE_BYTES
