@@ -16,6 +16,7 @@ service serves them all, on an event loop of this module's own.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -51,7 +52,7 @@ from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSim
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.renewals import renewal_request_id
 from shared import db as shared_db
-from shared import dead_letters, topics
+from shared import dead_letters, limits, topics
 from shared.events import (
     CancelPayment,
     ChargePayment,
@@ -112,6 +113,7 @@ SILENCE_IS_FINE_ON: dict[str, TypeAdapter[Any]] = {
     topics.ORDERS_EVENTS: TypeAdapter(OrdersEvent),
 }
 REASONS = {
+    "too_large",
     "undecodable",
     "schema_invalid",
     "unknown_schema_version",
@@ -503,7 +505,16 @@ def payloads(topic: str) -> st.SearchStrategy[bytes]:
         huge_strings.map(lambda s: json.dumps(s).encode()),
         st.integers(1, 40_000).map(lambda depth: b"[" * depth + b"]" * depth),
         st.integers(4_000, 20_000).map(lambda digits: b"1" * digits),  # past int's digit limit
+        padded_past_the_limit(topic),
     )
+
+
+@st.composite
+def padded_past_the_limit(draw: st.DrawFn, topic: str) -> bytes:
+    """A valid message of the topic, padded past the contract's size: refused unread."""
+    name = draw(st.sampled_from(sorted(set(topics.MESSAGES_ON[topic]) & set(VALID))))
+    size = draw(st.integers(limits.MAX_MESSAGE_BYTES + 1, 1_000_000))
+    return json.dumps({**VALID[name](), "padding": "p" * size}).encode()
 
 
 @st.composite
@@ -538,7 +549,12 @@ def account(totals: Totals, topic: str, body: bytes, outcome: Outcome) -> None:
     if outcome.dead:
         [msg] = outcome.dead
         headers = dict(msg.headers)
-        assert bytes(msg.body) == body, f"other bytes dead-lettered: {shown}"
+        if len(body) > limits.MAX_MESSAGE_BYTES:  # a bounded prefix, and how to find the rest
+            assert headers["dlq.reason"] == "too_large", shown
+            assert bytes(msg.body) == body[: limits.DEAD_LETTER_PREFIX_BYTES], shown
+            assert headers["dlq.source.sha256"] == hashlib.sha256(body).hexdigest()
+        else:
+            assert bytes(msg.body) == body, f"other bytes dead-lettered: {shown}"
         assert headers["dlq.source.topic"] == topic
         assert headers["dlq.reason"] in REASONS, headers["dlq.reason"]
         assert not outcome.answers, f"answered and dead-lettered: {shown}"
