@@ -145,7 +145,7 @@ def run(env: dict[str, str]) -> int:
             ports["OPERATOR_PORT"],
             env={
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                "ORDERS_URL": services[SERVICES.index("orders")].base_url,
+                **{f"{s.name.upper()}_URL": s.base_url for s in services},
                 "OPERATOR_TOKENS": tokens,
             },
             log_path=LOG_DIR / f"{OPERATOR}.log",

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from services.operator import dead_letters
 from services.operator.dead_letters import NotFound, ReplayRequest
 from services.operator.search import search
+from services.operator.services_health import services_health
 from services.operator.settings import OperatorSettings
 from shared.access import Operator
 from shared.logs import mask
@@ -33,6 +34,18 @@ async def whoami(who: Operator) -> dict[str, str]:
 async def topics(request: Request, _who: Operator) -> dict[str, Any]:
     overview: dict[str, Any] = request.app.state.sampler.overview()
     return overview
+
+
+@router.get("/services")
+async def services(request: Request, _who: Operator) -> dict[str, Any]:
+    """Each service's /health: ok, degraded (with its problems), unavailable or unreachable."""
+    settings = _settings(request)
+    urls = {
+        "orders": settings.orders_url,
+        "payments": settings.payments_url,
+        "provisioning": settings.provisioning_url,
+    }
+    return await services_health(request.app.state.health_http, urls)
 
 
 @router.get("/sagas", response_model=None)

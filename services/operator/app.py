@@ -58,6 +58,7 @@ def build_app(
     )
     audit = AuditLog(servers)
     orders = OrdersClient(config.orders_url, orders_transport)
+    health_http = httpx.AsyncClient(transport=orders_transport)  # the services' /health
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +75,7 @@ def build_app(
                 await sampling
             await audit.stop()
             await orders.close()
+            await health_http.aclose()
 
     app = FastAPI(title="operator service", lifespan=lifespan)
     app.state.settings = config
@@ -83,6 +85,7 @@ def build_app(
     app.state.sampler = sampler
     app.state.audit = audit
     app.state.orders = orders
+    app.state.health_http = health_http
     app.include_router(api.router)
     app.add_exception_handler(httpx.HTTPError, _orders_unreachable)
     app.add_exception_handler(KafkaError, _broker_unreachable)

@@ -9,6 +9,8 @@ from shared.settings import ServiceSettings
 class OperatorSettings(ServiceSettings):
     service_name: str = "operator"  # HTTP_PORT unset: port 8000
     orders_url: str = "http://127.0.0.1:8001"
+    payments_url: str = "http://127.0.0.1:8002"  # their /health only: the Services panel
+    provisioning_url: str = "http://127.0.0.1:8003"
     stuck_after_s: float = Field(default=30.0, gt=0, description="a saga this still is stuck")
     sample_interval_s: float = Field(default=2.0, gt=0, description="topic end offsets")
     rate_window_s: float = Field(default=10.0, gt=0, description="messages/s over this")

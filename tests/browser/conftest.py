@@ -42,7 +42,7 @@ async def stack(
             kafka.bootstrap_servers,
             f"sqlite+aiosqlite:///{folder / name}.db",
             # A payment left pending stays so: the stuck saga the dashboard must show.
-            {**SIMULATION, **access, "PAYMENT_TIMEOUT_S": "3600"},
+            {**SIMULATION, **access, "PAYMENT_TIMEOUT_S": "3600", "PARTITION_STUCK_AFTER_S": "2"},
             folder / f"{name}.log",
         )
         for name in SERVICES
@@ -52,7 +52,7 @@ async def stack(
         free_port(),
         env={
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "ORDERS_URL": services["orders"].base_url,
+            **{f"{name.upper()}_URL": service.base_url for name, service in services.items()},
             **access,
             "STUCK_AFTER_S": str(STUCK_AFTER_S),
         },

@@ -4,6 +4,7 @@ traffic: what an operator sees in each panel, and what a replay leaves behind.""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -11,8 +12,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from playwright.async_api import Locator, Page, expect
 
 from shared import topics
+from shared.events import Money, PaymentCaptured
 from tests.browser.screenshots import screenshot
 from tests.browser.stack import Stack, Traffic, new_dead_letter
+from tests.factories import random_iccid
+from tests.infra import KafkaUnderTest
+from tests.integration.harness import dead_letter_topic_taking, produce
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -20,6 +25,9 @@ SAGA_MESSAGES = [
     "PlaceOrder", "OrderPlaced", "ChargePayment", "PaymentCaptured",
     "TopUpLine", "LineToppedUp", "OrderCompleted",
 ]  # fmt: skip
+
+
+EUROS = Money(amount_minor=1500, currency="EUR")
 
 
 def topic_row(page: Page, topic: str) -> Locator:
@@ -81,6 +89,37 @@ async def test_the_topics_panel_shows_every_topic_its_end_offset_and_consumer_la
     dead_letters = topic_row(signed_in, topics.dead_letter_topic(topics.ORDERS_COMMANDS))
     await expect(dead_letters).to_have_class(re.compile("dead-letters-waiting"))
     await screenshot(signed_in, "03-topics", panel="topics")
+
+
+def service_row(page: Page, name: str) -> Locator:
+    return page.locator(f'[data-testid="service-row"][data-service="{name}"]')
+
+
+async def test_the_services_panel_shows_a_stuck_partition_while_it_lasts(
+    signed_in: Page, stack: Stack
+) -> None:
+    for name in ("orders", "payments", "provisioning"):
+        await expect(service_row(signed_in, name)).to_have_attribute("data-status", "ok")
+    unknown_order = PaymentCaptured(
+        order_id=uuid.uuid4(), iccid=random_iccid(), amount=EUROS, fee=EUROS,
+        provider_reference="p-stuck",
+    )  # fmt: skip
+    dead_letters = topics.dead_letter_topic(topics.PAYMENTS_EVENTS)
+    async with dead_letter_topic_taking(stack.bootstrap_servers, dead_letters, max_bytes=100):
+        await produce(
+            KafkaUnderTest(stack.bootstrap_servers, "the browser stack's"),
+            topics.PAYMENTS_EVENTS,
+            unknown_order.model_dump_json().encode(),
+            unknown_order.iccid.encode(),
+        )
+        orders = service_row(signed_in, "orders")
+        await expect(orders).to_have_attribute("data-status", "degraded", timeout=30_000)
+        await expect(orders).to_contain_text(f"partition {topics.PAYMENTS_EVENTS}[")
+        await expect(orders).to_contain_text("stuck at offset")
+        await screenshot(signed_in, "00-services-degraded", panel="services")
+    await expect(service_row(signed_in, "orders")).to_have_attribute(
+        "data-status", "ok", timeout=90_000
+    )
 
 
 async def test_the_sagas_panel_counts_completed_orders_and_shows_the_stuck_one(

@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastapi import FastAPI
 
-from shared import topics
+from shared import limits, topics
 from shared.events import Message, TopUpLine
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
@@ -172,3 +174,27 @@ async def topped_up(kafka: KafkaUnderTest, iccid: str) -> str:
     await send(kafka, topics.PROVISIONING_COMMANDS, command)
     [answer] = await messages_about(kafka, topics.PROVISIONING_EVENTS, command.order_id)
     return str(answer["type"])
+
+
+@asynccontextmanager
+async def dead_letter_topic_taking(
+    bootstrap_servers: str, topic: str, max_bytes: int
+) -> AsyncIterator[None]:
+    """The topic refuses anything larger than `max_bytes` while the block runs."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        await _set(admin, topic, str(max_bytes))
+        try:
+            yield
+        finally:
+            await _set(admin, topic, str(limits.BROKER_MAX_MESSAGE_BYTES))
+    finally:
+        await admin.close()
+
+
+async def _set(admin: AIOKafkaAdminClient, topic: str, max_bytes: str) -> None:
+    resource = ConfigResource(
+        ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": max_bytes}
+    )
+    await admin.alter_configs([resource])

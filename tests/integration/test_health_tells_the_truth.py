@@ -9,22 +9,25 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastapi import FastAPI
 
 from services.orders.app import build_app
-from shared import limits, topics
+from shared import topics
 from shared.events import Money, PaymentCaptured
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
-from tests.integration.harness import headers_of, produce, records_where, service_running
+from tests.integration.harness import (
+    dead_letter_topic_taking,
+    headers_of,
+    produce,
+    records_where,
+    service_running,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +45,7 @@ async def test_health_says_degraded_while_a_dead_letter_cannot_be_written_and_ok
     async with service_running(
         build_app, "orders", kafka, postgres, partition_stuck_after_s=2.0
     ) as app:
-        async with dead_letter_topic_taking(kafka, DLT, max_bytes=100):
+        async with dead_letter_topic_taking(kafka.bootstrap_servers, DLT, max_bytes=100):
             partition, offset = await produce(
                 kafka, topics.PAYMENTS_EVENTS, unknown_order.model_dump_json().encode(),
                 iccid.encode(),
@@ -73,30 +76,6 @@ async def test_health_says_degraded_while_a_dead_letter_cannot_be_written_and_ok
 
 def _names(body: dict[str, Any], held: str) -> bool:
     return any(held in problem for problem in body["checks"]["progress"]["problems"])
-
-
-@asynccontextmanager
-async def dead_letter_topic_taking(
-    kafka: KafkaUnderTest, topic: str, max_bytes: int
-) -> AsyncIterator[None]:
-    """The topic refuses anything larger than `max_bytes` while the block runs."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await _set(admin, topic, str(max_bytes))
-        try:
-            yield
-        finally:
-            await _set(admin, topic, str(limits.BROKER_MAX_MESSAGE_BYTES))
-    finally:
-        await admin.close()
-
-
-async def _set(admin: AIOKafkaAdminClient, topic: str, max_bytes: str) -> None:
-    resource = ConfigResource(
-        ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": max_bytes}
-    )
-    await admin.alter_configs([resource])
 
 
 async def get(app: FastAPI, path: str) -> str:

@@ -136,8 +136,9 @@ def test_the_operator_reads_the_broker_asks_orders_and_shares_its_tokens(
     assert set(env) <= settings_vars, "the operator sets variables it does not read"
     assert operator["command"] == ["python", "-m", "services.operator"]
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_internal_address(compose)
-    orders_port = compose["services"]["orders"]["environment"]["HTTP_PORT"]
-    assert env["ORDERS_URL"] == f"http://orders:{orders_port}"
+    for name in SERVICES:  # orders' read API, and every service's /health
+        port = compose["services"][name]["environment"]["HTTP_PORT"]
+        assert env[f"{name.upper()}_URL"] == f"http://{name}:{port}"
     assert env["OPERATOR_TOKENS"] == compose["services"]["orders"]["environment"]["OPERATOR_TOKENS"]
     assert set(operator["depends_on"]) == {"kafka", "orders"}
     assert "healthcheck" in operator

@@ -173,6 +173,16 @@
     fill($("topics-rows"), rows, "no topics yet", 5);
   }
 
+  /** ok, degraded (a stuck partition, a failing relay, parked outbox rows), unavailable. */
+  function renderServices(data) {
+    const rows = data.services.map((service) =>
+      h("tr", { "data-testid": "service-row", "data-service": service.service, "data-status": service.status },
+        h("td", {}, service.service),
+        h("td", { className: service.status === "ok" ? "fine" : "warn" }, service.status),
+        h("td", { className: "wrap" }, service.problems.length ? service.problems.join("; ") : "-")));
+    fill($("services-rows"), rows, "no services", 3);
+  }
+
   function renderSagas(data) {
     $("sagas-total").textContent = `${data.total} orders`;
     const states = Object.entries(data.by_state).sort((a, b) => b[1] - a[1]);
@@ -327,6 +337,7 @@
   // ---- the refresh loop -------------------------------------------------------------
 
   const PANELS = [
+    ["/api/services", renderServices],
     ["/api/topics", renderTopics],
     ["/api/sagas", renderSagas], // "stuck" after the service's STUCK_AFTER_S
     ["/api/dead-letters?limit=200", renderDeadLetters],
