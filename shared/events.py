@@ -160,6 +160,7 @@ RejectionReason = Literal[
     "unsupported_currency",
     "unsupported_payment_method",
     "invalid_promotion",
+    "card_number_not_accepted",
 ]
 
 

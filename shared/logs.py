@@ -19,6 +19,8 @@ from faststream.message import StreamMessage
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
+from shared.card_numbers import mask_card_numbers
+
 _ICCID = re.compile(r"\b89\d{15,18}\b")
 _PHONE = re.compile(r"\+\d{7,15}\b")
 _EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
@@ -29,6 +31,7 @@ def mask(text: str) -> str:
     support, not enough to be one; `+447700900123` -> `+44*******123`;
     `traveller@example.com` -> `t***@example.com`."""
     text = _ICCID.sub(lambda m: m[0][:4] + "*" * (len(m[0]) - 8) + m[0][-4:], text)
+    text = mask_card_numbers(text)  # in any form; an ICCID (89...) is not one
     text = _PHONE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 6) + m[0][-3:], text)
     return _EMAIL.sub(lambda m: f"{m[1]}***@{m[2]}", text)
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.orders.catalog import Catalog, Package
 from services.orders.pricing import Quote, quote
+from shared.card_numbers import looks_like_card_number
 from shared.events import PlaceOrder, RejectionReason
 from shared.limits import quoted
 
@@ -70,6 +71,12 @@ def parse_request(body: Any) -> PlaceOrder | Rejected:
 
 
 def validate(command: PlaceOrder, catalog: Catalog, now: datetime) -> Accepted | Rejected:
+    if looks_like_card_number(command.payment_token):  # first: it goes no further
+        return Rejected(
+            "card_number_not_accepted",
+            "payment_token holds a card number: send the payment provider's token instead; "
+            "a card number is never taken",
+        )
     package = catalog.packages.get(command.package_id)
     if package is None:
         known = ", ".join(sorted(catalog.packages))

@@ -20,7 +20,6 @@ from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.payments.backoff import Backoff
-from services.payments.card_numbers import looks_like_card_number, storable
 from services.payments.db import (
     Payment,
     Refund,
@@ -39,6 +38,7 @@ from services.payments.provider import (
 )
 from services.payments.states import OPEN, PaymentStatus, can_transition
 from shared import topics
+from shared.card_numbers import looks_like_card_number, storable
 from shared.db import insert_once
 from shared.dead_letters import BusinessRuleViolation
 from shared.events import (

@@ -46,8 +46,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from services.payments.card_numbers import looks_like_card_number, storable
 from services.payments.provider import ProviderResult, ProviderStatus, ProviderTimeout
+from shared.card_numbers import looks_like_card_number, storable
 from shared.db import as_utc, create_schema, insert_once, sessions_for
 from shared.events import Money, PaymentMethod
 

@@ -13,7 +13,6 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
 
 from services.orders.validation import E164
-from services.payments.card_numbers import looks_like_card_number
 from services.provisioning import renewals_db as rdb
 from services.provisioning.known_lines import known_line
 from services.provisioning.provisioning import Provisioner
@@ -23,6 +22,7 @@ from services.provisioning.renewals_db import (
     RenewalOrder,
     RenewalSettings,
 )
+from shared.card_numbers import looks_like_card_number
 from shared.events import PaymentMethod
 
 router = APIRouter()

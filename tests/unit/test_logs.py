@@ -112,3 +112,11 @@ async def test_a_line_logged_while_handling_a_usage_report_has_no_order_but_a_ma
     assert line["iccid"] == "8944***********4826"
     assert line["message"] == "line 8944***********4826 used 35 MB"
     assert "8944500102198304826" not in out.getvalue()
+
+
+def test_a_card_number_is_masked_in_any_form_and_an_iccid_stays_an_iccid() -> None:
+    text = mask("token 4242.4242.4242.4242 for line 8944500102198304826, card:5555555555554444")
+    assert "4242.4242" not in text
+    assert "************4242" in text
+    assert "************4444" in text
+    assert "8944*" in text

@@ -115,3 +115,14 @@ def test_a_request_with_many_wrong_fields_gets_a_bounded_malformed_answer() -> N
     assert isinstance(decision, Rejected)
     assert decision.reason == "malformed_request"
     assert len(decision.message) <= 500
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["4242424242424242", "4242.4242.4242.4242", "4242/4242/4242/4242", "card:4242 4242 4242 4242"],
+)
+def test_a_card_number_in_any_form_is_refused_before_anything_else(token: str) -> None:
+    decision = check(payment_token=token, package_id="moon-1tb")  # unknown too: card first
+    assert isinstance(decision, Rejected)
+    assert decision.reason == "card_number_not_accepted"
+    assert "4242" not in decision.message

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.payments.backoff import Backoff
-from services.payments.card_numbers import looks_like_card_number, storable
 from services.payments.states import OPEN, UNSETTLED, PaymentStatus, can_transition
+from shared.card_numbers import looks_like_card_number, storable
 
 
 def test_a_charge_whose_outcome_is_open_can_still_end_any_way() -> None:
@@ -47,15 +47,31 @@ def test_the_backoff_doubles_from_its_base_up_to_its_cap() -> None:
 
 
 @pytest.mark.parametrize(
-    "token", ["4242424242424242", "4242 4242 4242 4242", "4242-4242-4242-4242", "4000056655665"]
-)
+    "token",
+    [
+        "4242424242424242", "4242 4242 4242 4242", "4242-4242-4242-4242", "4222222222222",
+        "4242.4242.4242.4242", "4242/4242/4242/4242", "4242_4242_4242_4242",
+        "5555--5555--5555--4444",
+    ],
+)  # fmt: skip
 def test_card_numbers_are_recognised_and_masked_to_their_last_four_digits(token: str) -> None:
     assert looks_like_card_number(token)
     assert storable(token).endswith(token[-4:])
     assert set(storable(token)[:-4]) == {"*"}
 
 
-@pytest.mark.parametrize("token", ["tok_visa", "123456789012", "tok_4242424242424242"])
+@pytest.mark.parametrize(
+    "token", ["card:4242424242424242", "tok_4242424242424242", "PAN 4242 4242 4242 4242 12/29"]
+)
+def test_a_card_number_behind_a_prefix_or_among_words_is_one_all_the_same(token: str) -> None:
+    assert looks_like_card_number(token)
+    assert "4242424242424242" not in storable(token).replace(" ", "")
+    assert storable(token).endswith(token[-4:]) or "12/29" in token
+
+
+@pytest.mark.parametrize(
+    "token", ["tok_visa", "123456789012", "tok_1N3T00LkdIwHu7ix", "8944500102198304826"]
+)  # too short; letters; an ICCID
 def test_provider_tokens_are_kept_as_they_are(token: str) -> None:
     assert not looks_like_card_number(token)
     assert storable(token) == token
