@@ -258,22 +258,31 @@ def header_names(model: type[events.Envelope]) -> list[str]:
     return names
 
 
+# What the internal systems write: they need send no header at all (orders reads the
+# body), so its headers are described, none required.
+FROM_OUTSIDE: Final = (events.PlaceOrder,)
+
+
 def headers_schema_name(model: type[events.Envelope]) -> str:
-    """`MessageHeaders` for a message about an order, `EnvelopeHeaders` for the others."""
+    """`MessageHeaders` for a message about an order, `EnvelopeHeaders` for the others,
+    `RequestHeaders` for what the internal systems write (FROM_OUTSIDE)."""
+    if model in FROM_OUTSIDE:
+        return "RequestHeaders"
     base = events.Message if issubclass(model, events.Message) else events.Envelope
     return f"{base.__name__}Headers"
 
 
 def headers_schema(models: Sequence[type[events.Envelope]]) -> dict[str, Any]:
     """The headers of a topic carrying `models`: what all of them write is required, what
-    only some write is described but optional (none of our topics mixes the two yet)."""
+    only some write is described but optional (none of our topics mixes the two yet);
+    nothing is required of what outside systems write."""
     written = [header_names(model) for model in models]
     every = [name for name in written[0] if all(name in names for names in written)]
     some = [name for names in written for name in names]
     return {
         "type": "object",
         "properties": {**{n: HEADERS[n] for n in dict.fromkeys(some)}, **OPTIONAL_HEADERS},
-        "required": every,
+        "required": [] if all(model in FROM_OUTSIDE for model in models) else every,
     }
 
 

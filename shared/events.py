@@ -114,6 +114,11 @@ class Message(Envelope):
 # --- orders.commands.v1: what publishers send ---------------------------------------
 
 
+def _optional(schema: dict[str, Any], field: str) -> None:
+    """Say in a model's JSON schema that `field` may be left out (a validator fills it)."""
+    schema["required"] = [name for name in schema.get("required", []) if name != field]
+
+
 class PlaceOrder(Message):
     """A request to top up one line with one package.
 
@@ -122,6 +127,10 @@ class PlaceOrder(Message):
     payment method) are checked by orders, which answers `OrderRejected` with a
     machine-readable reason, so these fields are plain strings here.
     """
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", json_schema_extra=lambda schema: _optional(schema, "order_id")
+    )
 
     type: Literal["PlaceOrder"] = "PlaceOrder"
     request_id: RequestId
@@ -161,6 +170,7 @@ RejectionReason = Literal[
     "unsupported_payment_method",
     "invalid_promotion",
     "card_number_not_accepted",
+    "request_id_reused",
 ]
 
 

@@ -54,6 +54,9 @@ orders = Table(
     Column("valid_until", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The latest answer on orders.events.v1 (OrderPlaced, then the outcome), as sent: a
+    # repeated request gets it again, with its event_id (a consumer drops it as a repeat).
+    Column("answer", Text, nullable=True),
     Index("ix_orders_state_payment_due_by", "state", "payment_due_by"),
 )
 

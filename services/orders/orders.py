@@ -31,10 +31,13 @@ from shared.events import (
     PaymentDeclined,
     PaymentPending,
     PaymentRefunded,
+    PlaceOrder,
     TopUpFailed,
     order_id_for,
+    orders_events,
 )
 from shared.kafka import Outgoing
+from shared.limits import quoted
 from shared.metrics import ORDERS, RECONCILER, REJECTIONS, SAGA_SECONDS
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ async def place_order(
     parsed = parse_request(body)
     if isinstance(parsed, Rejected):
         return await _reject_unparsable(session, body, parsed, now)
-    previous = await _answer_again(session, parsed.request_id)
+    previous = await _answer_again(session, parsed.request_id, parsed)
     if previous is not None:
         return previous
     decision = validate(parsed, catalog, now)
@@ -95,12 +98,18 @@ async def _accept(
         ),
     )
     if not created:  # a concurrent delivery of the same request won the insert
-        return await _answer_again(session, command.request_id) or []
+        return await _answer_again(session, command.request_id, command) or []
     await _record(session, command.order_id, None, OrderState.PLACED, "order placed", now)
     row = await _load(session, command.order_id)
     assert row is not None
+    placed = _placed(row)
+    await session.execute(
+        update(orders)
+        .where(orders.c.order_id == row.order_id)
+        .values(answer=placed.model_dump_json())
+    )
     sent = await apply_steps(session, row, saga.start(_as_order(row), command.payment_token))
-    return [(topics.ORDERS_EVENTS, _placed(row)), *sent]
+    return [(topics.ORDERS_EVENTS, placed), *sent]
 
 
 async def on_payment_event(session: AsyncSession, event: PaymentEvent) -> list[Outgoing]:
@@ -185,6 +194,9 @@ async def apply_steps(session: AsyncSession, row: Row[Any], steps: list[Step]) -
             SAGA_SECONDS.labels(step.target).observe((now - as_utc(row.created_at)).total_seconds())
         state = step.target
         sent += step.send
+    answers = [message for topic, message in sent if topic == topics.ORDERS_EVENTS]
+    if answers:  # what a repeated request is answered with from now on
+        values["answer"] = answers[-1].model_dump_json()
     await session.execute(update(orders).where(orders.c.order_id == row.order_id).values(**values))
     await session.execute(insert(order_transitions), timeline)
     return sent
@@ -197,7 +209,7 @@ async def _reject_unparsable(
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= 200:
         # No request_id, no order id to answer on: it goes to the dead-letter topic.
         raise MalformedMessage(f"no usable request_id; {rejected.message}")
-    previous = await _answer_again(session, request_id)
+    previous = await _answer_again(session, request_id, None)
     if previous is not None:
         return previous
     return await _reject(session, request_id, str(body.get("iccid", ""))[:64], rejected, now)
@@ -214,16 +226,24 @@ async def _reject(
             reason=rejected.reason, message=rejected.message, at=now,
         ),
     )  # fmt: skip
-    return await _answer_again(session, request_id) or []
+    return await _answer_again(session, request_id, None) or []
 
 
-async def _answer_again(session: AsyncSession, request_id: str) -> list[Outgoing] | None:
-    """The answer a request already got (OrderPlaced or OrderRejected), or None if new."""
+async def _answer_again(
+    session: AsyncSession, request_id: str, asked: PlaceOrder | None
+) -> list[Outgoing] | None:
+    """The answer a request already got, or None if it is new: the order's latest answer
+    (OrderPlaced while the saga runs, then its outcome), the very message, event_id and
+    all; or the rejection it got. The same request_id asking for another order (`asked`
+    differs in line, package, currency, method or promotion) is refused instead."""
     placed = (
         await session.execute(select(orders).where(orders.c.request_id == request_id))
     ).first()
     if placed is not None:
-        return [(topics.ORDERS_EVENTS, _placed(placed))]
+        if asked is not None and (differs := _differences(placed, asked)):
+            return [(topics.ORDERS_EVENTS, _reused(placed, differs))]
+        answer = orders_events.validate_json(placed.answer) if placed.answer else None
+        return [(topics.ORDERS_EVENTS, answer or _placed(placed))]
     rejected = (
         await session.execute(
             select(rejected_requests).where(rejected_requests.c.request_id == request_id)
@@ -236,6 +256,37 @@ async def _answer_again(session: AsyncSession, request_id: str) -> list[Outgoing
         )  # fmt: skip
         return [(topics.ORDERS_EVENTS, answer)]
     return None
+
+
+def _differences(placed: Row[Any], asked: PlaceOrder) -> list[str]:
+    """The fields in which a request differs from the order its request_id made."""
+    first = {
+        "iccid": placed.iccid,
+        "package_id": placed.package_id,
+        "currency": placed.currency,
+        "payment_method": placed.payment_method,
+        "promotion_code": (placed.promotion_code or "").upper(),
+    }
+    now = {
+        "iccid": asked.iccid,
+        "package_id": asked.package_id,
+        "currency": asked.currency,
+        "payment_method": asked.payment_method,
+        "promotion_code": (asked.promotion_code or "").upper(),
+    }
+    return [name for name in first if first[name] != now[name]]
+
+
+def _reused(placed: Row[Any], differs: list[str]) -> OrderRejected:
+    """Not an answer about the order (it goes on): about this request, refused."""
+    REJECTIONS.labels("request_id_reused").inc()
+    return OrderRejected(
+        order_id=placed.order_id, iccid=placed.iccid, request_id=placed.request_id,
+        reason="request_id_reused",
+        message=f"request_id {quoted(placed.request_id)} already placed order "
+        f"{placed.order_id} with another {', '.join(differs)}; this request was not "
+        "placed and that order goes on. Use a new request_id for a new order",
+    )  # fmt: skip
 
 
 def _money(row: Row[Any], minor: int) -> Money:

@@ -101,6 +101,8 @@ def decide(
     settles nothing (OrderPlaced: the order is under way)."""
     if isinstance(event, OrderCompleted):
         return Renewed()
+    if isinstance(event, OrderRejected) and event.reason == "request_id_reused":
+        return None  # someone reused the renewal's request id: the order itself goes on
     if isinstance(event, OrderRejected):
         # A rejection (an unknown package, a malformed address...) is the same every time.
         return Pause(

@@ -239,11 +239,24 @@ def test_every_message_about_an_order_names_it_in_its_headers_and_correlation_id
     for topic in topics.MESSAGE_TOPICS:
         for model in asyncapi.models_on(topic):
             message = document["components"]["messages"][model.__name__]
-            if issubclass(model, Message):
+            if model in asyncapi.FROM_OUTSIDE:  # described, none required of the publisher
+                assert message["headers"]["$ref"].endswith("/RequestHeaders"), model.__name__
+                assert message["correlationId"]["$ref"].endswith("/orderId"), model.__name__
+            elif issubclass(model, Message):
                 assert message["headers"]["$ref"].endswith("/MessageHeaders"), model.__name__
                 assert message["correlationId"]["$ref"].endswith("/orderId"), model.__name__
             else:
                 assert message["headers"]["$ref"].endswith("/EnvelopeHeaders"), model.__name__
+
+
+def test_a_publisher_need_send_no_header_and_may_leave_order_id_out(
+    document: dict[str, Any],
+) -> None:
+    schemas = document["components"]["schemas"]
+    assert schemas["RequestHeaders"]["required"] == []
+    assert set(schemas["RequestHeaders"]["properties"]) >= {"type", "event_id", "order_id"}
+    assert "order_id" not in schemas["PlaceOrder"]["required"]
+    assert "request_id" in schemas["PlaceOrder"]["required"]
 
 
 def test_a_topic_requires_only_the_headers_all_its_messages_write() -> None:

@@ -95,7 +95,7 @@ async def test_decline_tokens_are_declined_with_their_reason(
 
 
 @pytest.mark.parametrize(
-    "card_number", ["4242424242424242", "4242 4242 4242 4242", "4000056655665"]
+    "card_number", ["4242424242424242", "4242 4242 4242 4242", "4222222222222"]
 )
 async def test_a_card_number_is_declined_and_only_its_last_four_digits_are_kept(
     provider: ProviderSimulator, engine: AsyncEngine, card_number: str
