@@ -79,7 +79,7 @@ def _request(
     priced = sorted(p.package_id for p in catalog.packages.values() if currency in p.prices)
     package = "moon-1tb" if kind == "rejected" else rng.choice(priced)
     now = datetime.now(UTC)
-    promotions = [c for c, p in catalog.promotions.items() if p.applies(package, now)]
+    promotions = [c for c, p in catalog.promotions.items() if p.applies(package, currency, now)]
     return {
         "type": "PlaceOrder",
         "request_id": request_id,

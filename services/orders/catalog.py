@@ -48,9 +48,13 @@ class Promotion(BaseModel):
     valid_from: datetime
     valid_until: datetime
 
-    def applies(self, package_id: str, at: datetime) -> bool:
+    def applies(self, package_id: str, currency: str, at: datetime) -> bool:
+        """In its window, for this package, and (an amount off) in this currency: a code
+        that would take nothing off is not silently accepted."""
         in_window = self.valid_from <= at <= self.valid_until
-        return in_window and (self.package_ids is None or package_id in self.package_ids)
+        for_package = self.package_ids is None or package_id in self.package_ids
+        in_currency = self.amount_off is None or currency in self.amount_off
+        return in_window and for_package and in_currency
 
 
 class MethodFee(BaseModel):

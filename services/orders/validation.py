@@ -113,10 +113,10 @@ def validate(command: PlaceOrder, catalog: Catalog, now: datetime) -> Accepted |
     promotion = None
     if command.promotion_code:
         promotion = catalog.promotions.get(command.promotion_code.upper())
-        if promotion is None or not promotion.applies(package.package_id, now):
+        if promotion is None or not promotion.applies(package.package_id, command.currency, now):
             return Rejected(
                 "invalid_promotion",
                 f"promotion {quoted(command.promotion_code)} is unknown, has ended "
-                f"or does not apply to {package.package_id}",
+                f"or does not apply to {package.package_id} in {command.currency}",
             )
     return Accepted(command, package, quote(package, command.currency, fee, promotion))

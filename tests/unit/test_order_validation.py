@@ -37,6 +37,15 @@ def test_a_valid_request_is_accepted_at_the_catalog_price() -> None:
         ({"promotion_code": "NOPE"}, "invalid_promotion"),
         ({"promotion_code": "SUMMER25"}, "invalid_promotion"),  # ended
         ({"package_id": "eu-1gb-7d", "promotion_code": "TRAVEL2"}, "invalid_promotion"),
+        (  # an amount off in EUR, USD and GBP only: it would take nothing off in CNY
+            {
+                "package_id": "eu-5gb-30d",
+                "promotion_code": "TRAVEL2",
+                "currency": "CNY",
+                "payment_method": "alipay",
+            },
+            "invalid_promotion",
+        ),
     ],
 )
 def test_an_invalid_request_is_rejected_with_its_reason(
