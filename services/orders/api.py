@@ -1,5 +1,5 @@
-"""Orders' HTTP read API: an order (state and timeline), the orders of a line, and the
-sagas by state with the stuck ones (for operators: it needs an operator's token)."""
+"""Orders' HTTP read API: the catalog, an order (state and timeline), the orders of a
+line, and the sagas by state with the stuck ones (for operators: an operator's token)."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -8,9 +8,27 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from services.orders import orders, sagas
+from services.orders.catalog import DEFAULT_CATALOG, load_catalog
 from shared.access import Operator
 
 router = APIRouter()
+
+PRICING_RULES = (
+    "total = price - discount + fee, in integer minor units of the order's currency. "
+    "discount: percent_off of the price, or amount_off in the currency (a code without an "
+    "amount in the currency does not apply to it), never more than the price. "
+    "fee = (price - discount) * percent_bp / 10,000, rounded half up to a minor unit, "
+    "plus the method's fixed part in the currency."
+)
+
+
+@router.get("/catalog")
+async def catalog(request: Request) -> dict[str, Any]:
+    """What internal systems may order and what it costs: packages with their prices per
+    currency, promotions, payment methods with their fees, and how a total is reckoned."""
+    settings = request.app.state.settings
+    offered = load_catalog(getattr(settings, "catalog_path", DEFAULT_CATALOG))
+    return {**offered.model_dump(mode="json"), "pricing": PRICING_RULES}
 
 
 @router.get("/orders/{order_id}")

@@ -4,6 +4,7 @@ the same request_id asking for another order is refused as such."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -65,3 +66,22 @@ async def test_a_request_id_reused_for_another_order_is_refused_and_the_first_go
 
 def holds_the_card_number(record: Record) -> bool:
     return b"4242.4242" in (record.value or b"") or b"4242424242424242" in (record.value or b"")
+
+
+async def test_the_catalog_is_readable_over_http_and_prices_what_orders_charge(
+    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+) -> None:
+    async with httpx.AsyncClient(base_url=services["orders"].base_url) as client:
+        catalog = (await client.get("/catalog")).json()
+    packages = {p["package_id"]: p for p in catalog["packages"].values()}
+    assert "rounded half up" in catalog["pricing"]
+    assert catalog["payment_methods"]["card"]["percent_bp"] >= 0
+    price = packages["eu-5gb-30d"]["prices"]["EUR"]
+    card = catalog["payment_methods"]["paypal"]  # a fee to reckon: percent and a fixed part
+    fee = (price * card["percent_bp"] + 5_000) // 10_000 + card["fixed"].get("EUR", 0)
+
+    request = order_request(package_id="eu-5gb-30d", currency="EUR", payment_method="paypal")
+    order_id = await publish(producer, request)
+    [placed] = await messages_about(kafka, topics.ORDERS_EVENTS, order_id)
+    assert placed["catalog_version"] == catalog["version"]
+    assert placed["total"] == {"amount_minor": price + fee, "currency": "EUR"}
