@@ -12,7 +12,8 @@ _CARD_NUMBER = re.compile(r"(?<![0-9])(?:[0-9][\s\-./_:]{0,2}){12,18}[0-9](?![0-
 _SEPARATORS = re.compile(r"[^0-9]")
 
 
-def _luhn_valid(digits: str) -> bool:
+def luhn_valid(digits: str) -> bool:
+    """The Luhn check (ISO/IEC 7812) over a string of digits: card numbers, ICCIDs."""
     total = 0
     for position, char in enumerate(reversed(digits)):
         digit = int(char)
@@ -33,7 +34,7 @@ def card_numbers_in(text: str) -> list[str]:
         for count in range(min(len(ends), 19), 12, -1):
             candidate = run[: ends[count - 1]]
             digits = _SEPARATORS.sub("", candidate)
-            if not digits.startswith("89") and _luhn_valid(digits):
+            if not digits.startswith("89") and luhn_valid(digits):
                 found.append(candidate)
                 break
     return found

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.orders.validation import luhn_valid
+from shared.card_numbers import luhn_valid
 from shared.events import UsageReported
 
 

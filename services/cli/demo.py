@@ -26,8 +26,8 @@ from rich.table import Table
 from services.cli.clients import publisher, service_url
 from services.orders.catalog import Catalog, load_catalog
 from services.orders.saga import FINAL
-from services.orders.validation import luhn_valid
 from shared import topics
+from shared.card_numbers import luhn_valid
 
 # One cycle of the mix: 15 paid, 2 declined, 2 confirmed later, 1 rejected; every kind
 # shows up within the first seven orders, so even a short demo has each.

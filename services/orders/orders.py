@@ -260,21 +260,11 @@ async def _answer_again(
 
 def _differences(placed: Row[Any], asked: PlaceOrder) -> list[str]:
     """The fields in which a request differs from the order its request_id made."""
-    first = {
-        "iccid": placed.iccid,
-        "package_id": placed.package_id,
-        "currency": placed.currency,
-        "payment_method": placed.payment_method,
-        "promotion_code": (placed.promotion_code or "").upper(),
-    }
-    now = {
-        "iccid": asked.iccid,
-        "package_id": asked.package_id,
-        "currency": asked.currency,
-        "payment_method": asked.payment_method,
-        "promotion_code": (asked.promotion_code or "").upper(),
-    }
-    return [name for name in first if first[name] != now[name]]
+    same_fields = ("iccid", "package_id", "currency", "payment_method")
+    differs = [name for name in same_fields if getattr(placed, name) != getattr(asked, name)]
+    if (placed.promotion_code or "").upper() != (asked.promotion_code or "").upper():
+        differs.append("promotion_code")
+    return differs
 
 
 def _reused(placed: Row[Any], differs: list[str]) -> OrderRejected:

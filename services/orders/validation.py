@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.orders.catalog import Catalog, Package
 from services.orders.pricing import Quote, quote
-from shared.card_numbers import looks_like_card_number
+from shared.card_numbers import looks_like_card_number, luhn_valid
 from shared.events import PlaceOrder, RejectionReason
 from shared.limits import quoted
 
@@ -44,16 +44,6 @@ class Rejected:
     def __post_init__(self) -> None:
         if len(self.message) > MESSAGE_CHARS:
             object.__setattr__(self, "message", self.message[: MESSAGE_CHARS - 3] + "...")
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        digit = int(char)
-        if position % 2 == 1:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
 
 
 def parse_request(body: Any) -> PlaceOrder | Rejected:

@@ -40,7 +40,6 @@ from sqlalchemy import select
 from services.orders import db as orders_db
 from services.orders import handlers as orders_handlers
 from services.orders.settings import OrdersSettings
-from services.orders.validation import luhn_valid
 from services.payments import db as payments_db
 from services.payments import handlers as payments_handlers
 from services.payments.backoff import Backoff
@@ -53,6 +52,7 @@ from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.renewals import renewal_request_id
 from shared import db as shared_db
 from shared import dead_letters, limits, topics
+from shared.card_numbers import luhn_valid
 from shared.events import (
     CancelPayment,
     ChargePayment,
