@@ -161,8 +161,12 @@ class DeadLetters(BaseMiddleware):
         record = msg.raw_message
         where = (self._group(str(record.topic)), str(record.topic), int(record.partition))
         PROGRESS.started(*where, int(record.offset))
-        result = await self._handle(call_next, msg)
-        PROGRESS.finished(*where)  # not reached when the error goes to the ack policy
+        try:
+            result = await self._handle(call_next, msg)
+        except BaseException:
+            PROGRESS.given_back(*where)  # to the ack policy: it will come again
+            raise
+        PROGRESS.finished(*where)
         return result
 
     async def _handle(self, call_next: Any, msg: StreamMessage[Any]) -> Any:

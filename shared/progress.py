@@ -24,23 +24,41 @@ RELAY_FAILING_AFTER_S: Final = 10.0
 
 
 @dataclass
+class Held:
+    offset: int
+    since: float  # when this offset was first delivered (monotonic seconds)
+    last_seen: float  # when it was last delivered
+    active: bool  # a handler is on it now (else it went back to be delivered again)
+
+
+# A message that went back to its partition comes again at once; one not seen again for
+# this long has moved on (another instance took the partition, or the consumer stopped).
+GONE_AFTER_S: Final = 300.0
+
+
+@dataclass
 class Progress:
     stuck_after_s: float = STUCK_AFTER_S
-    # (group, topic, partition) -> (offset in hand, since when: monotonic seconds)
-    in_hand: dict[tuple[str, str, int], tuple[int, float]] = field(default_factory=dict)
+    in_hand: dict[tuple[str, str, int], Held] = field(default_factory=dict)  # (group, topic, p)
     relay_failing_since: float | None = None
     relay_error: str = ""
     parked_rows: int = 0
 
     def started(self, group: str, topic: str, partition: int, offset: int) -> None:
         """A message is in hand; the same offset again keeps its first time."""
-        key = (group, topic, partition)
+        key, now = (group, topic, partition), time.monotonic()
         held = self.in_hand.get(key)
-        if held is None or held[0] != offset:
-            self.in_hand[key] = (offset, time.monotonic())
+        since = held.since if held is not None and held.offset == offset else now
+        self.in_hand[key] = Held(offset, since, now, active=True)
 
     def finished(self, group: str, topic: str, partition: int) -> None:
         self.in_hand.pop((group, topic, partition), None)
+
+    def given_back(self, group: str, topic: str, partition: int) -> None:
+        """The handler failed: the message goes back to be delivered again."""
+        held = self.in_hand.get((group, topic, partition))
+        if held is not None:
+            held.active = False
 
     def stuck(self) -> list[dict[str, object]]:
         now = time.monotonic()
@@ -49,11 +67,12 @@ class Progress:
                 "group": group,
                 "topic": topic,
                 "partition": partition,
-                "offset": offset,
-                "for_s": round(now - since, 1),
+                "offset": held.offset,
+                "for_s": round(now - held.since, 1),
             }
-            for (group, topic, partition), (offset, since) in sorted(self.in_hand.items())
-            if now - since >= self.stuck_after_s
+            for (group, topic, partition), held in sorted(self.in_hand.items())
+            if now - held.since >= self.stuck_after_s
+            and (held.active or now - held.last_seen < GONE_AFTER_S)
         ]
 
     def relay_failed(self, error: BaseException) -> None:

@@ -27,7 +27,7 @@ from services.operator.dead_letter_store import DeadLetter, dlt_of
 from services.orders import handlers as orders_handlers
 from services.orders.db import metadata as orders_metadata
 from services.orders.settings import OrdersSettings
-from shared import dead_letters, limits, topics
+from shared import dead_letters, limits, progress, topics
 from shared.dead_letters import BusinessRuleViolation, MalformedMessage, classify
 from shared.events import Money, PaymentCaptured, PaymentsEvent, order_id_for
 from shared.kafka import SAGA_ACK_POLICY, build_broker, saga_subscriber
@@ -373,3 +373,24 @@ def test_dlq_replay_refuses_an_ambiguous_request_before_reaching_the_operator(
 ) -> None:
     result = CliRunner().invoke(topup, ["dlq", "replay", *args])
     assert result.exit_code == 2, result.output
+
+
+def test_a_partition_held_is_stuck_until_it_moves_or_is_not_seen_again_for_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    seen = progress.Progress(stuck_after_s=30)
+    seen.started("g", "t", 0, offset=7)
+    clock[0] += 31
+    assert [s["offset"] for s in seen.stuck()] == [7], "a handler on it for 31 s"
+    seen.given_back("g", "t", 0)
+    seen.started("g", "t", 0, offset=7)  # delivered again: still stuck since the first time
+    clock[0] += 1
+    assert seen.stuck()[0]["for_s"] == 32.0
+    seen.given_back("g", "t", 0)
+    clock[0] += progress.GONE_AFTER_S
+    assert seen.stuck() == [], "not seen again: another instance has the partition"
+    seen.started("g", "t", 1, offset=3)
+    seen.finished("g", "t", 1)
+    assert seen.in_hand.keys() == {("g", "t", 0)}
