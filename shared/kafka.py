@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -43,6 +44,7 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
         enable_idempotence=True,
         max_request_size=PRODUCER_MAX_REQUEST_BYTES,  # shared/limits.py
         logger=logging.getLogger(f"{settings.service_name}.kafka"),
+        parser=tolerant_headers,
         # Outermost first: Prometheus sees every message, tracing (when on) spans the
         # handling and the retries, LogContext binds what is logged, DeadLetters what fails.
         middlewares=[
@@ -56,6 +58,22 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
     for key, value in {"settings": settings, **context}.items():
         broker.context.set_global(key, value)
     return broker
+
+
+async def tolerant_headers(record: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream decodes every header value as UTF-8 before any middleware runs: one
+    that is not would fail the message where no dead letter can catch it (and log the
+    whole header, each time). Such values are decoded with replacement characters and the
+    message goes on to be handled, or dead-lettered, like any other."""
+    headers = record.headers or ()
+    try:
+        for _name, value in headers:
+            (value or b"").decode()
+    except UnicodeDecodeError:
+        record.headers = [
+            (name, (value or b"").decode(errors="replace").encode()) for name, value in headers
+        ]
+    return await original(record)
 
 
 def saga_subscriber(router: KafkaRouter, service_name: str, topic: str) -> DefaultSubscriber:

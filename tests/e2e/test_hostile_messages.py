@@ -92,3 +92,19 @@ def _huge(topic: str) -> bytes:
     return json.dumps(
         {"type": "PlaceOrder", "topic": topic, "pad": marker * (ABOUT_1_MIB // 32)}
     ).encode()
+
+
+async def test_headers_that_are_not_utf8_neither_drop_an_order_nor_grow_the_logs(
+    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+) -> None:
+    logs_before = {name: log_size(process) for name, process in services.items()}
+    bad = [("x-bad", b"\xff" + b"\x00\xfe" * 20_000)]
+    request = order_request()
+    await producer.send_and_wait(
+        topics.ORDERS_COMMANDS, json.dumps(request).encode(), key=request["iccid"].encode(),
+        headers=bad,
+    )  # fmt: skip
+    order_id = order_id_for(request["request_id"])
+    assert (await final_order(services, order_id))["state"] == "COMPLETED"
+    for name, process in services.items():
+        assert log_size(process) - logs_before[name] < 50_000, name

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter, TestKafkaBroker
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
@@ -30,7 +31,7 @@ from services.orders.settings import OrdersSettings
 from shared import dead_letters, limits, progress, topics
 from shared.dead_letters import BusinessRuleViolation, MalformedMessage, classify
 from shared.events import Money, PaymentCaptured, PaymentsEvent, order_id_for
-from shared.kafka import SAGA_ACK_POLICY, build_broker, saga_subscriber
+from shared.kafka import SAGA_ACK_POLICY, build_broker, saga_subscriber, tolerant_headers
 from shared.progress import PROGRESS
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
@@ -379,7 +380,7 @@ def test_a_partition_held_is_stuck_until_it_moves_or_is_not_seen_again_for_long(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("shared.progress.time.monotonic", lambda: clock[0])
     seen = progress.Progress(stuck_after_s=30)
     seen.started("g", "t", 0, offset=7)
     clock[0] += 31
@@ -394,3 +395,19 @@ def test_a_partition_held_is_stuck_until_it_moves_or_is_not_seen_again_for_long(
     seen.started("g", "t", 1, offset=3)
     seen.finished("g", "t", 1)
     assert seen.in_hand.keys() == {("g", "t", 0)}
+
+
+async def test_a_header_that_is_not_utf8_reaches_the_handler_decoded_with_replacements() -> None:
+    record = ConsumerRecord(
+        topic=TOPIC, partition=0, offset=5, timestamp=0, timestamp_type=0, key=KEY,
+        value=b"{}", checksum=None, serialized_key_size=0, serialized_value_size=2,
+        headers=[("type", b"PaymentCaptured"), ("x-bad", b"\xff\x00\xfe")],
+    )  # fmt: skip
+    seen: list[Any] = []
+
+    async def original(parsed: Any) -> str:
+        seen.append([(name, value.decode()) for name, value in parsed.headers])
+        return "parsed"
+
+    assert await tolerant_headers(record, original) == "parsed"
+    assert seen == [[("type", "PaymentCaptured"), ("x-bad", "\ufffd\x00\ufffd")]]
