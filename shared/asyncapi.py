@@ -300,6 +300,13 @@ DEAD_LETTER_OPTIONAL_HEADERS: Final = {
         "description": "The original value's SHA-256, in hex, to find or check the original "
         "(as `dlq.source.size`).",
     },
+    "dlq.redacted": {
+        "type": "string",
+        "enum": ["card_number"],
+        "description": "On a dead letter whose original held a card number: every card number "
+        "in the payload and the error is masked to its last four digits (the original is "
+        "on its source topic; such a dead letter replays masked).",
+    },
     "dlq.truncated": {
         "type": "string",
         "enum": ["value", "headers", "value,headers"],

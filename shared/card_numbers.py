@@ -1,15 +1,18 @@
 """Card numbers are never taken: only a payment provider's token. A card number is
-recognised in any form a publisher may write it (spaces, dashes, dots, slashes,
-underscores, colons between the digits; a prefix such as `card:` before them), so it is
-refused where it enters, masked in logs and removed from dead letters."""
+recognised in any form a publisher may write it: its digits in groups of two or more with
+up to three separators between groups (spaces, dashes, dots, slashes, commas, plus signs,
+underscores, colons, pipes, invisible characters), digits of any script (fullwidth,
+Arabic-Indic...), a prefix such as `card:` before it, an expiry date glued after it. So it
+is refused where it enters, masked in logs and removed from dead letters."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
-# 13 to 19 digits (ISO/IEC 7812), each but the last followed by at most two separators.
-_CARD_NUMBER = re.compile(r"(?<![0-9])(?:[0-9][\s\-./_:]{0,2}){12,18}[0-9](?![0-9])")
-_SEPARATORS = re.compile(r"[^0-9]")
+# Digit groups of 2 or more, 13 digits or more in all, on the normalised text.
+_RUN = re.compile(r"(?<![0-9])[0-9]{2,}(?:[\s\-./_:,+|]{1,3}[0-9]{2,})+|(?<![0-9])[0-9]{13,}")
+_NOT_A_DIGIT = re.compile(r"[^0-9]")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -23,26 +26,61 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def card_numbers_in(text: str) -> list[str]:
-    """The runs of `text` that are card numbers: 13 to 19 digits passing the Luhn check,
-    not starting with 89 (the telecom industry's identifier: that is an ICCID). A run
-    with more digits after the number (an expiry date) holds it at its start."""
-    found = []
-    for match in _CARD_NUMBER.finditer(text):
+class _Normalising(dict[int, int]):
+    """str.translate's table, filled as characters are met (a C-level lookup after the
+    first): a decimal digit of any script -> its ASCII digit, an invisible (format)
+    character -> a space, any other -> itself."""
+
+    def __missing__(self, code: int) -> int:
+        char = chr(code)
+        if char.isdecimal() and not char.isascii():
+            self[code] = ord(str(unicodedata.decimal(char)))
+        elif unicodedata.category(char) == "Cf":
+            self[code] = ord(" ")
+        else:
+            self[code] = code
+        return self[code]
+
+
+_NORMALISING = _Normalising()
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _normalised(text: str) -> str:
+    """`text` with digits of any script as ASCII digits, invisible characters as spaces
+    and UUIDs (order ids, event ids) blanked out: one character for one, so positions
+    stay the same."""
+    text = text if text.isascii() else text.translate(_NORMALISING)
+    return _UUID.sub(lambda uuid: "x" * len(uuid[0]), text)
+
+
+def _card_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, digits) of each card number in `text`: 13 to 19 digits at the start of
+    a run passing the Luhn check, not starting with 89 (the telecom industry's identifier:
+    that is an ICCID)."""
+    normalised = _normalised(text)
+    spans = []
+    for match in _RUN.finditer(normalised):
         run = match[0]
         ends = [i + 1 for i, char in enumerate(run) if char.isdigit()]  # after each digit
         for count in range(min(len(ends), 19), 12, -1):
-            candidate = run[: ends[count - 1]]
-            digits = _SEPARATORS.sub("", candidate)
+            digits = _NOT_A_DIGIT.sub("", run[: ends[count - 1]])
             if not digits.startswith("89") and luhn_valid(digits):
-                found.append(candidate)
+                spans.append((match.start(), match.start() + ends[count - 1], digits))
                 break
-    return found
+    return spans
+
+
+def card_numbers_in(text: str) -> list[str]:
+    """The card numbers in `text`, as written there."""
+    return [text[start:end] for start, end, _digits in _card_spans(text)]
 
 
 def looks_like_card_number(token: str) -> bool:
     """Whether `token` holds a card number, in any form."""
-    return bool(card_numbers_in(token))
+    return bool(_card_spans(token))
 
 
 def storable(token: str) -> str:
@@ -52,7 +90,20 @@ def storable(token: str) -> str:
 
 def mask_card_numbers(text: str) -> str:
     """Every card number in `text` as stars and its last four digits."""
-    for found in card_numbers_in(text):
-        digits = _SEPARATORS.sub("", found)
-        text = text.replace(found, "*" * (len(digits) - 4) + digits[-4:])
+    for start, end, digits in reversed(_card_spans(text)):
+        text = text[:start] + "*" * (len(digits) - 4) + digits[-4:] + text[end:]
+    return text
+
+
+_DIGIT_RUN = re.compile(r"[0-9](?:[\s\-./_:,+|]{0,3}[0-9]){7,}")
+
+
+def mask_digit_runs(text: str) -> str:
+    """Every run of 8 digits or more as stars and its last four: for a text that quoted
+    a card number and may have cut it short (an error message's `...`), where a piece of
+    it would no longer look like a card number."""
+    normalised = _normalised(text)
+    for match in reversed(list(_DIGIT_RUN.finditer(normalised))):
+        digits = _NOT_A_DIGIT.sub("", match[0])
+        text = text[: match.start()] + "*" * (len(digits) - 4) + digits[-4:] + text[match.end() :]
     return text

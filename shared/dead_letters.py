@@ -34,6 +34,7 @@ from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
+from shared.card_numbers import mask_card_numbers, mask_digit_runs
 from shared.limits import (
     DEAD_LETTER_ERROR_CHARS,
     DEAD_LETTER_HEADER_VALUE_BYTES,
@@ -125,6 +126,10 @@ def dead_letter(record: Any, reason: str, error: BaseException, consumer: str) -
         "dlq.consumer": consumer,
         "dlq.failed_at": datetime.now(UTC).isoformat(),
     }
+    redacted = without_card_numbers(value)
+    if redacted != value:  # a publisher's card number goes no further than its own topic
+        value, headers["dlq.redacted"] = redacted, "card_number"
+        headers["dlq.error"] = mask_digit_runs(mask_card_numbers(headers["dlq.error"]))
     if len(value) > MAX_MESSAGE_BYTES:
         value = value[:DEAD_LETTER_PREFIX_BYTES]
         headers["dlq.truncated"] = "value"
@@ -132,6 +137,12 @@ def dead_letter(record: Any, reason: str, error: BaseException, consumer: str) -
         headers["dlq.truncated"] = ",".join(filter(None, (headers.get("dlq.truncated"), "headers")))
     key = bytes(record.key)[:DEAD_LETTER_HEADER_VALUE_BYTES] if record.key is not None else None
     return DeadLetter(value, key, headers)
+
+
+def without_card_numbers(value: bytes) -> bytes:
+    """`value` with every card number masked, every other byte as it was."""
+    text = value.decode("utf-8", errors="surrogateescape")
+    return mask_card_numbers(text).encode("utf-8", errors="surrogateescape")
 
 
 def _bounded_headers(raw: Any) -> tuple[dict[str, str], bool]:
@@ -234,5 +245,5 @@ class DeadLetters(BaseMiddleware):
             record.partition,
             record.offset,
             reason,
-            str(error)[:DEAD_LETTER_ERROR_CHARS],
+            letter.headers["dlq.error"],  # bounded, and masked where it quoted a card number
         )

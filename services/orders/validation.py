@@ -47,7 +47,16 @@ class Rejected:
 
 
 def parse_request(body: Any) -> PlaceOrder | Rejected:
-    """The request as a PlaceOrder, or why it is not one (missing or mistyped fields)."""
+    """The request as a PlaceOrder, or why it is not one: a card number where the token
+    goes (checked first, whatever else is wrong: it goes no further), or missing,
+    mistyped or oversized fields."""
+    token = body.get("payment_token") if isinstance(body, dict) else None
+    if isinstance(token, str) and looks_like_card_number(token):
+        return Rejected(
+            "card_number_not_accepted",
+            "payment_token holds a card number: send the payment provider's token instead; "
+            "a card number is never taken",
+        )
     try:
         return PlaceOrder.model_validate(body)
     except ValidationError as error:
@@ -61,12 +70,6 @@ def parse_request(body: Any) -> PlaceOrder | Rejected:
 
 
 def validate(command: PlaceOrder, catalog: Catalog, now: datetime) -> Accepted | Rejected:
-    if looks_like_card_number(command.payment_token):  # first: it goes no further
-        return Rejected(
-            "card_number_not_accepted",
-            "payment_token holds a card number: send the payment provider's token instead; "
-            "a card number is never taken",
-        )
     package = catalog.packages.get(command.package_id)
     if package is None:
         known = ", ".join(sorted(catalog.packages))

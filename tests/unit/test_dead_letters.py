@@ -411,3 +411,11 @@ async def test_a_header_that_is_not_utf8_reaches_the_handler_decoded_with_replac
 
     assert await tolerant_headers(record, original) == "parsed"
     assert seen == [[("type", "PaymentCaptured"), ("x-bad", "\ufffd\x00\ufffd")]]
+
+
+async def test_a_card_number_is_masked_in_a_dead_letter_and_said_so(rig: Rig) -> None:
+    await rig.send(b"not json 5555 5555 5555 4444 and 4111.1111.1111.1111")
+    value, headers = only_dead_letter(rig)
+    assert value == b"not json ************4444 and ************1111"
+    assert headers["dlq.redacted"] == "card_number"
+    assert "5555 5555" not in headers["dlq.error"]

@@ -126,12 +126,30 @@ def test_a_request_with_many_wrong_fields_gets_a_bounded_malformed_answer() -> N
     assert len(decision.message) <= 500
 
 
+def in_digits_of(zero: int) -> str:
+    """4242424242424242 in another script's digits (fullwidth: 0xFF10, Arabic-Indic: 0x0660)."""
+    return "".join(chr(zero + int(d)) for d in "4242424242424242")
+
+
 @pytest.mark.parametrize(
     "token",
-    ["4242424242424242", "4242.4242.4242.4242", "4242/4242/4242/4242", "card:4242 4242 4242 4242"],
+    [
+        "4242424242424242",
+        "4242.4242.4242.4242",
+        "4242/4242/4242/4242",
+        "card:4242 4242 4242 4242",
+        "4242,4242,4242,4242",
+        "4242+4242+4242+4242",
+        "4242 - 4242 - 4242 - 4242",
+        in_digits_of(0xFF10),
+        in_digits_of(0x0660),
+        "4242\u200b4242\u200b4242\u200b4242",
+        "42424242424242421227",
+    ],
 )
 def test_a_card_number_in_any_form_is_refused_before_anything_else(token: str) -> None:
-    decision = check(payment_token=token, package_id="moon-1tb")  # unknown too: card first
+    decision = parse_request(order_request(payment_token=token, email="x" * 300))  # card first
     assert isinstance(decision, Rejected)
     assert decision.reason == "card_number_not_accepted"
     assert "4242" not in decision.message
+    assert "4242" not in decision.message.translate({0xFF10 + d: str(d) for d in range(10)})
