@@ -56,6 +56,8 @@ async def place_order(
     parsed = parse_request(body)
     if isinstance(parsed, Rejected):
         return await _reject_unparsable(session, body, parsed, now)
+    if not usable_request_id(parsed.request_id):
+        raise MalformedMessage("no usable request_id: it holds a NUL or a lone surrogate")
     previous = await _answer_again(session, parsed.request_id, parsed)
     if previous is not None:
         return previous
@@ -206,13 +208,31 @@ async def _reject_unparsable(
     session: AsyncSession, body: Any, rejected: Rejected, now: datetime
 ) -> list[Outgoing]:
     request_id = body.get("request_id") if isinstance(body, dict) else None
-    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 200:
+    if not usable_request_id(request_id):
         # No request_id, no order id to answer on: it goes to the dead-letter topic.
         raise MalformedMessage(f"no usable request_id; {rejected.message}")
+    assert isinstance(request_id, str)
     previous = await _answer_again(session, request_id, None)
     if previous is not None:
         return previous
-    return await _reject(session, request_id, str(body.get("iccid", ""))[:64], rejected, now)
+    return await _reject(session, request_id, str(body.get("iccid", "")), rejected, now)
+
+
+def usable_request_id(value: object) -> bool:
+    """A request id an order can be named and answered by: 1 to 200 characters that a
+    database can store (no NUL, no lone surrogate). Anything else is dead-lettered."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 200 or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(text: str, most: int) -> str:
+    """A publisher's text as a database takes it: no NUL, no lone surrogate, `most` long."""
+    return text.encode(errors="replace").decode().replace("\x00", "")[:most]
 
 
 async def _reject(
@@ -222,7 +242,8 @@ async def _reject(
     await insert_once(
         session,
         insert(rejected_requests).values(
-            request_id=request_id, order_id=order_id_for(request_id), iccid=iccid,
+            request_id=request_id, order_id=order_id_for(request_id),
+            iccid=_storable(iccid, 32),
             reason=rejected.reason, message=rejected.message, at=now,
         ),
     )  # fmt: skip
@@ -241,7 +262,7 @@ async def _answer_again(
     ).first()
     if placed is not None:
         if asked is not None and (differs := _differences(placed, asked)):
-            return [(topics.ORDERS_EVENTS, _reused(placed, differs))]
+            return [(topics.ORDERS_EVENTS, _reused(placed, asked, differs))]
         answer = orders_events.validate_json(placed.answer) if placed.answer else None
         return [(topics.ORDERS_EVENTS, answer or _placed(placed))]
     rejected = (
@@ -249,8 +270,10 @@ async def _answer_again(
             select(rejected_requests).where(rejected_requests.c.request_id == request_id)
         )
     ).first()
-    if rejected is not None:
+    if rejected is not None:  # the same message every time: its event_id comes from the request
         answer = OrderRejected(
+            event_id=uuid.uuid5(rejected.order_id, "OrderRejected"),
+            occurred_at=as_utc(rejected.at),
             order_id=rejected.order_id, iccid=rejected.iccid, request_id=request_id,
             reason=rejected.reason, message=rejected.message,
         )  # fmt: skip
@@ -267,11 +290,12 @@ def _differences(placed: Row[Any], asked: PlaceOrder) -> list[str]:
     return differs
 
 
-def _reused(placed: Row[Any], differs: list[str]) -> OrderRejected:
-    """Not an answer about the order (it goes on): about this request, refused."""
+def _reused(placed: Row[Any], asked: PlaceOrder, differs: list[str]) -> OrderRejected:
+    """Not an answer about the order (it goes on): about this request, refused, on the
+    line the request named (its key), so its publisher reads it where it looks."""
     REJECTIONS.labels("request_id_reused").inc()
     return OrderRejected(
-        order_id=placed.order_id, iccid=placed.iccid, request_id=placed.request_id,
+        order_id=placed.order_id, iccid=asked.iccid, request_id=placed.request_id,
         reason="request_id_reused",
         message=f"request_id {quoted(placed.request_id)} already placed order "
         f"{placed.order_id} with another {', '.join(differs)}; this request was not "

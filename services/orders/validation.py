@@ -57,6 +57,8 @@ def parse_request(body: Any) -> PlaceOrder | Rejected:
             "payment_token holds a card number: send the payment provider's token instead; "
             "a card number is never taken",
         )
+    if isinstance(token, str) and any(ord(char) < 0x20 for char in token):
+        return Rejected("malformed_request", "payment_token: control characters are not allowed")
     try:
         return PlaceOrder.model_validate(body)
     except ValidationError as error:

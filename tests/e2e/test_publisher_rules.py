@@ -85,3 +85,28 @@ async def test_the_catalog_is_readable_over_http_and_prices_what_orders_charge(
     [placed] = await messages_about(kafka, topics.ORDERS_EVENTS, order_id)
     assert placed["catalog_version"] == catalog["version"]
     assert placed["total"] == {"amount_minor": price + fee, "currency": "EUR"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"iccid": "8" * 40}, "malformed_request"),  # past its bound: cut short in the answer
+        ({"iccid": "89\x00" * 4}, "invalid_iccid"),  # a NUL PostgreSQL cannot store
+        ({"payment_token": "tok_\x00visa"}, "malformed_request"),
+        ({"package_id": "nope\x00"}, "unknown_package"),
+    ],
+)
+async def test_a_request_with_a_usable_request_id_is_always_answered_and_again_the_same(
+    services: Services,
+    producer: AIOKafkaProducer,
+    kafka: KafkaUnderTest,
+    changes: dict[str, str],
+    reason: str,
+) -> None:
+    request = {**order_request(), **changes}
+    order_id = await publish(producer, request)
+    [first] = await messages_about(kafka, topics.ORDERS_EVENTS, order_id)
+    assert first["reason"] == reason
+    await publish(producer, request)
+    answers = await messages_about(kafka, topics.ORDERS_EVENTS, order_id, count=2)
+    assert answers == [first, first], "the same rejection, event_id and all"
