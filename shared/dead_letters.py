@@ -126,11 +126,14 @@ def dead_letter(record: Any, reason: str, error: BaseException, consumer: str) -
         "dlq.consumer": consumer,
         "dlq.failed_at": datetime.now(UTC).isoformat(),
     }
+    too_large = len(value) > MAX_MESSAGE_BYTES
+    if too_large:  # only what is kept is looked at: the prefix, and a card across its end
+        value = value[: DEAD_LETTER_PREFIX_BYTES + 64]
     redacted = without_card_numbers(value)
     if redacted != value:  # a publisher's card number goes no further than its own topic
         value, headers["dlq.redacted"] = redacted, "card_number"
         headers["dlq.error"] = mask_digit_runs(mask_card_numbers(headers["dlq.error"]))
-    if len(value) > MAX_MESSAGE_BYTES:
+    if too_large:
         value = value[:DEAD_LETTER_PREFIX_BYTES]
         headers["dlq.truncated"] = "value"
     if headers_cut:
