@@ -90,7 +90,12 @@ def storable(token: str) -> str:
 
 def mask_card_numbers(text: str) -> str:
     """Every card number in `text` as stars and its last four digits."""
-    for start, end, digits in reversed(_card_spans(text)):
+    return _masked(text, _card_spans(text))
+
+
+def _masked(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """`text` with each (start, end, digits) span as stars and the digits' last four."""
+    for start, end, digits in reversed(spans):
         text = text[:start] + "*" * (len(digits) - 4) + digits[-4:] + text[end:]
     return text
 
@@ -102,8 +107,5 @@ def mask_digit_runs(text: str) -> str:
     """Every run of 8 digits or more as stars and its last four: for a text that quoted
     a card number and may have cut it short (an error message's `...`), where a piece of
     it would no longer look like a card number."""
-    normalised = _normalised(text)
-    for match in reversed(list(_DIGIT_RUN.finditer(normalised))):
-        digits = _NOT_A_DIGIT.sub("", match[0])
-        text = text[: match.start()] + "*" * (len(digits) - 4) + digits[-4:] + text[match.end() :]
-    return text
+    runs = _DIGIT_RUN.finditer(_normalised(text))
+    return _masked(text, [(m.start(), m.end(), _NOT_A_DIGIT.sub("", m[0])) for m in runs])

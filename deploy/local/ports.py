@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import psutil  # type: ignore[import-untyped]
 
 from deploy.local.errors import StackError
+from deploy.local.kafka import free_port
 from deploy.local.leftovers import describe, started_by_make_run
 
 
@@ -82,7 +83,4 @@ def next_free(port: int, taken: set[int]) -> int:
     for candidate in range(port + 1, min(port + 1000, 65536)):
         if candidate not in taken and is_free(candidate):
             return candidate
-    with socket.socket() as sock:  # none near: any port the system gives
-        sock.bind(("127.0.0.1", 0))
-        free: int = sock.getsockname()[1]
-        return free
+    return free_port()  # none near: any port the system gives

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -198,3 +200,25 @@ async def _set(admin: AIOKafkaAdminClient, topic: str, max_bytes: str) -> None:
         ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": max_bytes}
     )
     await admin.alter_configs([resource])
+
+
+async def get(app: FastAPI, path: str) -> str:
+    """A GET on an in-process service's app; the body as text."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://orders"
+    ) as client:
+        return (await client.get(path)).text
+
+
+async def health_until(
+    app: FastAPI, done: Callable[[dict[str, Any]], bool], within: float
+) -> dict[str, Any]:
+    """An in-process service's /health once `done(body)`; the last body in the failure."""
+    deadline = time.monotonic() + within
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = json.loads(await get(app, "/health"))
+        if done(body):
+            return body
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"/health did not get there in {within}s: {body}")

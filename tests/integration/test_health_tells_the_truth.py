@@ -5,16 +5,10 @@ letter is written and /health is ok again. No restart."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from services.orders.app import build_app
 from shared import topics
@@ -23,7 +17,9 @@ from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 from tests.integration.harness import (
     dead_letter_topic_taking,
+    get,
     headers_of,
+    health_until,
     produce,
     records_where,
     service_running,
@@ -76,23 +72,3 @@ async def test_health_says_degraded_while_a_dead_letter_cannot_be_written_and_ok
 
 def _names(body: dict[str, Any], held: str) -> bool:
     return any(held in problem for problem in body["checks"]["progress"]["problems"])
-
-
-async def get(app: FastAPI, path: str) -> str:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://orders"
-    ) as client:
-        return (await client.get(path)).text
-
-
-async def health_until(
-    app: FastAPI, done: Callable[[dict[str, Any]], bool], within: float
-) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = json.loads(await get(app, "/health"))
-        if done(body):
-            return body
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"/health did not get there in {within}s: {body}")

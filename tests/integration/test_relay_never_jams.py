@@ -4,16 +4,12 @@ says so, and the rows staged behind it are published all the same."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import insert, select
 
 from services.orders.app import build_app
@@ -21,7 +17,7 @@ from shared import outbox, topics
 from shared.events import OrderExpired
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
-from tests.integration.harness import messages_about, service_running
+from tests.integration.harness import health_until, messages_about, service_running
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +41,7 @@ async def test_a_row_the_broker_refuses_is_parked_and_the_rows_behind_it_are_pub
             )
         [published] = await messages_about(kafka, topics.ORDERS_EVENTS, behind.order_id)
         assert published["event_id"] == str(behind.event_id)
-        health = await until_parked(app)
+        health = await health_until(app, names_a_parked_row, within=30)
         assert health["status"] == "degraded"
         async with app.state.sessions() as session:
             reason = await session.scalar(
@@ -69,15 +65,5 @@ def row(message: OrderExpired, padding: int) -> dict[str, object]:
     }
 
 
-async def until_parked(app: FastAPI, within: float = 30.0) -> dict[str, Any]:
-    """/health once it names a parked row."""
-    deadline = time.monotonic() + within
-    body: dict[str, Any] = {}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://orders") as client:
-        while time.monotonic() < deadline:
-            body = (await client.get("/health")).json()
-            if any("parked" in problem for problem in body["checks"]["progress"]["problems"]):
-                return body
-            await asyncio.sleep(0.5)
-    raise AssertionError(f"never degraded: {body}")
+def names_a_parked_row(health: dict[str, Any]) -> bool:
+    return any("parked" in problem for problem in health["checks"]["progress"]["problems"])
