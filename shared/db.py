@@ -20,7 +20,8 @@ POOL_SIZE: Final = 12
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An engine for `url`; SQLite files get their folder, WAL and a busy timeout."""
+    """An engine for `url`; SQLite files get their folder, WAL and a busy timeout. Its
+    errors never quote the statement's values (hide_parameters): they can be a token."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # No pre-ping: it cost a round trip per transaction. A connection that died
@@ -29,10 +30,10 @@ def create_engine(url: str) -> AsyncEngine:
         # Enough connections kept open for every consumer worker (shared/kafka.py) plus
         # the relay and a background loop: an overflow connection is closed on return,
         # so a pool smaller than that reconnects, and re-prepares, all the time.
-        return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=4)
+        return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=4, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine

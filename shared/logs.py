@@ -13,6 +13,7 @@ import sys
 import time
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote
 
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
@@ -21,25 +22,78 @@ from pythonjsonlogger.json import JsonFormatter
 
 from shared.card_numbers import mask_card_numbers
 
-_ICCID = re.compile(r"\b89\d{15,18}\b")
-_PHONE = re.compile(r"\+\d{7,15}\b")
-_EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
+# An ICCID, or what is left of one cut short (8 digits or more from its 89): the digits
+# may be followed by anything, letters included (`...&x=`, a cut `...`).
+_ICCID = re.compile(r"(?<![0-9])89[0-9]{6,18}")
+_PHONE = re.compile(r"\+[0-9]{7,15}")
+_EMAIL_LOCAL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@")
+# Structured fields whose value is a secret whatever it looks like.
+SECRET_KEYS = frozenset(
+    {"payment_token", "token", "authorization", "password", "secret", "api_tokens",
+     "operator_tokens", "card_number"}
+)  # fmt: skip
+
+
+def _mask_iccid(found: re.Match[str]) -> str:
+    digits = found[0]
+    if len(digits) < 12:
+        return digits[:4] + "*" * (len(digits) - 4)
+    return digits[:4] + "*" * (len(digits) - 8) + digits[-4:]
+
+
+def _masked(text: str) -> str:
+    text = _ICCID.sub(_mask_iccid, text)
+    text = mask_card_numbers(text)  # in any form; an ICCID (89...) is not one
+    text = _PHONE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 6) + m[0][-3:], text)
+    return _EMAIL_LOCAL.sub(lambda m: f"{m[1]}***@", text)
 
 
 def mask(text: str) -> str:
-    """`8944500102198304826` -> `8944*********04826`-like: enough to tell lines apart in
-    support, not enough to be one; `+447700900123` -> `+44*******123`;
-    `traveller@example.com` -> `t***@example.com`."""
-    text = _ICCID.sub(lambda m: m[0][:4] + "*" * (len(m[0]) - 8) + m[0][-4:], text)
-    text = mask_card_numbers(text)  # in any form; an ICCID (89...) is not one
-    text = _PHONE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 6) + m[0][-3:], text)
-    return _EMAIL.sub(lambda m: f"{m[1]}***@{m[2]}", text)
+    """`8944500102198304826` -> `8944***********4826`: enough to tell lines apart in
+    support, not enough to be one (a cut one, `89445001...`, keeps its first 4 only);
+    `+447700900123` -> `+44*******123`; `traveller@example.com` -> `t***@example.com`.
+    A URL-encoded text (a request's URL, `%2B44...`, `traveller%40example.com`) is
+    decoded first: what it encodes is masked, whatever the encoding hid."""
+    if "%" in text or "+" in text:
+        decoded = unquote(text)
+        if decoded != text:
+            text = decoded
+    return _masked(text)
+
+
+def mask_token(token: str) -> str:
+    """A secret as it may be shown: its last 4 characters (none of a short one)."""
+    return "****" + (token[-4:] if len(token) > 8 else "")
+
+
+def mask_fields(value: Any, key: str = "") -> Any:
+    """Every string in a structure (an answer's body, a log record's fields) masked; the
+    value of a secret's key (SECRET_KEYS) cut to its last 4 characters whatever it is."""
+    if isinstance(value, str):
+        return mask_token(value) if key.lower() in SECRET_KEYS else mask(value)
+    if isinstance(value, dict):
+        return {k: mask_fields(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_fields(v, key) for v in value]
+    return value
+
+
+# What every LogRecord has; anything else on a record is a structured field (`extra=`).
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
 
 
 class MaskingFilter(logging.Filter):
+    """Masks the message, its arguments, the exception text and every structured field."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = mask(record.getMessage())
         record.args = None
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_FIELDS:
+                setattr(record, name, mask_fields(value, name))
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
@@ -62,6 +116,9 @@ def configure_logging(service: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request's URL at INFO: a query can hold a line or a request id.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def uvicorn_log_config() -> dict[str, Any]:

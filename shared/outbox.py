@@ -109,6 +109,16 @@ async def stage(session: AsyncSession, outgoing: Iterable[Outgoing]) -> int:
         }
         for topic, message in outgoing
     ]
+    return await _insert(session, rows)
+
+
+async def stage_record(session: AsyncSession, topic: str, key: str, payload: str) -> int:
+    """Store a record that is not a contract message (an audit entry) to publish likewise."""
+    row = {"topic": topic, "key": key, "payload": payload, "headers": "{}"}
+    return await _insert(session, [{**row, "created_at": datetime.now(UTC)}])
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
     if rows:
         await session.execute(insert(outbox), rows)
         event.listen(session.sync_session, "after_commit", _wake_relay, once=True)

@@ -17,6 +17,9 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db, outbox, tracing
+from shared.access import Callers
+from shared.http_errors import GUARDED, HEALTH_ANSWERS
+from shared.http_guard import secure
 from shared.kafka import build_broker, ensure_topics
 from shared.logs import configure_logging, uvicorn_log_config
 from shared.metrics import mount_metrics
@@ -66,7 +69,16 @@ def build_service_app(
             await engine.dispose()
             tracing.stop()  # exports the spans still buffered
 
-    app = FastAPI(title=f"{settings.service_name} service", lifespan=lifespan)
+    app = FastAPI(
+        title=f"{settings.service_name} service",
+        lifespan=lifespan,
+        docs_url=None,  # the document is /openapi.json; no page that loads scripts from a CDN
+        redoc_url=None,
+    )
+    # Read at start-up, so a malformed API_TOKENS or OPERATOR_TOKENS stops the service
+    # with its reason instead of failing the first request (shared/access.py).
+    app.state.callers = Callers.from_env()
+    secure(app)
     app.state.settings = settings
     app.state.broker = broker
     app.state.engine = engine
@@ -74,14 +86,14 @@ def build_service_app(
     app.include_router(health_router)
     mount_metrics(app)
     if http_router is not None:
-        app.include_router(http_router)
+        app.include_router(http_router, responses=GUARDED)
     return app
 
 
 health_router = APIRouter()
 
 
-@health_router.get("/health")
+@health_router.get("/health", responses=HEALTH_ANSWERS)
 async def health(request: Request) -> JSONResponse:
     """503 `unavailable` when the broker or the database cannot be reached; 200 `degraded`,
     with the problems in words, when this process reaches both but is not moving (a stuck

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.credentials import ENVIRONMENT
 from tests.infra import KafkaUnderTest, PostgresUnderTest, kafka_under_test, postgres_under_test
 
 _used: dict[str, str] = {}
+
+# Every app built here and every service process started reads its callers from these.
+os.environ.update(ENVIRONMENT)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,9 @@ variable to change. Settings (environment variables):
   ORDERS_PORT=8001, PAYMENTS_PORT=8002, PROVISIONING_PORT=8003, OPERATOR_PORT=8000
   OPERATOR_TOKENS=name=token,...   who may use the dashboard and the operator API; unset:
                        one token for $USER, generated once into var/operator-token (0600)
+  API_TOKENS=name:scope+scope=token,...   internal systems that may call the services'
+                       APIs (shared/access.py); unset: one for the `topup` command line,
+                       `topup-cli:read+auto-renewal`, generated once into var/api-token (0600)
   CARRIER_USAGE_INTERVAL_S=10, LINE_SWEEP_INTERVAL_S=5   provisioning's simulated carrier
                        reports its lines' usage every 10 s and lines are checked for alerts,
                        expiry and renewal retries every 5 s, so usage alerts and an auto-renewal
@@ -44,6 +47,8 @@ from shared.settings import DEFAULT_HTTP_PORTS
 LOG_DIR = REPO_ROOT / "var" / "log"
 KAFKA_DIR = REPO_ROOT / "var" / "kafka" / "run"
 TOKEN_FILE = REPO_ROOT / "var" / "operator-token"
+API_TOKEN_FILE = REPO_ROOT / "var" / "api-token"
+CLI_CALLER = "topup-cli:read+auto-renewal"
 
 # Provisioning's settings for a demo: the simulated carrier reports usage (the services'
 # default is none) and the line sweeper runs often. The user's own values win.
@@ -57,8 +62,8 @@ def own_settings(name: str, env: dict[str, str]) -> dict[str, str]:
     return {key: env.get(key, value) for key, value in PROVISIONING_DEMO.items()}
 
 
-def operator_token(path: Path = TOKEN_FILE) -> str:
-    """The local operator's token: generated once, kept readable by its owner only."""
+def generated_token(path: Path) -> str:
+    """A local caller's token: generated once, kept readable by its owner only."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,8 +79,15 @@ def operator_tokens(env: dict[str, str], path: Path = TOKEN_FILE) -> tuple[str, 
     (None when the tokens are the user's own: we do not pick one of theirs to print)."""
     if given := env.get("OPERATOR_TOKENS"):
         return given, None
-    token = operator_token(path)
+    token = generated_token(path)
     return f"{env.get('USER') or 'operator'}={token}", token
+
+
+def api_tokens(env: dict[str, str], path: Path = API_TOKEN_FILE) -> str:
+    """API_TOKENS for the services: the user's own, else the command line's (generated)."""
+    if given := env.get("API_TOKENS"):
+        return given
+    return f"{CLI_CALLER}={generated_token(path)}"
 
 
 def main() -> int:
@@ -120,6 +132,7 @@ def run(env: dict[str, str]) -> int:
             pg.start()
             database_urls = {name: pg.create_database(name) for name in SERVICES}
         tokens, url_token = operator_tokens(env)
+        callers = {"OPERATOR_TOKENS": tokens, "API_TOKENS": api_tokens(env)}
         services = [
             ServiceProcess(
                 name,
@@ -127,7 +140,7 @@ def run(env: dict[str, str]) -> int:
                 env={
                     "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                     "DATABASE_URL": database_urls[name],
-                    "OPERATOR_TOKENS": tokens,  # orders answers operators (GET /sagas)
+                    **callers,
                     **own_settings(name, env),
                 },
                 log_path=LOG_DIR / f"{name}.log",
@@ -146,7 +159,7 @@ def run(env: dict[str, str]) -> int:
             env={
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                 **{f"{s.name.upper()}_URL": s.base_url for s in services},
-                "OPERATOR_TOKENS": tokens,
+                **callers,
             },
             log_path=LOG_DIR / f"{OPERATOR}.log",
             die_with_parent=True,

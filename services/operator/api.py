@@ -4,20 +4,34 @@ every state-changing one is audited (services/operator/audit.py)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 
 from services.operator import dead_letters
 from services.operator.dead_letters import NotFound, ReplayRequest
+from services.operator.orders_client import OrdersCaller, OrdersClient
 from services.operator.search import search
 from services.operator.services_health import services_health
 from services.operator.settings import OperatorSettings
 from shared.access import Operator
-from shared.logs import mask
+from shared.http_errors import printable, quote
+from shared.logs import mask_fields
 
-router = APIRouter(prefix="/api")
+MAX_STUCK_AFTER_S = 366 * 24 * 3600.0  # a year: more overflows no clock, and means nothing
+
+
+class MaskedJSONResponse(JSONResponse):
+    """Every string of an answer masked (shared/logs.py): ICCIDs, phone numbers, emails,
+    card numbers, tokens. Operators search by a full ICCID; no answer gives one back."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(mask_fields(content))
+
+
+router = APIRouter(prefix="/api", default_response_class=MaskedJSONResponse)
 
 
 def _settings(request: Request) -> OperatorSettings:
@@ -52,33 +66,44 @@ async def services(request: Request, _who: Operator) -> dict[str, Any]:
 async def sagas(
     request: Request,
     _who: Operator,
-    stuck_after_s: float | None = Query(default=None, gt=0),
+    stuck_after_s: float | None = Query(default=None, gt=0, le=MAX_STUCK_AFTER_S),
 ) -> dict[str, Any] | JSONResponse:
     """Orders' saga overview, asked with the caller's token; ICCIDs masked."""
     after = stuck_after_s or _settings(request).stuck_after_s
-    answer = await request.app.state.orders.sagas(request.headers["authorization"], after)
+    answer = await _orders(request).sagas(after)
     if answer.status_code != 200:
-        return JSONResponse(answer.json(), status_code=answer.status_code)
+        return MaskedJSONResponse(answer.json(), status_code=answer.status_code)
     body: dict[str, Any] = answer.json()
-    for stuck in body["stuck"]:
-        stuck["iccid"] = mask(stuck["iccid"])
     return body
 
 
+def _orders(request: Request) -> OrdersCaller:
+    orders: OrdersClient = request.app.state.orders
+    return orders.as_caller(request.headers["authorization"])
+
+
+def _searchable(query: str) -> str:
+    query = query.strip()
+    if not query or printable(query) != query:
+        raise ValueError("search for an order id, a request id or an ICCID (printable text)")
+    return query
+
+
+Search = Annotated[str, Query(min_length=1, max_length=200), AfterValidator(_searchable)]
+
+
 @router.get("/orders/search")
-async def orders_search(
-    request: Request, _who: Operator, q: str = Query(min_length=1, max_length=200)
-) -> dict[str, Any]:
+async def orders_search(request: Request, _who: Operator, q: Search) -> dict[str, Any]:
     settings = _settings(request)
     found = await search(
-        request.app.state.orders,
+        _orders(request),
         settings.kafka_bootstrap_servers,
-        q.strip(),
+        q,
         timedelta(seconds=settings.timeline_margin_s),
         settings.timeline_max_scan,
     )
     if found is None:
-        raise HTTPException(404, detail=f"no order, request or line matches {mask(q)!r}")
+        raise HTTPException(404, detail=f"no order, request or line matches {quote(q)}")
     return found
 
 

@@ -26,7 +26,9 @@ from services.operator.orders_client import OrdersClient
 from services.operator.settings import OperatorSettings
 from services.operator.topics import TopicSampler
 from shared import topics
-from shared.access import OperatorTokens
+from shared.access import Callers
+from shared.http_errors import GUARDED, HEALTH_ANSWERS, shown
+from shared.http_guard import PAGE_CSP, PUBLIC_PATHS, secure
 from shared.kafka import ensure_topics
 from shared.metrics import mount_metrics
 from shared.settings import ServiceSettings, specialise
@@ -44,10 +46,11 @@ def settings() -> OperatorSettings:
 def build_app(
     service_settings: ServiceSettings | None = None,
     *,
-    tokens: OperatorTokens | None = None,
+    callers: Callers | None = None,
     orders_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """`tokens` default to OPERATOR_TOKENS (a malformed value stops the start here)."""
+    """`callers` default to API_TOKENS and OPERATOR_TOKENS (a malformed value stops the
+    start here)."""
     config = specialise(service_settings, OperatorSettings)
     servers = config.kafka_bootstrap_servers
     sampler = TopicSampler(
@@ -77,19 +80,20 @@ def build_app(
             await orders.close()
             await health_http.aclose()
 
-    app = FastAPI(title="operator service", lifespan=lifespan)
+    app = FastAPI(title="operator service", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = config
-    app.state.operator_tokens = tokens if tokens is not None else OperatorTokens.from_env()
-    if not app.state.operator_tokens.by_operator:
+    app.state.callers = callers if callers is not None else Callers.from_env()
+    if not app.state.callers.known:
         log.warning("no OPERATOR_TOKENS: every /api request will be refused")
+    secure(app, public_paths=PUBLIC_PATHS | {"/"}, public_prefixes=("/static/",), csp=PAGE_CSP)
     app.state.sampler = sampler
     app.state.audit = audit
     app.state.orders = orders
     app.state.health_http = health_http
-    app.include_router(api.router)
+    app.include_router(api.router, responses=GUARDED)
     app.add_exception_handler(httpx.HTTPError, _orders_unreachable)
     app.add_exception_handler(KafkaError, _broker_unreachable)
-    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/health", health, methods=["GET"], responses=HEALTH_ANSWERS)
     app.add_api_route("/", dashboard, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     mount_metrics(app)
@@ -97,13 +101,15 @@ def build_app(
 
 
 async def _orders_unreachable(_request: Request, error: Exception) -> JSONResponse:
-    log.warning("orders did not answer: %r", error)
-    return JSONResponse({"detail": f"the orders service did not answer: {error!r}"}, 502)
+    said = shown(f"the orders service did not answer: {type(error).__name__}: {error}")
+    log.warning("%s", said)
+    return JSONResponse({"detail": said}, 502)
 
 
 async def _broker_unreachable(_request: Request, error: Exception) -> JSONResponse:
-    log.warning("the broker did not answer: %r", error)
-    return JSONResponse({"detail": f"the Kafka broker did not answer: {error!r}"}, 503)
+    said = shown(f"the Kafka broker did not answer: {error!r}")
+    log.warning("%s", said)
+    return JSONResponse({"detail": said}, 503)
 
 
 async def dashboard() -> FileResponse:

@@ -1,5 +1,6 @@
-"""The audit log: every state-changing action an operator takes, who took it, and how
-it went, one JSON record per action on `operator.audit.v1` and one JSON log line.
+"""The audit log: every state-changing action an operator or a caller of the services'
+APIs takes, who took it, and how it went, one JSON record per action on
+`operator.audit.v1` and one JSON log line.
 
 The topic has one partition, so the records are in the order they were written,
 and is kept forever (retention.ms=-1): it is the record, not a metric.
@@ -9,63 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from typing import Any, Final
+from dataclasses import asdict
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 from services.operator.dead_letter_store import read_range, reader
+from shared.audit import AUDIT_TOPIC, AuditEntry, ensure_audit_topic
 
-AUDIT_TOPIC: Final = "operator.audit.v1"
+__all__ = ["AUDIT_TOPIC", "AuditEntry", "AuditLog", "ensure_audit_topic"]
 
 log = logging.getLogger("operator.audit")
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: str
-    operator: str
-    action: str
-    target: str
-    outcome: str
-    detail: dict[str, Any]
-
-    @classmethod
-    def now(
-        cls, operator: str, action: str, target: str, outcome: str, detail: dict[str, Any]
-    ) -> AuditEntry:
-        return cls(datetime.now(UTC).isoformat(), operator, action, target, outcome, detail)
-
-    @classmethod
-    def parse(cls, value: bytes) -> AuditEntry | None:
-        try:
-            body = json.loads(value)
-            return cls(**{name: body[name] for name in cls.__dataclass_fields__})
-        except (ValueError, TypeError, KeyError):
-            return None  # not written by us: shown nowhere
-
-
-async def ensure_audit_topic(bootstrap_servers: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        if AUDIT_TOPIC in set(await admin.list_topics()):
-            return
-        topic = NewTopic(
-            AUDIT_TOPIC,
-            num_partitions=1,
-            replication_factor=1,
-            topic_configs={"retention.ms": "-1"},
-        )
-        try:
-            await admin.create_topics([topic])
-        except TopicAlreadyExistsError:
-            log.debug("another operator process created the audit topic first")
-    finally:
-        await admin.close()
 
 
 class AuditLog:
@@ -93,14 +47,7 @@ class AuditLog:
         await self._producer.send_and_wait(
             AUDIT_TOPIC, json.dumps(record).encode(), key=entry.operator.encode()
         )
-        log.info(
-            "%s: %s %s -> %s",
-            entry.operator,
-            entry.action,
-            entry.target,
-            entry.outcome,
-            extra={"audit": record},
-        )
+        entry.logged()
 
     async def latest(self, limit: int | None = None) -> list[AuditEntry]:
         """The newest `limit` entries (every entry when None), newest first."""

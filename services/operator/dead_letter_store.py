@@ -19,10 +19,11 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.topics import dead_letter_topic
+from shared.topics import DEAD_LETTER_TOPICS, dead_letter_topic
 
 DLT_SUFFIX: Final = dead_letter_topic("")
 READ_TIMEOUT_S: Final = 60.0
+RUN_GAP: Final = 200  # dead letters this close in a partition are read in one go
 
 
 class UnknownTopic(LookupError):
@@ -62,7 +63,9 @@ class DeadLetter:
 
     @property
     def source(self) -> str | None:
-        return self.headers.get("dlq.source.topic")
+        """Where a replay goes: the topic this dead-letter topic is named after (`X.dlt`
+        back to `X`), when that is one of the contract's topics; never a header's say."""
+        return source_of(self.topic)
 
     @property
     def truncated(self) -> bool:
@@ -82,6 +85,13 @@ class DeadLetter:
         return [*kept, ("dlq.replayed_from", self.where.encode())]
 
 
+def source_of(dlt: str) -> str | None:
+    """`X` for the dead-letter topic `X.dlt` of a contract topic; else None."""
+    if dlt not in DEAD_LETTER_TOPICS:
+        return None
+    return dlt.removesuffix(DLT_SUFFIX)
+
+
 def dlt_of(topic: str) -> str:
     """A dead-letter topic named directly or by its source topic."""
     return topic if topic.endswith(DLT_SUFFIX) else dead_letter_topic(topic)
@@ -90,8 +100,8 @@ def dlt_of(topic: str) -> str:
 def parse_where(where: str) -> tuple[str, int, int]:
     """`payments.events.v1.dlt:2:17` -> (topic, partition, offset); ValueError otherwise."""
     topic, partition, offset = where.rsplit(":", 2)
-    if not topic.endswith(DLT_SUFFIX) or int(partition) < 0 or int(offset) < 0:
-        raise ValueError(f"{where!r} is not <dead-letter topic>:<partition>:<offset>")
+    if topic not in DEAD_LETTER_TOPICS or not partition.isdigit() or not offset.isdigit():
+        raise ValueError("an id is <dead-letter topic of the contract>:<partition>:<offset>")
     return topic, int(partition), int(offset)
 
 
@@ -108,7 +118,7 @@ async def partitions_of(bootstrap_servers: str, topic: str | None) -> list[Topic
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        names = [dlt_of(topic)] if topic else sorted(t for t in existing if t.endswith(DLT_SUFFIX))
+        names = [dlt_of(topic)] if topic else sorted(existing.intersection(DEAD_LETTER_TOPICS))
         missing = [name for name in names if name not in existing]
         if missing:
             raise UnknownTopic(f"no topic {missing[0]} on {bootstrap_servers}")
@@ -162,26 +172,48 @@ async def read_dead_letters(
         await consumer.stop()
 
 
-async def read_dead_letter(
-    bootstrap_servers: str, topic: str, partition: int, offset: int
-) -> DeadLetter | None:
-    """The dead letter at one offset, or None when there is none."""
-    tp = TopicPartition(dlt_of(topic), partition)
+async def read_dead_letters_at(
+    bootstrap_servers: str, wheres: Iterable[tuple[str, int, int]]
+) -> dict[tuple[str, int, int], DeadLetter]:
+    """The dead letters at these (topic, partition, offset), with one consumer: each
+    partition's offsets read in runs (offsets close together in one read). Those not
+    there (no such partition, gone with retention, never written) are left out."""
+    wanted: dict[TopicPartition, set[int]] = {}
+    for topic, partition, offset in wheres:
+        wanted.setdefault(TopicPartition(dlt_of(topic), partition), set()).add(offset)
+    if not wanted:
+        return {}
     try:
-        if tp not in await partitions_of(bootstrap_servers, topic):
-            return None
+        present = set(await partitions_of(bootstrap_servers, None))
     except UnknownTopic:
-        return None
+        return {}
+    wanted = {tp: offsets for tp, offsets in wanted.items() if tp in present}
+    found: dict[tuple[str, int, int], DeadLetter] = {}
     consumer = reader(bootstrap_servers)
     await consumer.start()
     try:
-        consumer.assign([tp])
-        end = min(offset + 1, (await consumer.end_offsets([tp]))[tp])
-        records = await read_range(consumer, {tp: offset}, {tp: end})
-        # The offset may be gone (retention) or never have been a record.
-        return next((DeadLetter.of(r) for r in records if r.offset == offset), None)
+        consumer.assign(list(wanted))
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(list(wanted))
+        for tp, offsets in wanted.items():
+            for first, last in _runs(sorted(o for o in offsets if o < ends[tp])):
+                for record in await read_range(consumer, {tp: first}, {tp: last + 1}):
+                    if record.offset in offsets:
+                        letter = DeadLetter.of(record)
+                        found[(letter.topic, letter.partition, letter.offset)] = letter
     finally:
         await consumer.stop()
+    return found
+
+
+def _runs(offsets: list[int], gap: int = RUN_GAP) -> list[tuple[int, int]]:
+    """Sorted offsets as (first, last) runs: a gap of more than `gap` starts a new run."""
+    runs: list[tuple[int, int]] = []
+    for offset in offsets:
+        if runs and offset - runs[-1][1] <= gap:
+            runs[-1] = (runs[-1][0], offset)
+        else:
+            runs.append((offset, offset))
+    return runs
 
 
 async def replay(bootstrap_servers: str, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
@@ -190,15 +222,16 @@ async def replay(bootstrap_servers: str, letters: Iterable[DeadLetter]) -> list[
         bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
     )
     await producer.start()
-    replayed: list[DeadLetter] = []
+    sent: list[tuple[DeadLetter, asyncio.Future[Any]]] = []
     try:
         for letter in letters:
             if letter.source is None or letter.truncated:
                 continue  # a truncated one is a prefix: the original is on its source topic
-            await producer.send_and_wait(
+            acked = await producer.send(
                 letter.source, letter.value, key=letter.key, headers=letter.replay_headers()
             )
-            replayed.append(letter)
+            sent.append((letter, acked))
+        await asyncio.gather(*(acked for _letter, acked in sent))  # batched, all acked
     finally:
         await producer.stop()
-    return replayed
+    return [letter for letter, _acked in sent]

@@ -4,22 +4,28 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from prometheus_client import Counter
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.operator import dead_letter_store as store
 from services.operator.audit import AuditEntry, AuditLog
 from services.operator.dead_letter_store import DeadLetter
 from shared.logs import mask
+from shared.topics import ALL_TOPICS
 
 REPLAY_ACTION: Final = "dead_letters.replay"
+MAX_IDS: Final = 1000  # ids in one replay request (one read of their partitions)
 PREVIEW_CHARS: Final = 200
 
 REPLAYS = Counter(
     "topup_operator_replays_total", "Dead letters replayed by operators", ["source_topic"]
 )
+
+
+# A dead-letter topic of the contract, or the topic it is named after.
+TopicName = Literal[ALL_TOPICS]  # type: ignore[valid-type]
 
 
 class NotFound(LookupError):
@@ -29,10 +35,14 @@ class NotFound(LookupError):
 class ReplayRequest(BaseModel):
     """Either `ids` or `all` (optionally narrowed to one topic and one reason)."""
 
-    ids: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_IDS
+    )
     all: bool = False
-    topic: str | None = None
-    reason: str | None = None
+    topic: TopicName | None = None
+    reason: str | None = Field(default=None, max_length=64, pattern=r"^[a-z_]+$")
 
     @model_validator(mode="after")
     def _one_way(self) -> ReplayRequest:
@@ -96,14 +106,15 @@ async def newest(audit: AuditLog, limit: int) -> list[dict[str, Any]]:
 async def _chosen(audit: AuditLog, request: ReplayRequest) -> list[DeadLetter]:
     servers = audit.bootstrap_servers
     if request.ids is not None:
-        found = {
-            where: await store.read_dead_letter(servers, *store.parse_where(where))
-            for where in dict.fromkeys(request.ids)
-        }
-        missing = [where for where, letter in found.items() if letter is None]
+        wheres = [store.parse_where(where) for where in dict.fromkeys(request.ids)]
+        found = await store.read_dead_letters_at(servers, wheres)
+        missing = [f"{t}:{p}:{o}" for t, p, o in wheres if (t, p, o) not in found]
         if missing:
-            raise NotFound(f"no dead letter {', '.join(missing)}")
-        return [letter for letter in found.values() if letter is not None]
+            shown = ", ".join(missing[:10]) + (
+                f" and {len(missing) - 10} more" * (len(missing) > 10)
+            )
+            raise NotFound(f"no dead letter {shown}")
+        return [found[where] for where in wheres]
     try:
         letters = await store.read_dead_letters(servers, request.topic)
     except store.UnknownTopic as error:

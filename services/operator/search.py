@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from services.operator.orders_client import OrdersClient
+from services.operator.orders_client import OrdersCaller
 from services.operator.timeline import OrderRef, timelines
 from shared.logs import mask
 
@@ -27,7 +27,7 @@ def search_kind(query: str) -> Kind:
     return "order_id"
 
 
-async def find_orders(orders: OrdersClient, query: str) -> tuple[Kind, list[dict[str, Any]]]:
+async def find_orders(orders: OrdersCaller, query: str) -> tuple[Kind, list[dict[str, Any]]]:
     """What the query names, and the orders (as orders serves them, with transitions)."""
     kind = search_kind(query)
     if kind == "order_id":
@@ -74,7 +74,7 @@ def _view(order: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[str, An
 
 
 async def search(
-    orders: OrdersClient, bootstrap_servers: str, query: str, margin: timedelta, max_scan: int
+    orders: OrdersCaller, bootstrap_servers: str, query: str, margin: timedelta, max_scan: int
 ) -> dict[str, Any] | None:
     """The /api/orders/search body, or None when nothing matches."""
     kind, found = await find_orders(orders, query)

@@ -8,7 +8,6 @@ from services.orders import api, handlers
 from services.orders.deadlines import deadline_sweeper
 from services.orders.settings import OrdersSettings
 from shared import topics
-from shared.access import OperatorTokens
 from shared.service import build_service_app
 from shared.settings import ServiceSettings, specialise
 
@@ -18,7 +17,7 @@ def settings() -> OrdersSettings:
 
 
 def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
-    app = build_service_app(
+    return build_service_app(
         specialise(service_settings, OrdersSettings),
         migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
@@ -26,7 +25,3 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
         http_router=api.router,
         background=[deadline_sweeper],
     )
-    # Read at start-up, so a malformed OPERATOR_TOKENS stops the service with its reason
-    # instead of failing the first operator request (GET /sagas).
-    app.state.operator_tokens = OperatorTokens.from_env()
-    return app

@@ -22,8 +22,8 @@ from shared.limits import quoted
 
 MESSAGE_CHARS = 500  # OrderRejected.message at most (docs/contract.md)
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-ICCID = re.compile(r"^89\d{17,18}$")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")  # fullmatch: no trailing newline
+ICCID = re.compile(r"^89[0-9]{17,18}$")
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,12 @@ def validate(command: PlaceOrder, catalog: Catalog, now: datetime) -> Accepted |
         return Rejected(
             "unknown_package", f"no package {quoted(command.package_id)}; on sale: {known}"
         )
-    if not (ICCID.match(command.iccid) and luhn_valid(command.iccid)):
+    if not (ICCID.fullmatch(command.iccid) and luhn_valid(command.iccid)):
         return Rejected(
             "invalid_iccid",
             "the ICCID must be 19 or 20 digits starting with 89 with a valid Luhn check digit",
         )
-    if not E164.match(command.msisdn):
+    if not E164.fullmatch(command.msisdn):
         return Rejected(
             "invalid_msisdn", "the phone number must be in E.164 form, e.g. +447700900123"
         )

@@ -11,8 +11,9 @@ from pydantic import BaseModel
 from services.provisioning import auto_renewal_api, provisioning, usage_api
 from services.provisioning.balances import balance_at
 from services.provisioning.db import TopUp
-from services.provisioning.known_lines import check_iccid, line_not_found
+from services.provisioning.known_lines import NOT_FOUND, Iccid, check_iccid, line_not_found
 from services.provisioning.provisioning import LineReport
+from shared.access import Reader
 
 router = APIRouter()
 
@@ -43,8 +44,8 @@ class LineView(BaseModel):
     topups: list[TopUpView]
 
 
-@router.get("/lines/{iccid}")
-async def get_line(iccid: str, request: Request) -> LineView:
+@router.get("/lines/{iccid}", responses=NOT_FOUND)
+async def get_line(iccid: Iccid, request: Request, _who: Reader) -> LineView:
     report = await _report(request, iccid)
     now = datetime.now(UTC)
     usable = balance_at(report.balance, now)
@@ -61,8 +62,8 @@ async def get_line(iccid: str, request: Request) -> LineView:
     )
 
 
-@router.get("/lines/{iccid}/topups")
-async def get_topups(iccid: str, request: Request) -> list[TopUpView]:
+@router.get("/lines/{iccid}/topups", responses=NOT_FOUND)
+async def get_topups(iccid: Iccid, request: Request, _who: Reader) -> list[TopUpView]:
     return [_topup_view(t) for t in (await _report(request, iccid)).topups]
 
 

@@ -39,6 +39,7 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
     provisioner = Provisioner(
         carrier=simulator_for(config, app.state.sessions),
         stacking_rule=config.stacking_rule,
+        catalog_path=config.catalog_path,
         retry=RetryPolicy(
             max_attempts=config.carrier_max_attempts,
             backoff_base_s=config.retry_backoff_base_s,

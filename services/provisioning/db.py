@@ -110,6 +110,8 @@ auto_renewals = Table(
     Column("paused_message", String(500), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The caller (API_TOKENS) who last set or stopped it; None: set before callers had names.
+    Column("updated_by", String(100), nullable=True),
 )
 
 renewal_orders = Table(

@@ -3,18 +3,31 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+from typing import Annotated
+
+from fastapi import HTTPException, Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.provisioning import db
 from services.provisioning.iccid import is_valid_iccid
+from shared.http_errors import not_found, unprocessable
+
+Iccid = Annotated[
+    str,
+    Path(
+        pattern=r"^89[0-9]{17,18}$",
+        description="the line's ICCID: 19-20 digits starting 89, the last a Luhn check",
+    ),
+]
+
+# What every /lines/{iccid} operation may answer besides its own.
+NOT_FOUND = not_found("No line of that ICCID (never topped up)")
 
 
 def check_iccid(iccid: str) -> None:
     if not is_valid_iccid(iccid):
-        raise HTTPException(
-            status_code=422,
-            detail=f"{iccid!r} is not an ICCID: 19-20 digits starting 89, the last a Luhn check",
+        raise unprocessable(
+            ("path", "iccid"), "not an ICCID: 19-20 digits starting 89, the last a Luhn check"
         )
 
 

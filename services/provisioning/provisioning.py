@@ -20,11 +20,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Final
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.orders.catalog import DEFAULT_CATALOG
 from services.provisioning import db, usage_db
 from services.provisioning.alerts import AlertRules, drawable_mb
 from services.provisioning.balances import Balance, StackingRule, apply_top_up, metered_mb
@@ -67,6 +69,7 @@ class Provisioner:
     alerts: AlertRules = field(default_factory=AlertRules)
     renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
     sweep_interval_s: float = 30.0
+    catalog_path: Path = DEFAULT_CATALOG  # what an auto-renewal may be set to
 
 
 def provisioner_of(broker: KafkaBroker) -> Provisioner:

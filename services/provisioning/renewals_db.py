@@ -52,6 +52,7 @@ class AutoRenewal:
     paused_message: str | None
     created_at: datetime
     updated_at: datetime
+    updated_by: str | None  # the caller who last set or stopped it
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,17 @@ async def find_auto_renewal(
 
 
 async def opt_in(
-    session: AsyncSession, iccid: str, settings: RenewalSettings, now: datetime
+    session: AsyncSession, iccid: str, settings: RenewalSettings, now: datetime, by: str
 ) -> None:
-    """Save the settings, status active: a new opt-in, an update, or a paused one resumed."""
+    """Save the settings, status active: a new opt-in, an update, or a paused one resumed;
+    `by` is the caller who did it."""
     values = {
         **vars(settings),
         "status": AutoRenewalStatus.ACTIVE,
         "paused_reason": None,
         "paused_message": None,
         "updated_at": now,
+        "updated_by": by,
     }
     created = await insert_once(
         session, insert(auto_renewals).values(iccid=iccid, created_at=now, **values)
@@ -101,12 +104,12 @@ async def opt_in(
         )
 
 
-async def opt_out(session: AsyncSession, iccid: str, now: datetime) -> bool:
+async def opt_out(session: AsyncSession, iccid: str, now: datetime, by: str) -> bool:
     """Status off (the settings are kept, for the record); False if it never opted in."""
     result = await session.execute(
         update(auto_renewals)
         .where(auto_renewals.c.iccid == iccid)
-        .values(status=AutoRenewalStatus.OFF, updated_at=now)
+        .values(status=AutoRenewalStatus.OFF, updated_at=now, updated_by=by)
     )
     return bool(getattr(result, "rowcount", 0))
 
@@ -248,6 +251,7 @@ def _auto_renewal(row: Row[Any]) -> AutoRenewal:
         paused_message=row.paused_message,
         created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at),
+        updated_by=row.updated_by,
     )
 
 

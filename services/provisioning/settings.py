@@ -4,11 +4,13 @@ same name in upper case (`STACKING_RULE=reset`, `CARRIER_SUSPENDED_ICCIDS=89...,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from services.orders.catalog import DEFAULT_CATALOG
 from services.provisioning.balances import StackingRule
 from shared.settings import ServiceSettings
 
@@ -21,6 +23,8 @@ Seconds = Annotated[float, Field(ge=0.0)]
 class ProvisioningSettings(ServiceSettings):
     service_name: str = SERVICE
     stacking_rule: StackingRule = StackingRule.EXTEND
+    # What an auto-renewal may be set to (CATALOG_PATH, as for orders).
+    catalog_path: Path = DEFAULT_CATALOG
 
     # The simulated carrier. Failures are off by default so that a plain run (and
     # the other services' tests) is deterministic; set the rates to see retries.

@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 
 from services.provisioning import usage_db
 from services.provisioning.alerts import percent_used
-from services.provisioning.known_lines import known_line
+from services.provisioning.known_lines import NOT_FOUND, Iccid, known_line
 from services.provisioning.provisioning import Provisioner
 from services.provisioning.usage import cycle_of
+from shared.access import Reader
 
 router = APIRouter()
 
@@ -64,8 +65,8 @@ class AlertView(BaseModel):
     valid_until: datetime
 
 
-@router.get("/lines/{iccid}/usage")
-async def get_usage(iccid: str, request: Request) -> UsageView:
+@router.get("/lines/{iccid}/usage", responses=NOT_FOUND)
+async def get_usage(iccid: Iccid, request: Request, _who: Reader) -> UsageView:
     provisioner: Provisioner = request.app.state.provisioner
     now = provisioner.clock()
     async with request.app.state.sessions() as session:
@@ -93,8 +94,8 @@ async def get_usage(iccid: str, request: Request) -> UsageView:
     )
 
 
-@router.get("/lines/{iccid}/alerts")
-async def get_alerts(iccid: str, request: Request) -> list[AlertView]:
+@router.get("/lines/{iccid}/alerts", responses=NOT_FOUND)
+async def get_alerts(iccid: Iccid, request: Request, _who: Reader) -> list[AlertView]:
     """Every alert the line raised, newest first (those raised together: the later
     threshold first)."""
     provisioner: Provisioner = request.app.state.provisioner

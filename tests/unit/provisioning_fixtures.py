@@ -19,7 +19,9 @@ from services.provisioning import api, db, handlers
 from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSimulator
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from shared import topics
+from shared.http_guard import secure
 from tests.clock import Clock
+from tests.credentials import RENEWER
 from tests.unit.harness import InMemoryService, in_memory_service, running
 
 
@@ -47,12 +49,15 @@ async def provisioning_under_test(
         orders_commands = service.watch(topics.ORDERS_COMMANDS)
         app = FastAPI()
         app.include_router(api.router)
+        secure(app)
         app.state.sessions = service.sessions
         app.state.provisioner = provisioner
         transport = httpx.ASGITransport(app=app)
         async with (
             running(service.broker),
-            httpx.AsyncClient(transport=transport, base_url="http://provisioning") as http,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://provisioning", headers=RENEWER
+            ) as http,
         ):
             yield ProvisioningUnderTest(
                 service, provisioner, clock, http, line_events, orders_commands

@@ -28,7 +28,14 @@ def replay_entry(who: str, ids: list[str], outcome: str = "ok") -> AuditEntry:
 
 def test_a_dead_letter_is_named_by_topic_partition_and_offset() -> None:
     assert parse_where(WHERE) == ("payments.events.v1.dlt", 2, 17)
-    for bad in ("payments.events.v1:2:17", "payments.events.v1.dlt:x:1", "nope", "a.dlt:-1:0"):
+    for bad in (
+        "payments.events.v1:2:17",
+        "payments.events.v1.dlt:x:1",
+        "nope",
+        "a.dlt:-1:0",
+        "operator.audit.v1.dlt:0:0",  # not a dead-letter topic of the contract
+        "payments.events.v1.dlt:+1:0",
+    ):
         with pytest.raises(ValueError):  # noqa: PT011 - int() and ours word it differently
             parse_where(bad)
 
@@ -43,7 +50,12 @@ def test_the_view_masks_the_line_in_the_error_and_the_preview_even_where_it_is_c
     assert shown["error"] == f"bad line {mask(iccid)}"
     assert cut == ("x" * 189 + '"' + mask(iccid))[:200]
     assert iccid[:10] not in cut
-    assert (shown["id"], shown["reason"], shown["source_topic"]) == (WHERE, "business_rule", "p.v1")
+    # Where a replay goes is the topic the dead-letter topic is named after, not a header's say.
+    assert (shown["id"], shown["reason"], shown["source_topic"]) == (
+        WHERE,
+        "business_rule",
+        "payments.events.v1",
+    )
     assert (shown["type"], shown["order_id"], shown["consumer"]) == (
         "PaymentCaptured",
         "o-1",
@@ -73,8 +85,12 @@ def test_who_replayed_a_dead_letter_is_the_latest_successful_replay_naming_it() 
 
 def test_a_replay_names_dead_letters_or_asks_for_all_of_them() -> None:
     assert ReplayRequest.model_validate({"ids": [WHERE]}).ids == [WHERE]
-    every = ReplayRequest.model_validate({"all": True, "topic": "p.v1", "reason": "r"})
-    assert (every.all, every.topic, every.reason) == (True, "p.v1", "r")
+    every = ReplayRequest.model_validate(
+        {"all": True, "topic": "payments.events.v1", "reason": "r"}
+    )
+    assert (every.all, every.topic, every.reason) == (True, "payments.events.v1", "r")
+    with pytest.raises(ValueError, match="Input should be"):
+        ReplayRequest.model_validate({"all": True, "topic": "operator.audit.v1"})
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,9 @@ from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSim
 from services.provisioning.provisioning import Provisioner
 from shared import db as shared_db
 from shared.events import TopUpLine
+from shared.http_guard import secure
+from shared.logs import mask
+from tests.credentials import READER
 
 ICCID = "8944500102198304826"
 SUSPENDED = "8944500102198304834"
@@ -46,9 +49,12 @@ async def read_api(tmp_path: Path) -> AsyncIterator[ReadApi]:
     carrier = CarrierSimulator(sessions, CarrierBehaviour(suspended_iccids=frozenset({SUSPENDED})))
     app = FastAPI()
     app.include_router(api.router)
+    secure(app)
     app.state.sessions = sessions
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://provisioning") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://provisioning", headers=READER
+    ) as client:
         yield ReadApi(client, sessions, Provisioner(carrier))
     await engine.dispose()
 
@@ -102,7 +108,7 @@ async def test_the_history_alone_is_at_topups(read_api: ReadApi) -> None:
 async def test_an_unknown_line_is_not_found(read_api: ReadApi, path: str) -> None:
     response = await read_api.client.get(path.format(iccid=ICCID))
     assert response.status_code == 404
-    assert response.json() == {"detail": f"no line {ICCID}: it was never topped up"}
+    assert response.json() == {"detail": f"no line {mask(ICCID)}: it was never topped up"}
 
 
 @pytest.mark.parametrize(
@@ -111,4 +117,6 @@ async def test_an_unknown_line_is_not_found(read_api: ReadApi, path: str) -> Non
 async def test_a_malformed_iccid_is_unprocessable(read_api: ReadApi, iccid: str) -> None:
     response = await read_api.client.get(f"/lines/{iccid}")
     assert response.status_code == 422
-    assert "is not an ICCID" in response.json()["detail"]
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["path", "iccid"]
+    assert "input" not in problem  # never echoed

@@ -4,6 +4,7 @@ here as usage.py raises them: `on_alerts_raised` in the transaction, its orders 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -54,8 +55,12 @@ class Renewals(ProvisioningUnderTest):
         return order_id
 
     async def opt_in(self, **overrides: str) -> httpx.Response:
-        body = {**SETTINGS, **overrides}
-        return await self.http.put(f"/lines/{self.iccid}/auto-renewal", json=body)
+        body = json.dumps({**SETTINGS, **overrides})  # ASCII: a lone surrogate as an escape
+        return await self.http.put(
+            f"/lines/{self.iccid}/auto-renewal",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
 
     async def opt_out(self) -> httpx.Response:
         return await self.http.delete(f"/lines/{self.iccid}/auto-renewal")
@@ -154,11 +159,23 @@ async def test_opting_out_turns_auto_renewal_off(rig: Renewals) -> None:
     ("field", "value", "says"),
     [
         ("alert", "data_used_50", "data_used_75, data_used_90, data_exhausted"),
-        ("payment_method", "bitcoin", "card, paypal, alipay, wechat_pay"),
+        ("payment_method", "bitcoin", "'card', 'paypal', 'alipay' or 'wechat_pay'"),
         ("payment_token", "4242 4242 4242 4242", "never a card number"),
+        ("payment_token", "4242.4242.4242.4242", "never a card number"),
+        ("payment_token", "4242/4242/4242/4242", "never a card number"),
+        ("payment_token", "tok_4242424242424242", "never a card number"),
+        ("payment_token", "tok_ok\n", "should match pattern"),
+        ("payment_token", "tok\x00ok", "should match pattern"),
         ("currency", "eur", "ISO 4217"),
+        ("currency", "EUR\n", "ISO 4217"),
+        ("currency", "JPY", "not sold in this currency, only in"),
+        ("package_id", "no-such-package", "no such package in the catalog"),
+        ("package_id", "eu-5gb-30d\n", "should match pattern"),
         ("msisdn", "07700900123", "E.164"),
+        ("msisdn", "+447700900123\n", "E.164"),
         ("email", "traveller-at-example.com", "email address is not valid"),
+        ("email", "traveller@example.com\x00", "email address is not valid"),
+        ("email", "\ud800@example.com", "a valid string"),
     ],
 )
 async def test_a_bad_field_is_refused_with_a_clear_message(
@@ -178,9 +195,11 @@ async def test_an_unknown_line_is_404_and_a_malformed_iccid_422(rig: Renewals) -
     assert put.status_code == 404
     assert (await rig.http.get(f"/lines/{unknown}/auto-renewal")).status_code == 404
     assert (await rig.http.delete(f"/lines/{unknown}/auto-renewal")).status_code == 404
-    malformed = await rig.http.get("/lines/1234/auto-renewal")
-    assert malformed.status_code == 422
-    assert "not an ICCID" in malformed.json()["detail"]
+    for malformed in ("1234", "8944500102198304827", "8944500102198304826%0A"):
+        answer = await rig.http.get(f"/lines/{malformed}/auto-renewal")
+        assert answer.status_code == 422, malformed
+        [problem] = answer.json()["detail"]
+        assert problem["loc"] == ["path", "iccid"]
 
 
 # --- renewing -------------------------------------------------------------------------

@@ -336,7 +336,7 @@ async def test_the_read_api_refuses_a_malformed_iccid_and_an_unknown_line(
     for path in ("usage", "alerts"):
         malformed = await rig.http.get(f"/lines/8944500102198304827/{path}")
         assert malformed.status_code == 422
-        assert "is not an ICCID" in malformed.json()["detail"]
+        assert "not an ICCID" in malformed.json()["detail"][0]["msg"]
         unknown = await rig.http.get(f"/lines/{random_iccid()}/{path}")
         assert unknown.status_code == 404
         assert "never topped up" in unknown.json()["detail"]
