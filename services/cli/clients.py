@@ -6,10 +6,34 @@ import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import httpx
 from aiokafka import AIOKafkaProducer
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+API_TOKEN_FILE: Final = Path("var") / "api-token"
+
+
+def token_from(variable: str, file_variable: str, default_file: Path) -> str | None:
+    """A token from `variable`, else from the file `file_variable` names, else from
+    `default_file` (here, then in the repository `make run` ran from)."""
+    if given := os.environ.get(variable):
+        return given.strip()
+    named = os.environ.get(file_variable)
+    candidates = [Path(named)] if named else [default_file, REPO_ROOT / default_file]
+    for path in candidates:
+        if path.is_file() and (token := path.read_text().strip()):
+            return token
+    return None
+
+
+def api_headers() -> dict[str, str]:
+    """How the CLI signs in to the services' APIs, as the internal system `make run` made
+    for it (`topup-cli`: TOPUP_API_TOKEN, else var/api-token). None: they will say 401."""
+    token = token_from("TOPUP_API_TOKEN", "TOPUP_API_TOKEN_FILE", API_TOKEN_FILE)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def kafka_servers() -> str:
@@ -47,7 +71,7 @@ async def publish(topic: str, body: dict[str, Any], key: str) -> None:
 
 async def get_json(url: str) -> dict[str, Any] | None:
     """The body of a GET, or None on 404."""
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=api_headers()) as client:
         response = await client.get(url)
     if response.status_code == 404:
         return None

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from services.cli.clients import publisher, service_url
+from services.cli.clients import api_headers, publisher, service_url
 from services.orders.catalog import Catalog, load_catalog
 from services.orders.saga import FINAL
 from shared import topics
@@ -109,7 +109,7 @@ async def outcomes(orders: list[DemoOrder], within: float, done: Any) -> dict[st
     base = service_url("orders", 8001)
     states: dict[str, str] = {}
     deadline = time.monotonic() + within
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=10, headers=api_headers()) as client:
         while time.monotonic() < deadline:
             open_ = [o.request_id for o in orders if states.get(o.request_id) not in ENDED]
             if not open_:

@@ -8,7 +8,6 @@ rather than straight to Kafka is what puts an operator's name on every replay (i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -17,10 +16,10 @@ import httpx
 import typer
 
 from services.cli.answers import CliError, error_detail
+from services.cli.clients import token_from
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 TOKEN_FILE: Final = Path("var") / "operator-token"
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 TIMEOUT_S: Final = 30.0
 
 OperatorUrl = Annotated[
@@ -46,12 +45,7 @@ class OperatorError(CliError):
 
 
 def token_from_file() -> str | None:
-    named = os.environ.get("TOPUP_OPERATOR_TOKEN_FILE")
-    candidates = [Path(named)] if named else [TOKEN_FILE, REPO_ROOT / TOKEN_FILE]
-    for path in candidates:
-        if path.is_file() and (token := path.read_text().strip()):
-            return token
-    return None
+    return token_from("", "TOPUP_OPERATOR_TOKEN_FILE", TOKEN_FILE)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any, Final
 import httpx
 
 from services.cli.answers import CliError, error_detail
-from services.cli.clients import service_url
+from services.cli.clients import api_headers, service_url
 
 TIMEOUT_S: Final = 10.0
 
@@ -37,7 +37,9 @@ class Provisioning:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            with httpx.Client(base_url=self.url, timeout=TIMEOUT_S, transport=transport) as client:
+            with httpx.Client(
+                base_url=self.url, timeout=TIMEOUT_S, transport=transport, headers=api_headers()
+            ) as client:
                 response = client.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise ProvisioningError(

@@ -38,8 +38,9 @@ class Stack:
             return await client.request(method, path, headers=headers, **kwargs)
 
     async def order(self, order_id: uuid.UUID) -> dict[str, Any] | None:
+        headers = {"Authorization": f"Bearer {self.token}"}  # an operator: reads, too
         async with httpx.AsyncClient(base_url=self.services["orders"].base_url) as client:
-            response = await client.get(f"/orders/{order_id}")
+            response = await client.get(f"/orders/{order_id}", headers=headers)
         return response.json() if response.status_code == 200 else None
 
 

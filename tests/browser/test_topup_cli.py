@@ -26,6 +26,7 @@ from tests.browser.stack import (
     send,
 )
 from tests.cli_output import rows, succeeded
+from tests.credentials import CARE_TOKEN
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest
 from tests.integration.harness import messages_about
@@ -42,6 +43,7 @@ async def topup(stack: Stack, *args: str, **env: str) -> Result:
     environment = {
         "TOPUP_OPERATOR_URL": stack.operator.base_url,
         "TOPUP_OPERATOR_TOKEN": stack.token,
+        "TOPUP_API_TOKEN": CARE_TOKEN,  # the services' APIs: an internal system's token
         "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
         "ORDERS_URL": stack.services["orders"].base_url,
         "COLUMNS": "250",

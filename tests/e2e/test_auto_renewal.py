@@ -17,6 +17,7 @@ from deploy.local.processes import ServiceProcess
 from services.provisioning.renewals import renewal_request_id
 from shared import topics
 from shared.events import order_id_for
+from tests.credentials import RENEWER
 from tests.e2e.carrier import publish_usage
 from tests.e2e.test_saga_outcomes import final_order, line, poll, publish
 from tests.factories import auto_renewal_settings, order_request, usage_report
@@ -40,7 +41,9 @@ async def topped_up_line(services: Services, producer: AIOKafkaProducer) -> tupl
 
 async def opt_in(services: Services, iccid: str, **settings: str) -> dict[str, Any]:
     body = auto_renewal_settings(**settings)
-    async with httpx.AsyncClient(base_url=services["provisioning"].base_url) as client:
+    async with httpx.AsyncClient(
+        headers=RENEWER, base_url=services["provisioning"].base_url
+    ) as client:
         response = await client.put(f"/lines/{iccid}/auto-renewal", json=body)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
@@ -48,7 +51,9 @@ async def opt_in(services: Services, iccid: str, **settings: str) -> dict[str, A
 
 
 async def auto_renewal(services: Services, iccid: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=services["provisioning"].base_url) as client:
+    async with httpx.AsyncClient(
+        headers=RENEWER, base_url=services["provisioning"].base_url
+    ) as client:
         response = await client.get(f"/lines/{iccid}/auto-renewal")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
@@ -56,7 +61,7 @@ async def auto_renewal(services: Services, iccid: str) -> dict[str, Any]:
 
 
 async def orders_of(services: Services, iccid: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=services["orders"].base_url) as client:
+    async with httpx.AsyncClient(headers=RENEWER, base_url=services["orders"].base_url) as client:
         response = await client.get(f"/lines/{iccid}/orders")
     orders: list[dict[str, Any]] = response.json()["orders"]
     return orders
@@ -64,7 +69,7 @@ async def orders_of(services: Services, iccid: str) -> list[dict[str, Any]]:
 
 async def order_of_request(services: Services, request_id: str) -> int:
     """The HTTP status of orders' lookup of `request_id` (404: never placed)."""
-    async with httpx.AsyncClient(base_url=services["orders"].base_url) as client:
+    async with httpx.AsyncClient(headers=RENEWER, base_url=services["orders"].base_url) as client:
         return (await client.get("/orders", params={"request_id": request_id})).status_code
 
 
@@ -93,7 +98,7 @@ async def test_an_opted_in_line_crossing_its_threshold_is_renewed_exactly_once(
     assert balance is not None
     assert [t["status"] for t in balance["topups"]] == ["APPLIED", "APPLIED"]
     assert balance["data_remaining_mb"] == 1024 - 800 + 1024
-    async with httpx.AsyncClient(base_url=provisioning.base_url) as client:
+    async with httpx.AsyncClient(headers=RENEWER, base_url=provisioning.base_url) as client:
         cycle = (await client.get(f"/lines/{iccid}/usage")).json()["cycle"]
     assert (cycle["order_id"], cycle["used_mb"]) == (str(renewal), 0)  # a new cycle
     shown = await auto_renewal(services, iccid)
@@ -144,7 +149,9 @@ async def test_an_opted_out_line_is_not_renewed_when_it_crosses(
 ) -> None:
     iccid, first_order = await topped_up_line(services, producer)
     await opt_in(services, iccid, alert="data_used_75")
-    async with httpx.AsyncClient(base_url=services["provisioning"].base_url) as client:
+    async with httpx.AsyncClient(
+        headers=RENEWER, base_url=services["provisioning"].base_url
+    ) as client:
         opted_out = await client.delete(f"/lines/{iccid}/auto-renewal")
     assert opted_out.json()["status"] == "off"
 

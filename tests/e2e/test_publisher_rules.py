@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared import topics
+from tests.credentials import RENEWER
 from tests.e2e.test_saga_outcomes import Services, final_order, publish
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest
@@ -71,7 +72,7 @@ def holds_the_card_number(record: Record) -> bool:
 async def test_the_catalog_is_readable_over_http_and_prices_what_orders_charge(
     services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
 ) -> None:
-    async with httpx.AsyncClient(base_url=services["orders"].base_url) as client:
+    async with httpx.AsyncClient(headers=RENEWER, base_url=services["orders"].base_url) as client:
         catalog = (await client.get("/catalog")).json()
     packages = {p["package_id"]: p for p in catalog["packages"].values()}
     assert "rounded half up" in catalog["pricing"]

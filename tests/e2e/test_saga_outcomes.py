@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.processes import ServiceProcess
 from shared import topics
 from shared.events import order_id_for
+from tests.credentials import RENEWER
 from tests.e2e.conftest import PAYMENT_TIMEOUT_S, SUSPENDED_ICCID
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest
@@ -40,7 +41,7 @@ async def poll(
     """GET `url` until `done(body)`; the last body is in the failure message."""
     deadline = time.monotonic() + within
     body: dict[str, Any] = {}
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=RENEWER) as client:
         while time.monotonic() < deadline:
             response = await client.get(url)
             if response.status_code == 200:
@@ -60,7 +61,7 @@ async def final_order(
 
 
 async def line(services: Services, iccid: str) -> dict[str, Any] | None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=RENEWER) as client:
         response = await client.get(f"{services['provisioning'].base_url}/lines/{iccid}")
     return response.json() if response.status_code == 200 else None
 
@@ -93,7 +94,7 @@ async def test_a_paid_order_tops_the_line_up_and_completes(
     answers = await messages_about(kafka, topics.ORDERS_EVENTS, order_id, count=2)
     assert [a["type"] for a in answers] == ["OrderPlaced", "OrderCompleted"]
     assert answers[1]["data_mb"] == 5120 + 1024
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=RENEWER) as client:
         orders_metrics = (await client.get(f"{services['orders'].base_url}/metrics/")).text
         topup_metrics = (await client.get(f"{services['provisioning'].base_url}/metrics/")).text
     assert 'topup_orders_total{outcome="COMPLETED"}' in orders_metrics
@@ -210,5 +211,5 @@ async def test_an_invalid_request_is_rejected_with_its_reason_and_creates_nothin
     url = f"{services['orders'].base_url}/orders"
     found = await poll(f"{url}?request_id={request['request_id']}", lambda _: True)
     assert found["state"] == "REJECTED"
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=RENEWER) as client:
         assert (await client.get(f"{url}/{order_id}")).status_code == 404

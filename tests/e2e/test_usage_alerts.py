@@ -19,6 +19,7 @@ from deploy.local.processes import ServiceProcess
 from services.provisioning import db
 from shared import db as shared_db
 from shared import topics
+from tests.credentials import RENEWER
 from tests.e2e.carrier import publish_usage
 from tests.e2e.test_saga_outcomes import final_order, poll, publish
 from tests.factories import order_request, usage_report
@@ -56,7 +57,7 @@ def alerts_in(events: list[dict[str, Any]]) -> list[str]:
 
 
 async def read(services: Services, path: str) -> Any:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=RENEWER) as client:
         response = await client.get(f"{services['provisioning'].base_url}{path}")
     assert response.status_code == 200, response.text
     return response.json()

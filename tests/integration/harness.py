@@ -21,6 +21,7 @@ from shared import limits, topics
 from shared.events import Message, TopUpLine
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
+from tests.credentials import OPERATOR
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
 
@@ -203,9 +204,9 @@ async def _set(admin: AIOKafkaAdminClient, topic: str, max_bytes: str) -> None:
 
 
 async def get(app: FastAPI, path: str) -> str:
-    """A GET on an in-process service's app; the body as text."""
+    """A GET on an in-process service's app, as an operator; the body as text."""
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://orders"
+        transport=httpx.ASGITransport(app=app), base_url="http://orders", headers=OPERATOR
     ) as client:
         return (await client.get(path)).text
 

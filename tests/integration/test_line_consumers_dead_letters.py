@@ -23,6 +23,7 @@ from services.provisioning.app import build_app
 from services.provisioning.renewals import renewal_request_id
 from shared import topics
 from shared.events import OrderCompleted, UsageReported, order_id_for
+from tests.credentials import RENEWER
 from tests.factories import auto_renewal_settings, random_iccid, usage_report
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 from tests.integration.harness import (
@@ -54,7 +55,9 @@ def changed(message: UsageReported | OrderCompleted, **fields: Any) -> bytes:
 
 async def api(app: FastAPI, method: str, path: str, body: Any = None) -> dict[str, Any]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://provisioning") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://provisioning", headers=RENEWER
+    ) as client:
         response = await client.request(method, path, json=body)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()

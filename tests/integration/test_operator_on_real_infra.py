@@ -24,7 +24,7 @@ from services.orders.app import build_app as build_orders
 from services.payments.app import build_app as build_payments
 from services.provisioning.app import build_app as build_provisioning
 from shared import topics
-from shared.access import OperatorTokens
+from shared.access import Callers
 from shared.events import Money, PaymentCaptured, order_id_for
 from shared.logs import mask
 from tests.factories import order_request, random_iccid
@@ -63,14 +63,14 @@ async def stack(kafka: KafkaUnderTest, postgres: PostgresUnderTest) -> AsyncIter
             rate_window_s=10,
         )
         operator = build_operator(
-            settings, tokens=OperatorTokens.parse(TOKENS), orders_transport=to_orders
+            settings, callers=Callers.parse("", TOKENS), orders_transport=to_orders
         )
         await running.enter_async_context(operator.router.lifespan_context(operator))
         client = await running.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=operator), base_url="http://op")
         )
         orders_client = await running.enter_async_context(
-            httpx.AsyncClient(transport=to_orders, base_url="http://orders")
+            httpx.AsyncClient(transport=to_orders, base_url="http://orders", headers=ALICE)
         )
         yield Stack(kafka, client, orders_client)
 

@@ -16,6 +16,7 @@ from services.orders.settings import OrdersSettings
 from shared import topics
 from shared.events import LineToppedUp, Money, PaymentCaptured, order_id_for
 from shared.settings import ServiceSettings
+from tests.credentials import OPERATOR
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 from tests.integration.harness import messages_about, send, send_raw, service_running
@@ -31,7 +32,9 @@ def orders_with_short_deadline(settings: ServiceSettings) -> FastAPI:
 
 async def order_state(app: FastAPI, order_id: object, within: float = 15.0) -> dict[str, Any]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://orders") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://orders", headers=OPERATOR
+    ) as client:
         async with asyncio.timeout(within):
             while True:
                 response = await client.get(f"/orders/{order_id}")

@@ -22,6 +22,7 @@ from services.provisioning.settings import ProvisioningSettings
 from shared import topics
 from shared.events import TopUpLine
 from shared.settings import ServiceSettings
+from tests.credentials import RENEWER
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 from tests.integration.harness import messages_about, send, service_running
 
@@ -166,7 +167,9 @@ async def test_the_read_api_shows_the_line_and_its_history(
             await send(kafka, topics.PROVISIONING_COMMANDS, command)
             await messages_about(kafka, topics.PROVISIONING_EVENTS, command.order_id)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=RENEWER
+        ) as client:
             line = await client.get(f"/lines/{iccid}")
             unknown = await client.get(f"/lines/{new_iccid()}")
             malformed = await client.get("/lines/not-an-iccid")
