@@ -46,14 +46,20 @@ _NORMALISING = _Normalising()
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# An ISO 8601 time (2026-12-06T08:10:05.123456+00:00): its digits are no card number.
+_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
 
 
 def _normalised(text: str) -> str:
     """`text` with digits of any script as ASCII digits, invisible characters as spaces
-    and UUIDs (order ids, event ids) blanked out: one character for one, so positions
-    stay the same."""
+    and UUIDs (order ids, event ids) and ISO times blanked out: one character for one, so
+    positions stay the same."""
     text = text if text.isascii() else text.translate(_NORMALISING)
-    return _UUID.sub(lambda uuid: "x" * len(uuid[0]), text)
+    text = _UUID.sub(lambda uuid: "x" * len(uuid[0]), text)
+    return _TIMESTAMP.sub(lambda time: "x" * len(time[0]), text)
 
 
 def _card_spans(text: str) -> list[tuple[int, int, str]]:

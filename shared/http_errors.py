@@ -48,6 +48,13 @@ GUARDED: Final[dict[int | str, dict[str, Any]]] = {
 HEALTH_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
     200: {"description": "ok, or degraded (with the problems in words)"},
     503: {"description": "unavailable: a dependency cannot be reached"},
+    **{code: GUARDED[code] for code in (400, 413, 414)},
+}
+
+# The operator API's own: orders or the broker did not answer.
+UPSTREAM: Final[dict[int | str, dict[str, Any]]] = {
+    502: _problem("The orders service did not answer"),
+    503: _problem("The Kafka broker did not answer"),
 }
 
 

@@ -1,6 +1,7 @@
 """What every HTTP request meets before any endpoint runs, in this order:
 
-1. a bounded path and query string (414 beyond MAX_PATH_BYTES / MAX_QUERY_BYTES);
+1. a bounded path and query string (414 beyond MAX_PATH_BYTES / MAX_QUERY_BYTES), each
+   query parameter given once (422: which value would count?);
 2. authentication, for anything but the public paths (401: shared/access.py), before a
    byte of the body is read, so an anonymous caller cannot make a service read anything;
 3. a bounded body (413 beyond MAX_BODY_BYTES, told by Content-Length or counted while
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from shared.access import Refusal, authenticate, callers_of
-from shared.http_errors import answer_errors_safely
+from shared.http_errors import answer_errors_safely, shown
 
 MAX_PATH_BYTES: Final = 1024
-MAX_QUERY_BYTES: Final = 2048
+MAX_QUERY_BYTES: Final = 8 * 1024  # a 200-character value, percent-encoded, is 2,400 bytes
 MAX_BODY_BYTES: Final = 64 * 1024
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -70,6 +72,9 @@ class Guard:
         if len(raw_path) > MAX_PATH_BYTES or len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
             detail = f"the path may be {MAX_PATH_BYTES} bytes and the query {MAX_QUERY_BYTES}"
             await _answer(scope, receive, send, 414, detail)
+            return
+        if repeated := _repeated_parameter(scope.get("query_string", b"")):
+            await _answer_invalid(scope, receive, send, repeated)
             return
         if not self._public(scope["path"]):
             headers = _headers(scope)
@@ -135,6 +140,26 @@ def _headers(scope: Scope) -> dict[str, str]:
         name.decode("latin-1").lower(): value.decode("latin-1")
         for name, value in scope.get("headers", ())
     }
+
+
+def _repeated_parameter(query: bytes) -> str | None:
+    """A query parameter given twice (every one of ours takes one value): which one."""
+    seen: set[str] = set()
+    for name, _value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+async def _answer_invalid(scope: Scope, receive: Receive, send: Send, name: str) -> None:
+    error = {
+        "loc": ["query", shown(name, 64)],
+        "msg": "given more than once",
+        "type": "value_error",
+    }
+    response = JSONResponse({"detail": [error]}, status_code=422)
+    await response(scope, receive, send)
 
 
 def _too_large() -> str:

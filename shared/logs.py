@@ -34,6 +34,17 @@ SECRET_KEYS = frozenset(
 )  # fmt: skip
 
 
+# A secret written as a JSON member or a `key=value` pair, inside any text.
+_SECRET_PAIR = re.compile(
+    r"""(["']?(?:payment_token|token|password|secret)["']?\s*[:=]\s*["']?)"""
+    r"""([^"'&\s,;}]+)""",
+    re.IGNORECASE,
+)
+
+
+_BEARER = re.compile(r"(Bearer\s+)([^\s\"',;]+)", re.IGNORECASE)
+
+
 def _mask_iccid(found: re.Match[str]) -> str:
     digits = found[0]
     if len(digits) < 12:
@@ -42,6 +53,8 @@ def _mask_iccid(found: re.Match[str]) -> str:
 
 
 def _masked(text: str) -> str:
+    text = _BEARER.sub(lambda m: m[1] + mask_token(m[2]), text)
+    text = _SECRET_PAIR.sub(lambda m: m[1] + mask_token(m[2]), text)
     text = _ICCID.sub(_mask_iccid, text)
     text = mask_card_numbers(text)  # in any form; an ICCID (89...) is not one
     text = _PHONE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 6) + m[0][-3:], text)
@@ -54,7 +67,7 @@ def mask(text: str) -> str:
     `+447700900123` -> `+44*******123`; `traveller@example.com` -> `t***@example.com`.
     A URL-encoded text (a request's URL, `%2B44...`, `traveller%40example.com`) is
     decoded first: what it encodes is masked, whatever the encoding hid."""
-    if "%" in text or "+" in text:
+    if "%" in text:
         decoded = unquote(text)
         if decoded != text:
             text = decoded

@@ -17,7 +17,7 @@ from services.operator.search import search
 from services.operator.services_health import services_health
 from services.operator.settings import OperatorSettings
 from shared.access import Operator
-from shared.http_errors import printable, quote
+from shared.http_errors import not_found, printable, quote
 from shared.logs import mask_fields
 
 MAX_STUCK_AFTER_S = 366 * 24 * 3600.0  # a year: more overflows no clock, and means nothing
@@ -92,7 +92,7 @@ def _searchable(query: str) -> str:
 Search = Annotated[str, Query(min_length=1, max_length=200), AfterValidator(_searchable)]
 
 
-@router.get("/orders/search")
+@router.get("/orders/search", responses=not_found("No order, request or line matches"))
 async def orders_search(request: Request, _who: Operator, q: Search) -> dict[str, Any]:
     settings = _settings(request)
     found = await search(
@@ -115,7 +115,7 @@ async def list_dead_letters(
     return {"dead_letters": await dead_letters.newest(request.app.state.audit, limit)}
 
 
-@router.post("/dead-letters/replay")
+@router.post("/dead-letters/replay", responses=not_found("Some dead letter named is not there"))
 async def replay_dead_letters(
     request: Request, who: Operator, body: ReplayRequest
 ) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """How every /lines/{iccid} endpoint answers for a path that names no line it knows:
-422 for anything but an ICCID, 404 for a line never topped up, worded the same."""
+422 for anything not shaped like an ICCID (the documented pattern), 404 for one whose
+check digit is wrong or a line never topped up."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.provisioning import db
 from services.provisioning.iccid import is_valid_iccid
-from shared.http_errors import not_found, unprocessable
+from shared.http_errors import not_found
 
 Iccid = Annotated[
     str,
@@ -25,9 +26,11 @@ NOT_FOUND = not_found("No line of that ICCID (never topped up)")
 
 
 def check_iccid(iccid: str) -> None:
+    """A path the pattern lets through but whose check digit is wrong names no line: 404
+    (the OpenAPI pattern cannot say Luhn, so a 422 would refuse a documented-valid value)."""
     if not is_valid_iccid(iccid):
-        raise unprocessable(
-            ("path", "iccid"), "not an ICCID: 19-20 digits starting 89, the last a Luhn check"
+        raise HTTPException(
+            status_code=404, detail=f"no line {iccid}: its last digit fails the Luhn check"
         )
 
 

@@ -3,12 +3,13 @@ SQLite, with the outside world (payment provider, carrier) simulated."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from deploy.local.processes import SERVICES, ServiceProcess, running, service_process
+from deploy.local.kafka import free_port
+from deploy.local.processes import OPERATOR, SERVICES, ServiceProcess, running, service_process
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
@@ -66,3 +67,23 @@ async def producer(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
         yield producer
     finally:
         await producer.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    services: dict[str, ServiceProcess],
+    kafka: KafkaUnderTest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServiceProcess]:
+    """The operator service on the stack of `services`."""
+    process = ServiceProcess(
+        OPERATOR,
+        free_port(),
+        env={
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            **{f"{name.upper()}_URL": service.base_url for name, service in services.items()},
+        },
+        log_path=tmp_path_factory.mktemp("api") / "operator.log",
+    )
+    with running([process]):
+        yield process

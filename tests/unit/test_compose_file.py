@@ -37,8 +37,29 @@ def compose() -> dict[str, Any]:
 
 
 def published_ports(service: dict[str, Any]) -> dict[int, int]:
-    pairs = (str(p).split(":") for p in service.get("ports", []))
-    return {int(container): int(host) for host, container in pairs}
+    parts = (str(p).split(":") for p in service.get("ports", []))
+    return {int(part[-1]): int(part[-2]) for part in parts}
+
+
+def reachable_from_outside(service: dict[str, Any]) -> list[str]:
+    """The ports published on every interface (not bound to 127.0.0.1)."""
+    return [str(p) for p in service.get("ports", []) if not str(p).startswith("127.0.0.1:")]
+
+
+def test_only_the_dashboard_and_the_apis_with_tokens_are_reachable_from_other_machines(
+    compose: dict[str, Any],
+) -> None:
+    outside = {
+        name: ports
+        for name, service in compose["services"].items()
+        if (ports := reachable_from_outside(service))
+    }
+    assert outside == {"operator": ["8000:8000"], "orders": ["8001:8001"],
+                       "provisioning": ["8003:8003"]}  # fmt: skip
+    for name in [*SERVICES, OPERATOR]:
+        env = compose["services"][name]["environment"]
+        for variable in ("API_TOKENS", "OPERATOR_TOKENS"):  # compose refuses to start without
+            assert env[variable].startswith(f"${{{variable}:?"), (name, variable)
 
 
 def kafka_internal_address(compose: dict[str, Any]) -> str:
@@ -139,7 +160,11 @@ def test_the_operator_reads_the_broker_asks_orders_and_shares_its_tokens(
     for name in SERVICES:  # orders' read API, and every service's /health
         port = compose["services"][name]["environment"]["HTTP_PORT"]
         assert env[f"{name.upper()}_URL"] == f"http://{name}:{port}"
-    assert env["OPERATOR_TOKENS"] == compose["services"]["orders"]["environment"]["OPERATOR_TOKENS"]
+    orders = compose["services"]["orders"]["environment"]
+    assert (env["OPERATOR_TOKENS"], env["API_TOKENS"]) == (
+        orders["OPERATOR_TOKENS"],
+        orders["API_TOKENS"],
+    )
     assert set(operator["depends_on"]) == {"kafka", "orders"}
     assert "healthcheck" in operator
     assert published_ports(operator) == {8000: 8000} == {int(env["HTTP_PORT"]): 8000}

@@ -112,7 +112,7 @@ async def test_an_unknown_line_is_not_found(read_api: ReadApi, path: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "iccid", ["8944500102198304827", "1944500102198304823", "89445", "89445001021983048x6"]
+    "iccid", ["1944500102198304823", "89445", "89445001021983048x6", "8944500102198304826%0A"]
 )
 async def test_a_malformed_iccid_is_unprocessable(read_api: ReadApi, iccid: str) -> None:
     response = await read_api.client.get(f"/lines/{iccid}")
@@ -120,3 +120,9 @@ async def test_a_malformed_iccid_is_unprocessable(read_api: ReadApi, iccid: str)
     [problem] = response.json()["detail"]
     assert problem["loc"] == ["path", "iccid"]
     assert "input" not in problem  # never echoed
+
+
+async def test_an_iccid_with_a_wrong_check_digit_names_no_line(read_api: ReadApi) -> None:
+    response = await read_api.client.get("/lines/8944500102198304827")
+    assert response.status_code == 404
+    assert "fails the Luhn check" in response.json()["detail"]
