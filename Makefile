@@ -8,13 +8,14 @@ KAFKA_JARS := var/kafka/libs/.fetched
 NODE_TOOLS := tests/node/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz test-anywhere bench bench-smoke lint format clean migration contract
+.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz test-anywhere test-api bench bench-smoke lint format clean migration contract
 
 help:
 	@echo "make run          start Kafka, the three services and the operator dashboard (DB=postgres for PostgreSQL)"
 	@echo "make test         unit, integration and end-to-end tests on the real broker and PostgreSQL"
 	@echo "make test-faults  the fault-injection suite at full size (3000 orders, kills, a broker restart)"
 	@echo "make test-fuzz    10,000 malformed payloads thrown at every consumer"
+	@echo "make test-api     schemathesis against every HTTP API's OpenAPI document, 300 examples per operation"
 	@echo "make test-anywhere  make run / make test in temporary clones: odd folders, hard kills, two clones"
 	@echo "make bench        the benchmark: saga throughput and latency against the raw Kafka relay (BENCH_ARGS=--profile)"
 	@echo "make bench-smoke  a few seconds of the benchmark (make test runs it too)"
@@ -70,6 +71,9 @@ test-fuzz: install
 
 # Each case a temporary clone of the working tree (a folder only root may enter, spaces and
 # non-ASCII letters, a second clone, SIGKILL at any moment, make test twice); `make test` runs one.
+test-api: install prerequisites kafka-jars
+	API_EXAMPLES=$${API_EXAMPLES:-300} $(PY) -m pytest tests/e2e/test_api_conformance.py $(PYTEST_ARGS)
+
 test-anywhere: install prerequisites kafka-jars
 	ANYWHERE=all $(PY) -m pytest tests/anywhere $(PYTEST_ARGS)
 

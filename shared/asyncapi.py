@@ -186,7 +186,8 @@ operation is tagged with the application that performs it.
   sends on `orders.commands.v1`, through the same saga.
 - **Operator.** The operator service reads every topic without a consumer group
   (timelines, rates, lag), replays dead letters to their source topic, and records each
-  of its actions on the audit topic.
+  of its actions on the audit topic; provisioning records there who changed a line's
+  auto-renewal over its API.
 - **Evolution.** Changes are additive only (a new optional field, a new message type);
   a breaking change is a new `schema_version` or a new `.v2` topic (docs/contract.md).
   The version's build part fingerprints the message schemas.
@@ -339,7 +340,10 @@ DEAD_LETTER_PAYLOAD: Final = {
     "only their first 4,096 bytes when the original was larger than 65,536 bytes "
     "(`dlq.truncated`).",
 }
-AUDIT_KEY: Final = {"type": "string", "description": "The name of the operator who acted."}
+AUDIT_KEY: Final = {
+    "type": "string",
+    "description": "Who acted: an operator, or an internal system calling a service's API.",
+}
 
 
 def audit_log() -> tuple[str, type[Any], str]:
@@ -563,6 +567,11 @@ def _operations(
 def _audit_operations(topic: str, entry: str) -> Iterable[Operation]:
     summary = "Every state-changing action, durable before the action is reported done."
     yield _operation(topic, [entry], OPERATOR, "send", summary)
+    summary = (
+        "A line's auto-renewal set or stopped over its API, with the caller who did it: "
+        "staged in the outbox with the change."
+    )
+    yield _operation(topic, [entry], "provisioning", "send", summary)
     summary = "Read back for the audit view and to mark replayed dead letters."
     yield _operation(topic, [entry], OPERATOR, "receive", summary)
 
@@ -593,7 +602,7 @@ def _audit_message(entry: type[Any]) -> dict[str, Any]:
     return {
         "name": entry.__name__,
         "title": _words(entry.__name__),
-        "summary": "One action of an operator: when, who, what, on what, and how it went.",
+        "summary": "One action of an operator or a caller: when, who, what, on what, how it went.",
         "payload": {"$ref": f"#/components/schemas/{entry.__name__}"},
         "bindings": {"kafka": {"key": AUDIT_KEY, "bindingVersion": BINDING_VERSION}},
     }

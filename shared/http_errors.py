@@ -99,6 +99,24 @@ def bounded_errors(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+def known_query_only(request: Request) -> None:
+    """A router dependency: a query parameter the operation does not take is refused
+    (422), not silently ignored: a caller's typo would otherwise read as a default."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    declared = _query_names(dependant) if dependant is not None else set()
+    for name in request.query_params:
+        if name not in declared:
+            raise unprocessable(("query", shown(name, 64)), "not a parameter of this operation")
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
 def unprocessable(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> HTTPException:
     """A 422 of our own, shaped like FastAPI's."""
     return HTTPException(422, detail=[{"loc": list(loc), "msg": msg, "type": kind}])

@@ -34,27 +34,32 @@ SECRET_KEYS = frozenset(
 )  # fmt: skip
 
 
-# A secret written as a JSON member or a `key=value` pair, inside any text.
+# A secret written as a JSON member (`"payment_token": "tok_..."`) or a `key=value` pair
+# (a query string), inside any text; a bearer token after its scheme.
+_SECRET_NAMES = r"(?:payment_token|token|password|secret)"  # noqa: S105 - names, not values
 _SECRET_PAIR = re.compile(
-    r"""(["']?(?:payment_token|token|password|secret)["']?\s*[:=]\s*["']?)"""
-    r"""([^"'&\s,;}]+)""",
+    rf"""(["']{_SECRET_NAMES}["']\s*:\s*["'])([^"']+)|(\b{_SECRET_NAMES}=)([^&\s"',;]+)""",
     re.IGNORECASE,
 )
+_BEARER = re.compile(r"(Bearer\s+)([A-Za-z0-9._~+/=-]{8,})", re.IGNORECASE)
 
 
-_BEARER = re.compile(r"(Bearer\s+)([^\s\"',;]+)", re.IGNORECASE)
+def _mask_pair(found: re.Match[str]) -> str:
+    if found[1] is not None:
+        return found[1] + mask_token(found[2])
+    return found[3] + mask_token(found[4])
 
 
 def _mask_iccid(found: re.Match[str]) -> str:
     digits = found[0]
-    if len(digits) < 12:
+    if len(digits) < 19:  # cut short: its last digits are not the line's last 4
         return digits[:4] + "*" * (len(digits) - 4)
     return digits[:4] + "*" * (len(digits) - 8) + digits[-4:]
 
 
 def _masked(text: str) -> str:
     text = _BEARER.sub(lambda m: m[1] + mask_token(m[2]), text)
-    text = _SECRET_PAIR.sub(lambda m: m[1] + mask_token(m[2]), text)
+    text = _SECRET_PAIR.sub(_mask_pair, text)
     text = _ICCID.sub(_mask_iccid, text)
     text = mask_card_numbers(text)  # in any form; an ICCID (89...) is not one
     text = _PHONE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 6) + m[0][-3:], text)

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker, KafkaRouter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db, outbox, tracing
 from shared.access import Callers
-from shared.http_errors import GUARDED, HEALTH_ANSWERS
+from shared.http_errors import GUARDED, HEALTH_ANSWERS, known_query_only
 from shared.http_guard import secure
 from shared.kafka import build_broker, ensure_topics
 from shared.logs import configure_logging, uvicorn_log_config
@@ -86,7 +86,7 @@ def build_service_app(
     app.include_router(health_router)
     mount_metrics(app)
     if http_router is not None:
-        app.include_router(http_router, responses=GUARDED)
+        app.include_router(http_router, responses=GUARDED, dependencies=[Depends(known_query_only)])
     return app
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import httpx
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -27,7 +27,7 @@ from services.operator.settings import OperatorSettings
 from services.operator.topics import TopicSampler
 from shared import topics
 from shared.access import Callers
-from shared.http_errors import GUARDED, HEALTH_ANSWERS, UPSTREAM, shown
+from shared.http_errors import GUARDED, HEALTH_ANSWERS, UPSTREAM, known_query_only, shown
 from shared.http_guard import PAGE_CSP, PUBLIC_PATHS, secure
 from shared.kafka import ensure_topics
 from shared.metrics import mount_metrics
@@ -90,7 +90,11 @@ def build_app(
     app.state.audit = audit
     app.state.orders = orders
     app.state.health_http = health_http
-    app.include_router(api.router, responses={**GUARDED, **UPSTREAM})
+    app.include_router(
+        api.router,
+        responses={**GUARDED, **UPSTREAM},
+        dependencies=[Depends(known_query_only)],
+    )
     app.add_exception_handler(httpx.HTTPError, _orders_unreachable)
     app.add_exception_handler(KafkaError, _broker_unreachable)
     app.add_api_route("/health", health, methods=["GET"], responses=HEALTH_ANSWERS)

@@ -23,7 +23,7 @@ def search_kind(query: str) -> Kind:
     try:
         uuid.UUID(query)
     except ValueError:
-        return "iccid" if ICCID.match(query) else "request_id"
+        return "iccid" if ICCID.fullmatch(query) else "request_id"
     return "order_id"
 
 

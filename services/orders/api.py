@@ -69,7 +69,7 @@ async def find_order(
 async def orders_of_line(
     request: Request,
     _who: Reader,
-    iccid: str = Path(pattern=r"^\d{19,20}$", description="the line's ICCID"),
+    iccid: str = Path(pattern=r"^[0-9]{19,20}$", description="the line's ICCID"),
 ) -> dict[str, Any]:
     async with request.app.state.sessions() as session:
         history = await orders.orders_of_line(session, iccid)

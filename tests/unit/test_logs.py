@@ -49,6 +49,49 @@ def test_a_log_line_is_json_with_the_service_and_masked_arguments_and_tracebacks
     assert "t***@example.com" in out.getvalue()
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # A request's URL, URL-encoded: decoded, then masked.
+        (
+            "GET /orders?request_id=8944500102198304826%0A",
+            "GET /orders?request_id=8944***********4826\n",
+        ),
+        ("q=%2B447700900123&x=traveller%40example.com", "q=+44*******123&x=t***@example.com"),
+        # Cut short inside an error text: what is left is still masked.
+        ("no line 89445001021983...", "no line 8944**********..."),
+        ("for traveller@exa", "for t***@exa"),
+        # Secrets in JSON and in a query string, and a bearer token.
+        ('{"payment_token": "tok_secret_abcdef123"}', '{"payment_token": "****f123"}'),
+        ("payment_token=tok_abcdefghij&y=2", "payment_token=****ghij&y=2"),
+        ("Authorization: Bearer abcdefghijkl", "Authorization: Bearer ****ijkl"),
+        # Prose and times are left alone.
+        ("unknown token: it belongs to no caller", "unknown token: it belongs to no caller"),
+        ("at 2026-12-06T08:10:05.123456+00:00", "at 2026-12-06T08:10:05.123456+00:00"),
+    ],
+)
+def test_masking_cannot_be_sidestepped_by_encoding_cutting_or_structure(
+    text: str, shown: str
+) -> None:
+    assert mask(text) == shown
+
+
+def test_structured_fields_are_masked_and_secrets_by_their_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    configure_logging("orders", "INFO")
+    try:
+        fields = {"iccid": "8944500102198304826", "payment_token": "tok_abcdefghijk"}
+        logging.getLogger("test").info("set", extra={"audit": fields, "line": "+447700900123"})
+    finally:
+        logging.getLogger().handlers[:] = []
+    record = json.loads(out.getvalue().splitlines()[-1])
+    assert record["audit"] == {"iccid": "8944***********4826", "payment_token": "****hijk"}
+    assert record["line"] == "+44*******123"
+
+
 async def test_a_line_logged_while_handling_a_message_says_which_order_event_and_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

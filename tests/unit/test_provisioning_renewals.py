@@ -14,11 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from services.provisioning import renewals
 from services.provisioning.renewal_policy import RenewalPolicy
 from services.provisioning.renewals import renewal_request_id
 from shared import topics
+from shared.audit import AUDIT_TOPIC
 from shared.events import (
     LineAlertRaised,
     Message,
@@ -29,7 +31,9 @@ from shared.events import (
     UsageReported,
     order_id_for,
 )
-from shared.outbox import stage
+from shared.logs import mask
+from shared.outbox import outbox, stage
+from tests.credentials import READER
 from tests.factories import auto_renewal_settings, random_iccid
 from tests.unit.provisioning_fixtures import ProvisioningUnderTest, provisioning_under_test
 
@@ -153,6 +157,48 @@ async def test_opting_out_turns_auto_renewal_off(rig: Renewals) -> None:
     assert response.status_code == 200
     assert response.json()["status"] == "off"
     assert (await rig.settings())["status"] == "off"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "says"),
+    [
+        ({"Authorization": ""}, 401, "missing bearer token"),
+        ({"Authorization": "Bearer not-a-token"}, 401, "unknown token"),
+        (READER, 403, "storefront may not do this: it needs the scope 'auto-renewal'"),
+    ],
+)
+async def test_changing_auto_renewal_needs_a_token_with_the_auto_renewal_scope(
+    rig: Renewals, headers: dict[str, str], status: int, says: str
+) -> None:
+    path = f"/lines/{rig.iccid}/auto-renewal"
+    put = await rig.http.put(path, json=SETTINGS, headers=headers)
+    delete = await rig.http.delete(path, headers=headers)
+    assert (put.status_code, delete.status_code) == (status, status)
+    assert says in put.json()["detail"]
+    assert (await rig.settings())["status"] == "off"
+    assert await audit_records(rig) == []
+
+
+async def test_who_sets_and_stops_auto_renewal_is_kept_and_audited(rig: Renewals) -> None:
+    await rig.opt_in()
+    assert (await rig.settings())["updated_by"] == "care"
+    await rig.opt_out()
+    records = await audit_records(rig)
+    assert [(r["operator"], r["action"], r["outcome"]) for r in records] == [
+        ("care", "auto_renewal.set", "ok"),
+        ("care", "auto_renewal.stop", "ok"),
+    ]
+    assert records[0]["target"] == mask(rig.iccid)  # an audit record is read by people
+    assert records[0]["detail"] == {"alert": SETTINGS["alert"], "package_id": "eu-1gb-7d"}
+
+
+async def audit_records(rig: Renewals) -> list[dict[str, Any]]:
+    """The audit records provisioning staged in its outbox, oldest first."""
+    async with rig.service.sessions() as session:
+        rows = await session.execute(
+            select(outbox.c.payload).where(outbox.c.topic == AUDIT_TOPIC).order_by(outbox.c.id)
+        )
+    return [json.loads(payload) for (payload,) in rows]
 
 
 @pytest.mark.parametrize(
