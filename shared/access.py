@@ -186,7 +186,10 @@ BEARER: Final = HTTPBearer(
 def _requires(scope: Scope) -> Any:
     async def caller(
         request: Request,
-        _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+        # Declares the scheme and, as OpenAPI 3.1 allows, the scope as its role name.
+        _documented: HTTPAuthorizationCredentials | None = Security(  # noqa: B008
+            BEARER, scopes=[scope.value]
+        ),
     ) -> str:
         known = getattr(request.state, "caller", None)
         try:

@@ -29,6 +29,16 @@ class Problem(BaseModel):
     detail: str
 
 
+class InvalidValue(BaseModel):
+    loc: list[str | int]  # where: ["body", "email"], ["query", "limit"], ["path", "iccid"]
+    msg: str  # what is wrong, in words; quotes at most a short masked prefix of the input
+    type: str
+
+
+class Invalid(BaseModel):
+    detail: list[InvalidValue]
+
+
 def _problem(description: str) -> dict[str, Any]:
     return {"model": Problem, "description": description}
 
@@ -40,6 +50,10 @@ GUARDED: Final[dict[int | str, dict[str, Any]]] = {
     403: _problem("The token's caller lacks the scope the operation needs"),
     413: _problem("The body is larger than the service accepts"),
     414: _problem("The path or the query string is longer than the service accepts"),
+    422: {
+        "model": Invalid,
+        "description": "A value is invalid, or a query parameter unknown or given twice",
+    },
 }
 
 
@@ -48,7 +62,7 @@ GUARDED: Final[dict[int | str, dict[str, Any]]] = {
 HEALTH_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
     200: {"description": "ok, or degraded (with the problems in words)"},
     503: {"description": "unavailable: a dependency cannot be reached"},
-    **{code: GUARDED[code] for code in (400, 413, 414)},
+    **{code: GUARDED[code] for code in (400, 413, 414, 422)},
 }
 
 # The operator API's own: orders or the broker did not answer.
