@@ -109,9 +109,38 @@ async def test_a_request_without_a_valid_token_is_refused_saying_why(
 async def test_an_internal_system_is_refused_the_operator_api_with_a_403(
     operator_api: httpx.AsyncClient,
 ) -> None:
-    response = await operator_api.get("/api/whoami", headers={"Authorization": "Bearer token-s"})
+    storefront = {"Authorization": "Bearer token-s"}
+    response = await operator_api.get("/api/whoami", headers=storefront)
     assert response.status_code == 403
     assert response.json() == {"detail": "storefront may not do this: it needs the scope 'operate'"}
+    replay = await operator_api.post(
+        "/api/dead-letters/replay", json={"ids": ["payments.events.v1.dlt:0:0"]}, headers=storefront
+    )
+    assert replay.status_code == 403
+
+
+async def test_a_body_is_not_read_before_its_caller_is_known(
+    operator_api: httpx.AsyncClient,
+) -> None:
+    read = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal read
+        for _ in range(1000):
+            read += 1
+            yield b"x" * 65536
+
+    anonymous = await operator_api.post("/api/dead-letters/replay", content=body())
+    assert (anonymous.status_code, read) == (401, 0)
+    too_large = await operator_api.post("/api/dead-letters/replay", content=body(), headers=ALICE)
+    assert too_large.status_code == 413  # counted while read: no Content-Length given
+    assert read <= 3
+    declared = await operator_api.post(
+        "/api/dead-letters/replay",
+        content=b"{}",
+        headers={**ALICE, "Content-Length": str(10 * 1024 * 1024)},
+    )
+    assert declared.status_code == 413
 
 
 async def test_with_no_tokens_configured_nobody_gets_in() -> None:
