@@ -1,9 +1,10 @@
 """Card numbers are never taken: only a payment provider's token. A card number is
 recognised in any form a publisher may write it: its digits in groups of two or more with
-up to three separators between groups (spaces, dashes, dots, slashes, commas, plus signs,
-underscores, colons, pipes, invisible characters), digits of any script (fullwidth,
-Arabic-Indic...), a prefix such as `card:` before it, an expiry date glued after it. So it
-is refused where it enters, masked in logs and removed from dead letters."""
+up to four separators between groups (spaces, dashes, dots, slashes, commas, plus signs,
+underscores, colons, pipes, x, stars, hashes, invisible characters), digits of any
+script (fullwidth, Arabic-Indic...), a prefix such as `card:` before it, an expiry date
+glued after it. So it is refused where it enters, masked in logs and removed from dead
+letters; a field meant for a token is held to a stricter rule (`holds_card_number`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import re
 import unicodedata
 
 # Digit groups of 2 or more, 13 digits or more in all, on the normalised text.
-_RUN = re.compile(r"(?<![0-9])[0-9]{2,}(?:[\s\-./_:,+|]{1,3}[0-9]{2,})+|(?<![0-9])[0-9]{13,}")
+_RUN = re.compile(
+    r"(?<![0-9])[0-9]{2,}(?:[\s\-./_:,+|xX*#]{1,4}[0-9]{2,})+|(?<![0-9])[0-9]{13,}"
+)
 _NOT_A_DIGIT = re.compile(r"[^0-9]")
 
 
@@ -53,11 +56,17 @@ _TIMESTAMP = re.compile(
 )
 
 
+def ascii_digits(text: str) -> str:
+    """`text` with digits of any script as ASCII digits and invisible characters as
+    spaces, one character for one."""
+    return text if text.isascii() else text.translate(_NORMALISING)
+
+
 def _normalised(text: str) -> str:
     """`text` with digits of any script as ASCII digits, invisible characters as spaces
     and UUIDs (order ids, event ids) and ISO times blanked out: one character for one, so
     positions stay the same."""
-    text = text if text.isascii() else text.translate(_NORMALISING)
+    text = ascii_digits(text)
     text = _UUID.sub(lambda uuid: "x" * len(uuid[0]), text)
     return _TIMESTAMP.sub(lambda time: "x" * len(time[0]), text)
 
@@ -89,6 +98,22 @@ def looks_like_card_number(token: str) -> bool:
     return bool(_card_spans(token))
 
 
+def holds_card_number(token: str) -> bool:
+    """Whether a field meant for a provider's token holds a card number in any form: on
+    top of the forms above, every non-digit removed (letters too: `4242x4242...`, a
+    `1` glued before it) and any 13 to 19 consecutive digits of what is left passing the
+    Luhn check, but an ICCID's 89. Stricter than for free text, where a run of digits
+    across words would be no card: a token field has no business holding 13 digits."""
+    if looks_like_card_number(token):
+        return True
+    digits = _NOT_A_DIGIT.sub("", _normalised(token))
+    return any(
+        not digits.startswith("89", start) and luhn_valid(digits[start : start + length])
+        for start in range(len(digits) - 12)
+        for length in range(13, min(19, len(digits) - start) + 1)
+    )
+
+
 def storable(token: str) -> str:
     """The token as it may be kept: a card number keeps only its last four digits."""
     return mask_card_numbers(token)
@@ -106,7 +131,7 @@ def _masked(text: str, spans: list[tuple[int, int, str]]) -> str:
     return text
 
 
-_DIGIT_RUN = re.compile(r"[0-9](?:[\s\-./_:,+|]{0,3}[0-9]){7,}")
+_DIGIT_RUN = re.compile(r"[0-9](?:[\s\-./_:,+|xX*#]{0,4}[0-9]){7,}")
 
 
 def mask_digit_runs(text: str) -> str:

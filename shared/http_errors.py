@@ -86,15 +86,17 @@ def printable(text: str) -> str:
 
 
 def shown(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """A message for an answer or a log line: masked whole, then cut, then printable."""
-    masked = mask(text)
+    """A message for an answer or a log line: cut, masked, cut again, printable. Cut
+    first (with room for a value cut in two) so a huge input costs no more than a small
+    one; what is cut in two is still masked (shared/logs.py)."""
+    masked = mask(text[: limit + 64])
     cut = masked if len(masked) <= limit else masked[: limit - 3] + "..."
     return printable(cut)
 
 
 def quote(value: object) -> str:
     """A caller's value inside one of our messages: masked, at most QUOTED_CHARS."""
-    text = mask(repr(value))
+    text = mask(repr(value)[: QUOTED_CHARS + 64])
     return printable(text if len(text) <= QUOTED_CHARS else f"{text[: QUOTED_CHARS - 3]}...")
 
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
-from shared.access import Refusal, authenticate, callers_of
+from shared.access import Refusal, authenticate, callers_of, refused
 from shared.http_errors import answer_errors_safely, shown
 
 MAX_PATH_BYTES: Final = 1024
@@ -77,9 +77,12 @@ class Guard:
             await _answer_invalid(scope, receive, send, repeated)
             return
         if not self._public(scope["path"]):
-            headers = _headers(scope)
+            given = [v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"]
             try:
-                caller = authenticate(headers.get("authorization"), callers_of(scope["app"]))
+                if len(given) > 1:  # which one counts? None: each reader could pick another
+                    raise refused(401, "malformed", "send one Authorization header, not several")
+                token = given[0].decode("latin-1") if given else None
+                caller = authenticate(token, callers_of(scope["app"]))
             except Refusal as refusal:
                 extra = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
                 await _answer(scope, receive, send, refusal.status, refusal.detail, extra)

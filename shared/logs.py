@@ -20,13 +20,18 @@ from faststream.message import StreamMessage
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
-from shared.card_numbers import mask_card_numbers
+from shared.card_numbers import ascii_digits, mask_card_numbers, mask_digit_runs
 
 # An ICCID, or what is left of one cut short (8 digits or more from its 89): the digits
 # may be followed by anything, letters included (`...&x=`, a cut `...`).
 _ICCID = re.compile(r"(?<![0-9])89[0-9]{6,18}")
 _PHONE = re.compile(r"\+[0-9]{7,15}")
-_EMAIL_LOCAL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@")
+# Anchored at the start of a run (the look-behind): a long run without `@` is scanned
+# once, not once per character (which was quadratic in the text's length).
+_EMAIL_LOCAL = re.compile(r"(?<![\w.%+-])([\w.%+-])[\w.%+-]*@")
+# What pydantic quotes of a refused input (`input_value=...`, cut at its own length, so
+# it can hold a secret whose field name was cut off): dropped whole.
+_QUOTED_INPUT = re.compile(r"input_value=.*?(?=, input_type=|\]|$)", re.DOTALL)
 # Structured fields whose value is a secret whatever it looks like.
 SECRET_KEYS = frozenset(
     {"payment_token", "token", "authorization", "password", "secret", "api_tokens",
@@ -58,12 +63,17 @@ def _mask_iccid(found: re.Match[str]) -> str:
 
 
 def _masked(text: str) -> str:
+    text = _QUOTED_INPUT.sub("input_value=...", text)
+    text = ascii_digits(text)  # fullwidth, Arabic-Indic... digits are digits
     text = _BEARER.sub(lambda m: m[1] + mask_token(m[2]), text)
     text = _SECRET_PAIR.sub(_mask_pair, text)
     text = _ICCID.sub(_mask_iccid, text)
     text = mask_card_numbers(text)  # in any form; an ICCID (89...) is not one
     text = _PHONE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 6) + m[0][-3:], text)
-    return _EMAIL_LOCAL.sub(lambda m: f"{m[1]}***@", text)
+    text = _EMAIL_LOCAL.sub(lambda m: f"{m[1]}***@", text)
+    # What is left of 8 digits or more, however written (`8944 5001 0219 ...`,
+    # `+44 7700 900123`): stars and its last 4. Times and UUIDs are left alone.
+    return mask_digit_runs(text)
 
 
 def mask(text: str) -> str:

@@ -12,6 +12,7 @@ Reading never moves anybody's offsets: the consumers here have no group.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -24,6 +25,8 @@ from shared.topics import DEAD_LETTER_TOPICS, dead_letter_topic
 DLT_SUFFIX: Final = dead_letter_topic("")
 READ_TIMEOUT_S: Final = 60.0
 RUN_GAP: Final = 200  # dead letters this close in a partition are read in one go
+MAX_PARTITION: Final = 2**31 - 1  # Kafka's partition numbers are int32
+_NUMBER: Final = re.compile(r"[0-9]{1,18}")  # ASCII digits only; an offset is an int64
 
 
 class UnknownTopic(LookupError):
@@ -100,7 +103,12 @@ def dlt_of(topic: str) -> str:
 def parse_where(where: str) -> tuple[str, int, int]:
     """`payments.events.v1.dlt:2:17` -> (topic, partition, offset); ValueError otherwise."""
     topic, partition, offset = where.rsplit(":", 2)
-    if topic not in DEAD_LETTER_TOPICS or not partition.isdigit() or not offset.isdigit():
+    if (
+        topic not in DEAD_LETTER_TOPICS
+        or not _NUMBER.fullmatch(partition)
+        or not _NUMBER.fullmatch(offset)
+        or int(partition) > MAX_PARTITION
+    ):
         raise ValueError("an id is <dead-letter topic of the contract>:<partition>:<offset>")
     return topic, int(partition), int(offset)
 
@@ -188,6 +196,8 @@ async def read_dead_letters_at(
     except UnknownTopic:
         return {}
     wanted = {tp: offsets for tp, offsets in wanted.items() if tp in present}
+    if not wanted:
+        return {}  # no such partition: nothing to read (and no consumer to start)
     found: dict[tuple[str, int, int], DeadLetter] = {}
     consumer = reader(bootstrap_servers)
     await consumer.start()

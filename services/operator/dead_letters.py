@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any, Final, Literal
 
@@ -12,12 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.operator import dead_letter_store as store
 from services.operator.audit import AuditEntry, AuditLog
 from services.operator.dead_letter_store import DeadLetter
+from shared.http_errors import shown
 from shared.logs import mask
 from shared.topics import ALL_TOPICS
 
 REPLAY_ACTION: Final = "dead_letters.replay"
 MAX_IDS: Final = 1000  # ids in one replay request (one read of their partitions)
 PREVIEW_CHARS: Final = 200
+ERROR_CHARS: Final = 1000
 
 REPLAYS = Counter(
     "topup_operator_replays_total", "Dead letters replayed by operators", ["source_topic"]
@@ -80,12 +83,14 @@ def view(letter: DeadLetter, replay: AuditEntry | None) -> dict[str, Any]:
         "offset": letter.offset,
         "source_topic": letter.source,
         "reason": letter.reason,
-        "error": mask(headers.get("dlq.error", "")),
+        "error": mask(headers.get("dlq.error", "")[:ERROR_CHARS]),
         "consumer": headers.get("dlq.consumer"),
         "failed_at": letter.failed_at or None,
         "type": headers.get("type") or (body.get("type") if isinstance(body, dict) else None),
         "order_id": order_id,
-        "payload_preview": mask(text)[:PREVIEW_CHARS],  # masked whole: no ICCID cut in two
+        # Cut with room for a value cut in two (that is masked too), then masked: a
+        # large dead letter costs no more than a small one.
+        "payload_preview": mask(text[: PREVIEW_CHARS + 64])[:PREVIEW_CHARS],
         "truncated": letter.truncated,  # a prefix only: never replayed
         "replayed_by": replay.operator if replay else None,
         "replayed_at": replay.at if replay else None,
@@ -106,7 +111,8 @@ async def newest(audit: AuditLog, limit: int) -> list[dict[str, Any]]:
 async def _chosen(audit: AuditLog, request: ReplayRequest) -> list[DeadLetter]:
     servers = audit.bootstrap_servers
     if request.ids is not None:
-        wheres = [store.parse_where(where) for where in dict.fromkeys(request.ids)]
+        # One id per dead letter however it was spelt (`:1:0`, `:01:0`...).
+        wheres = list(dict.fromkeys(store.parse_where(where) for where in request.ids))
         found = await store.read_dead_letters_at(servers, wheres)
         missing = [f"{t}:{p}:{o}" for t, p, o in wheres if (t, p, o) not in found]
         if missing:
@@ -156,8 +162,8 @@ async def replay(audit: AuditLog, operator: str, request: ReplayRequest) -> list
     except NotFound as error:
         await audited("not_found", error=str(error))
         raise
-    except Exception as error:
-        await audited("failed", error=repr(error))
+    except (Exception, asyncio.CancelledError) as error:  # every refusal and failure audited
+        await audited("failed", error=shown(f"{type(error).__name__}: {error}"))
         raise
     for letter in done:
         REPLAYS.labels(letter.source).inc()

@@ -40,9 +40,10 @@ class OrdersCaller:
         self._headers = headers
 
     async def _get(self, path: str, **params: Any) -> dict[str, Any] | None:
-        """The body of a GET, or None on 404."""
+        """The body of a GET, or None on 404 (or 422: what orders cannot even take names
+        nothing it has)."""
         response = await self._http.get(path, params=params, headers=self._headers)
-        if response.status_code == 404:
+        if response.status_code in (404, 422):
             return None
         response.raise_for_status()
         body: dict[str, Any] = response.json()

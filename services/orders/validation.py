@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.orders.catalog import Catalog, Package
 from services.orders.pricing import Quote, quote
-from shared.card_numbers import looks_like_card_number, luhn_valid
+from shared.card_numbers import holds_card_number, luhn_valid
 from shared.events import PlaceOrder, RejectionReason
 from shared.limits import quoted
 
@@ -51,7 +51,7 @@ def parse_request(body: Any) -> PlaceOrder | Rejected:
     goes (checked first, whatever else is wrong: it goes no further), or missing,
     mistyped or oversized fields."""
     token = body.get("payment_token") if isinstance(body, dict) else None
-    if isinstance(token, str) and looks_like_card_number(token):
+    if isinstance(token, str) and holds_card_number(token):
         return Rejected(
             "card_number_not_accepted",
             "payment_token holds a card number: send the payment provider's token instead; "

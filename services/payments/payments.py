@@ -38,7 +38,7 @@ from services.payments.provider import (
 )
 from services.payments.states import OPEN, PaymentStatus, can_transition
 from shared import topics
-from shared.card_numbers import looks_like_card_number, storable
+from shared.card_numbers import holds_card_number, storable
 from shared.db import insert_once
 from shared.dead_letters import BusinessRuleViolation
 from shared.events import (
@@ -394,7 +394,7 @@ async def _refund_status_or_refund(provider: PaymentProvider, refund: Refund) ->
 
 def _refusal(command: ChargePayment) -> dict[str, Any] | None:
     """Why the charge is declined without asking the provider, as the row's values."""
-    if looks_like_card_number(command.payment_token):
+    if holds_card_number(command.payment_token):
         reason, message = "card_number_not_accepted", "Payments take provider tokens only."
     elif command.fee.currency != command.amount.currency:
         reason, message = "invalid_amount", "The fee is not in the charge's currency."

@@ -47,7 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.payments.provider import ProviderResult, ProviderStatus, ProviderTimeout
-from shared.card_numbers import looks_like_card_number, storable
+from shared.card_numbers import holds_card_number, storable
 from shared.db import as_utc, create_schema, insert_once, sessions_for
 from shared.events import Money, PaymentMethod
 
@@ -213,7 +213,7 @@ class ProviderSimulator:
         return self._answer(result)
 
     def _first_outcome(self, method: str, token: str, now: datetime) -> dict[str, Any]:
-        if looks_like_card_number(token):
+        if holds_card_number(token):
             return _declined(
                 "card_number_not_accepted", "Send the provider's token, never a card number."
             )

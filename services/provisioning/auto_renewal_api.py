@@ -26,7 +26,7 @@ from services.provisioning.renewals_db import (
 )
 from shared.access import Reader, Renewer
 from shared.audit import audited
-from shared.card_numbers import looks_like_card_number
+from shared.card_numbers import holds_card_number
 from shared.events import PaymentMethod
 from shared.http_errors import unprocessable
 from shared.logs import mask_token
@@ -65,7 +65,7 @@ class AutoRenewalRequest(BaseModel):
     @field_validator("payment_token", mode="before")
     @classmethod
     def _token_not_card(cls, value: object) -> object:
-        if isinstance(value, str) and looks_like_card_number(value):
+        if isinstance(value, str) and holds_card_number(value):
             raise ValueError("send the payment provider's token, never a card number")
         return value
 

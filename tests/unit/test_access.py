@@ -106,6 +106,15 @@ async def test_a_request_without_a_valid_token_is_refused_saying_why(
     assert refused(reason) == before + 6
 
 
+async def test_two_authorization_headers_are_refused_whatever_they_hold(
+    operator_api: httpx.AsyncClient,
+) -> None:
+    twice = [("Authorization", "Bearer token-s"), ("Authorization", "Bearer token-a")]
+    response = await operator_api.get("/api/sagas", headers=twice)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "send one Authorization header, not several"}
+
+
 async def test_an_internal_system_is_refused_the_operator_api_with_a_403(
     operator_api: httpx.AsyncClient,
 ) -> None:

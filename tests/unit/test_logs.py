@@ -13,6 +13,8 @@ from shared.kafka import build_broker, message_headers
 from shared.logs import configure_logging, mask
 from shared.settings import ServiceSettings
 
+FULLWIDTH_ICCID = "".join(chr(0xFF10 + int(d)) for d in "8944500102198304826")
+
 
 def test_phone_email_and_iccid_are_masked_wherever_they_appear() -> None:
     text = "line 8944500102198304826 of +447700900123 <traveller@example.com>"
@@ -65,6 +67,17 @@ def test_a_log_line_is_json_with_the_service_and_masked_arguments_and_tracebacks
         ('{"payment_token": "tok_secret_abcdef123"}', '{"payment_token": "****f123"}'),
         ("payment_token=tok_abcdefghij&y=2", "payment_token=****ghij&y=2"),
         ("Authorization: Bearer abcdefghijkl", "Authorization: Bearer ****ijkl"),
+        # However the digits are written: grouped, fullwidth, Arabic-Indic.
+        ("line 8944 5001 0219 8304 826", "line ***************4826"),
+        ("line " + FULLWIDTH_ICCID, "line 8944***********4826"),
+        ("call +44 7700 900123", "call +********0123"),
+        ("card 4242x4242x4242x4242", "card ************4242"),
+        # Emails of any script; a library's quote of a refused input, dropped whole.
+        ("from öscar@example.com", "from ö***@example.com"),
+        (
+            "[type=string_type, input_value=b'...tok_live_SECRET99\" X', input_type=bytes]",
+            "[type=string_type, input_value=..., input_type=bytes]",
+        ),
         # Prose and times are left alone.
         ("unknown token: it belongs to no caller", "unknown token: it belongs to no caller"),
         ("at 2026-12-06T08:10:05.123456+00:00", "at 2026-12-06T08:10:05.123456+00:00"),

@@ -35,6 +35,9 @@ def test_a_dead_letter_is_named_by_topic_partition_and_offset() -> None:
         "a.dlt:-1:0",
         "operator.audit.v1.dlt:0:0",  # not a dead-letter topic of the contract
         "payments.events.v1.dlt:+1:0",
+        "payments.events.v1.dlt:\u0661:\u0660",  # Arabic-Indic digits: not an offset Kafka knows
+        "payments.events.v1.dlt:2147483648:0",  # past Kafka's int32 partitions
+        "payments.events.v1.dlt:0:1234567890123456789",
     ):
         with pytest.raises(ValueError):  # noqa: PT011 - int() and ours word it differently
             parse_where(bad)
@@ -81,6 +84,12 @@ def test_who_replayed_a_dead_letter_is_the_latest_successful_replay_naming_it() 
     assert done[WHERE].operator == "alice"
     assert done["x.dlt:0:1"].operator == "alice"
     assert "y.dlt:0:0" not in done
+
+
+def test_one_dead_letter_spelt_several_ways_is_one_dead_letter() -> None:
+    spellings = ["payments.events.v1.dlt:1:0", "payments.events.v1.dlt:01:0",
+                 "payments.events.v1.dlt:1:00"]  # fmt: skip
+    assert {parse_where(where) for where in spellings} == {("payments.events.v1.dlt", 1, 0)}
 
 
 def test_a_replay_names_dead_letters_or_asks_for_all_of_them() -> None:
