@@ -12,9 +12,7 @@ import re
 import unicodedata
 
 # Digit groups of 2 or more, 13 digits or more in all, on the normalised text.
-_RUN = re.compile(
-    r"(?<![0-9])[0-9]{2,}(?:[\s\-./_:,+|xX*#]{1,4}[0-9]{2,})+|(?<![0-9])[0-9]{13,}"
-)
+_RUN = re.compile(r"(?<![0-9])[0-9]{2,}(?:[\s\-./_:,+|xX*#]{1,4}[0-9]{2,})+|(?<![0-9])[0-9]{13,}")
 _NOT_A_DIGIT = re.compile(r"[^0-9]")
 
 

@@ -20,7 +20,7 @@ from faststream.message import StreamMessage
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
-from shared.card_numbers import ascii_digits, mask_card_numbers, mask_digit_runs
+from shared.card_numbers import ascii_digits, mask_card_numbers
 
 # An ICCID, or what is left of one cut short (8 digits or more from its 89): the digits
 # may be followed by anything, letters included (`...&x=`, a cut `...`).
@@ -55,8 +55,20 @@ def _mask_pair(found: re.Match[str]) -> str:
     return found[3] + mask_token(found[4])
 
 
+_GROUPED_ICCID = re.compile(r"(?<![0-9])8[\s\-./_]{0,3}9(?:[\s\-./_]{0,3}[0-9]){6,18}")
+_GROUPED_PHONE = re.compile(r"\+[0-9](?:[\s\-./()]{0,3}[0-9]){6,14}")
+_NOT_A_DIGIT = re.compile(r"[^0-9]")
+
+
+def _mask_phone(digits: str) -> str:
+    return "+" + digits[:2] + "*" * (len(digits) - 5) + digits[-3:]
+
+
 def _mask_iccid(found: re.Match[str]) -> str:
-    digits = found[0]
+    return _mask_iccid_digits(found[0])
+
+
+def _mask_iccid_digits(digits: str) -> str:
     if len(digits) < 19:  # cut short: its last digits are not the line's last 4
         return digits[:4] + "*" * (len(digits) - 4)
     return digits[:4] + "*" * (len(digits) - 8) + digits[-4:]
@@ -71,9 +83,9 @@ def _masked(text: str) -> str:
     text = mask_card_numbers(text)  # in any form; an ICCID (89...) is not one
     text = _PHONE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 6) + m[0][-3:], text)
     text = _EMAIL_LOCAL.sub(lambda m: f"{m[1]}***@", text)
-    # What is left of 8 digits or more, however written (`8944 5001 0219 ...`,
-    # `+44 7700 900123`): stars and its last 4. Times and UUIDs are left alone.
-    return mask_digit_runs(text)
+    # The same written in groups: `8944 5001 0219 8304 826`, `+44 7700 900123`.
+    text = _GROUPED_ICCID.sub(lambda m: _mask_iccid_digits(_NOT_A_DIGIT.sub("", m[0])), text)
+    return _GROUPED_PHONE.sub(lambda m: _mask_phone(_NOT_A_DIGIT.sub("", m[0])), text)
 
 
 def mask(text: str) -> str:

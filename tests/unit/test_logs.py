@@ -68,9 +68,15 @@ def test_a_log_line_is_json_with_the_service_and_masked_arguments_and_tracebacks
         ("payment_token=tok_abcdefghij&y=2", "payment_token=****ghij&y=2"),
         ("Authorization: Bearer abcdefghijkl", "Authorization: Bearer ****ijkl"),
         # However the digits are written: grouped, fullwidth, Arabic-Indic.
-        ("line 8944 5001 0219 8304 826", "line ***************4826"),
+        ("line 8944 5001 0219 8304 826", "line 8944***********4826"),
         ("line " + FULLWIDTH_ICCID, "line 8944***********4826"),
-        ("call +44 7700 900123", "call +********0123"),
+        ("call +44 7700 900123", "call +44*******123"),
+        # Ids and request ids with digits are shown as they are.
+        (
+            "no dead letter payments.events.v1.dlt:0:999999999",
+            "no dead letter payments.events.v1.dlt:0:999999999",
+        ),
+        ("request req-12345678901", "request req-12345678901"),
         ("card 4242x4242x4242x4242", "card ************4242"),
         # Emails of any script; a library's quote of a refused input, dropped whole.
         ("from öscar@example.com", "from ö***@example.com"),
