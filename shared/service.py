@@ -46,7 +46,7 @@ def build_service_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await migrate(engine, migrations)
-        await ensure_topics(settings.kafka_bootstrap_servers, topics)
+        await ensure_topics(settings, topics)
         await broker.start()
         runtime = Runtime(settings, broker, sessions)
         tasks = [

@@ -72,7 +72,7 @@ async def orders_search(
     settings = _settings(request)
     found = await search(
         request.app.state.orders,
-        settings.kafka_bootstrap_servers,
+        settings.kafka,
         q.strip(),
         timedelta(seconds=settings.timeline_margin_s),
         settings.timeline_max_scan,

@@ -18,8 +18,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from services.operator.dead_letter_store import read_range, reader
+from shared import topics
+from shared.kafka_access import KafkaClient
 
-AUDIT_TOPIC: Final = "operator.audit.v1"
+AUDIT_TOPIC: Final = topics.OPERATOR_AUDIT
 
 log = logging.getLogger("operator.audit")
 
@@ -48,8 +50,8 @@ class AuditEntry:
             return None  # not written by us: shown nowhere
 
 
-async def ensure_audit_topic(bootstrap_servers: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def ensure_audit_topic(kafka: KafkaClient) -> None:
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         if AUDIT_TOPIC in set(await admin.list_topics()):
@@ -71,13 +73,18 @@ async def ensure_audit_topic(bootstrap_servers: str) -> None:
 class AuditLog:
     """Appends to and reads the audit topic; started and stopped with the app."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: KafkaClient) -> None:
+        self.kafka = kafka
         self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def bootstrap_servers(self) -> KafkaClient:
+        """The broker and the operator's credentials, for the dead-letter store's calls."""
+        return self.kafka
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, acks="all", enable_idempotence=True
+            **self.kafka.options(), acks="all", enable_idempotence=True
         )
         await self._producer.start()
 
@@ -105,7 +112,7 @@ class AuditLog:
     async def latest(self, limit: int | None = None) -> list[AuditEntry]:
         """The newest `limit` entries (every entry when None), newest first."""
         tp = TopicPartition(AUDIT_TOPIC, 0)
-        consumer = reader(self.bootstrap_servers)
+        consumer = reader(self.kafka)
         await consumer.start()
         try:
             consumer.assign([tp])

@@ -28,7 +28,8 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -43,7 +44,8 @@ from services.provisioning.settings import ProvisioningSettings
 from shared import topics
 from shared.db import as_utc
 from shared.events import UsageReported
-from shared.kafka import message_headers
+from shared.kafka import broker_security, message_headers
+from shared.kafka_access import CARRIER, KafkaClient
 from shared.settings import specialise
 from shared.worker import Runtime, every
 
@@ -125,7 +127,7 @@ async def report_usage(runtime: Runtime) -> None:
     period_start = datetime.now(UTC) - timedelta(seconds=interval_s)
     unsent: list[UsageReported] = []
 
-    async def one_period() -> int:
+    async def one_period(broker: KafkaBroker) -> int:
         nonlocal period_start, unsent
         period_end = datetime.now(UTC)
         lines = active_lines(await carrier_topups(runtime.sessions), period_end)
@@ -134,7 +136,7 @@ async def report_usage(runtime: Runtime) -> None:
             mean_mb_per_interval=settings.carrier_usage_mean_mb, interval_s=interval_s, dice=dice,
         )  # fmt: skip
         period_start = period_end
-        unsent = (await publish_reports(runtime.broker, [*unsent, *reports]))[-MAX_UNSENT:]
+        unsent = (await publish_reports(broker, [*unsent, *reports]))[-MAX_UNSENT:]
         return len(reports)
 
     log.info(
@@ -142,7 +144,37 @@ async def report_usage(runtime: Runtime) -> None:
         interval_s,
         settings.carrier_usage_mean_mb,
     )
-    await every(interval_s, one_period, "simulated carrier usage reports")
+    async with carrier_broker(runtime.broker, settings) as broker:
+        await every(interval_s, lambda: one_period(broker), "simulated carrier usage reports")
+
+
+@asynccontextmanager
+async def carrier_broker(
+    service_broker: KafkaBroker, settings: ProvisioningSettings
+) -> AsyncIterator[KafkaBroker]:
+    """The carrier's own client (CARRIER_KAFKA_USERNAME), or the service's when none is set."""
+    if not settings.carrier_kafka_username:
+        yield service_broker
+        return
+    client = KafkaClient(
+        settings.kafka_bootstrap_servers,
+        settings.carrier_kafka_username,
+        settings.carrier_kafka_password,
+        settings.kafka_sasl_mechanism,
+        settings.kafka_security_protocol,
+    )
+    broker = KafkaBroker(
+        client.bootstrap_servers,
+        security=broker_security(client),
+        client_id=CARRIER,
+        acks="all",
+        logger=log,
+    )
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
 
 
 async def carrier_topups(sessions: async_sessionmaker[AsyncSession]) -> list[CarrierTopUp]:
