@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -215,7 +216,7 @@ def stored_credentials(folder: Path = CREDENTIALS_DIR) -> dict[str, str]:
     return read_credentials(folder)
 
 
-def service_env(name: str, passwords: dict[str, str]) -> dict[str, str]:
+def service_env(name: str, passwords: Mapping[str, str]) -> dict[str, str]:
     """The environment that makes a service process sign in as its principal (and, for
     provisioning, its simulated carrier as the carrier)."""
     env = {"KAFKA_USERNAME": name, "KAFKA_PASSWORD": passwords[name]}

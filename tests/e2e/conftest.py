@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.processes import SERVICES, ServiceProcess, running, service_process
+from shared.kafka_access import PUBLISHER
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
@@ -49,7 +50,11 @@ async def services(
 
     processes = {
         name: service_process(
-            name, kafka.bootstrap_servers, await database(name), SIMULATION, folder / f"{name}.log"
+            name,
+            kafka.bootstrap_servers,
+            await database(name),
+            SIMULATION | kafka.env(name),
+            folder / f"{name}.log",
         )
         for name in SERVICES
     }
@@ -59,8 +64,9 @@ async def services(
 
 @pytest.fixture
 async def producer(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
-    """A publisher as an internal system would be: plain aiokafka, acks=all."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    """A publisher as an internal system would be: plain aiokafka, acks=all, signed in as
+    the publisher."""
+    producer = AIOKafkaProducer(**kafka.options(PUBLISHER), acks="all")
     await producer.start()
     try:
         yield producer

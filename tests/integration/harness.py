@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -35,13 +36,30 @@ async def service_running(
     """The service's app with its lifespan run: schema, topics, consumers started."""
     settings = ServiceSettings(
         service_name=name,
-        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.settings(name),  # the broker, and the service's own principal on it
         database_url=await postgres.create_database(name),
         **settings_given,
     )
-    app = build_app(settings)
+    # The service's own settings class reads the rest (the simulated carrier's principal)
+    # from the environment while the app is built.
+    with environment(kafka.env(name)):
+        app = build_app(settings)
     async with app.router.lifespan_context(app):
         yield app
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 async def send(kafka: KafkaUnderTest, topic: str, message: Message) -> None:
@@ -49,8 +67,8 @@ async def send(kafka: KafkaUnderTest, topic: str, message: Message) -> None:
 
 
 async def send_raw(kafka: KafkaUnderTest, topic: str, body: dict[str, Any]) -> None:
-    """Publish a JSON body keyed by its line, as any internal system would."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    """Publish a JSON body keyed by its line, as its rightful sender would (the admin)."""
+    producer = AIOKafkaProducer(**kafka.options(), acks="all")
     await producer.start()
     try:
         key = str(body.get("iccid", "")).encode()
@@ -75,7 +93,7 @@ async def messages_about(
     """
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.options(),
         group_id=None,  # no group: reads every partition and leaves nothing behind
         auto_offset_reset="earliest",
     )
@@ -115,7 +133,7 @@ Record = Any  # aiokafka's ConsumerRecord (aiokafka ships no type information)
 
 async def produce(kafka: KafkaUnderTest, topic: str, value: bytes, key: bytes) -> tuple[int, int]:
     """Publish raw bytes as any producer might; the (partition, offset) they got."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.options(), acks="all")
     await producer.start()
     try:
         sent = await producer.send_and_wait(topic, value, key=key)
@@ -135,7 +153,7 @@ async def records_where(
     """The records of `topic` (read from the beginning) that `wanted` picks, once `count` are."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.options(),
         group_id=None,  # no group: reads every partition and leaves nothing behind
         auto_offset_reset="earliest",
     )
@@ -180,10 +198,10 @@ async def topped_up(kafka: KafkaUnderTest, iccid: str) -> str:
 
 @asynccontextmanager
 async def dead_letter_topic_taking(
-    bootstrap_servers: str, topic: str, max_bytes: int
+    kafka: KafkaUnderTest, topic: str, max_bytes: int
 ) -> AsyncIterator[None]:
     """The topic refuses anything larger than `max_bytes` while the block runs."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         await _set(admin, topic, str(max_bytes))

@@ -52,7 +52,7 @@ async def usage_reports(
     """The reports on carrier.usage.v1 about `lines`, once `count` are about line `of`."""
     consumer = AIOKafkaConsumer(
         topics.CARRIER_USAGE,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.options(),
         group_id=None,  # no group: reads every partition and leaves nothing behind
         auto_offset_reset="earliest",
     )
