@@ -73,6 +73,7 @@ class Principal:
 PUBLISHER: Final = "publisher"
 CARRIER: Final = "carrier"
 OPERATOR: Final = "operator"
+VIEWER: Final = "viewer"
 
 # Every topic the operator sees: the contract's and its own audit log.
 OPERATED_TOPICS: Final = (*topics.ALL_TOPICS, topics.OPERATOR_AUDIT)
@@ -126,6 +127,12 @@ PRINCIPALS: Final[tuple[Principal, ...]] = (
         watches_groups=True,
         replays_to=topics.MESSAGE_TOPICS,
     ),
+    Principal(
+        VIEWER,
+        "a read-only view of every topic and group (compose's Kafka UI)",
+        reads=OPERATED_TOPICS,
+        watches_groups=True,
+    ),
 )
 
 BY_NAME: Final = {principal.name: principal for principal in PRINCIPALS}
@@ -135,6 +142,14 @@ NAMES: Final = tuple(BY_NAME)
 def writers_of(topic: str) -> list[str]:
     """The principals that may write `topic` (the operator's replays included)."""
     return [p.name for p in PRINCIPALS if topic in p.may_write]
+
+
+def _writers_shown(topic: str) -> list[str]:
+    return [
+        p.name if topic in p.writes or topic in p.dead_letters else f"{p.name} (replays)"
+        for p in PRINCIPALS
+        if topic in p.may_write
+    ]
 
 
 def readers_of(topic: str) -> list[str]:
@@ -257,7 +272,7 @@ def access_table() -> str:
         "| --- | --- | --- |",
     ]
     for topic in OPERATED_TOPICS:
-        writers = ", ".join(writers_of(topic)) or "nobody"
+        writers = ", ".join(_writers_shown(topic)) or "nobody"
         readers = ", ".join(readers_of(topic)) or "nobody"
         rows.append(f"| `{topic}` | {writers} | {readers} |")
     rows += ["", "| principal | who |", "| --- | --- |"]
@@ -279,6 +294,13 @@ def with_table(document: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Writes the table into docs/contract.md (`--check`: says whether it is current);
+    `--env`: the passwords of var/kafka-credentials/ (made if missing) as an env file for
+    compose."""
+    if "--env" in argv:
+        for name, password in stored_credentials().items():
+            print(f"KAFKA_{name.upper()}_PASSWORD={password}")
+        return 0
     contract = Path(__file__).resolve().parent.parent / "docs" / "contract.md"
     text = contract.read_text()
     if "--check" in argv:

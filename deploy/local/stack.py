@@ -11,7 +11,9 @@ variable to change. Settings (environment variables):
                        under var/data/; postgres starts a local cluster in var/pg/run, or,
                        if the postgres user cannot enter the clone, in a folder of its own
                        under /var/tmp/topup-billing-pg; PG_HOME chooses another)
-  KAFKA_PORT=9092      the broker's port;  PG_PORT=55432  the cluster's port
+  KAFKA_PORT=9092      the broker's port;  PG_PORT=55432  the cluster's port; the broker
+                       signs each process in as its own principal (passwords generated
+                       once into var/kafka-credentials/, 0600; shared/kafka_access.py)
   ORDERS_PORT=8001, PAYMENTS_PORT=8002, PROVISIONING_PORT=8003, OPERATOR_PORT=8000
   OPERATOR_TOKENS=name=token,...   who may use the dashboard and the operator API; unset:
                        one token for $USER, generated once into var/operator-token (0600)

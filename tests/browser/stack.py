@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.processes import ServiceProcess
 from shared import topics
 from shared.events import order_id_for
-from shared.kafka_access import PUBLISHER
+from shared.kafka_access import PUBLISHER, writers_of
 from tests.factories import order_request, random_iccid
 from tests.infra import KafkaUnderTest
 
@@ -88,8 +88,11 @@ async def eventually(
 async def publish(
     stack: Stack, value: bytes, key: str, topic: str = topics.ORDERS_COMMANDS
 ) -> None:
-    """Publish as an internal system would (the publisher's principal): keyed by the line."""
-    producer = AIOKafkaProducer(**stack.kafka.options(PUBLISHER), acks="all")
+    """Publish as its sender would, keyed by the line: an internal system places orders,
+    any other message comes from the service that owns its topic."""
+    writers = writers_of(topic)
+    sender = PUBLISHER if PUBLISHER in writers else writers[0]
+    producer = AIOKafkaProducer(**stack.kafka.options(sender), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key.encode())

@@ -4,12 +4,13 @@ SQLite, with the outside world (payment provider, carrier) simulated."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.processes import SERVICES, ServiceProcess, running, service_process
-from shared.kafka_access import PUBLISHER
+from shared.kafka_access import ADMIN, CARRIER, PUBLISHER
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
@@ -62,13 +63,34 @@ async def services(
         yield processes
 
 
-@pytest.fixture
-async def producer(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
-    """A publisher as an internal system would be: plain aiokafka, acks=all, signed in as
-    the publisher."""
-    producer = AIOKafkaProducer(**kafka.options(PUBLISHER), acks="all")
+@asynccontextmanager
+async def producer_as(kafka: KafkaUnderTest, principal: str) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(**kafka.options(principal), acks="all")
     await producer.start()
     try:
         yield producer
     finally:
         await producer.stop()
+
+
+@pytest.fixture
+async def producer(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
+    """A publisher as an internal system would be: plain aiokafka, acks=all, signed in as
+    the publisher (it may write orders.commands.v1 and nothing else)."""
+    async with producer_as(kafka, PUBLISHER) as producer:
+        yield producer
+
+
+@pytest.fixture
+async def carrier(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
+    """The carrier's usage feed, signed in as the carrier."""
+    async with producer_as(kafka, CARRIER) as producer:
+        yield producer
+
+
+@pytest.fixture
+async def any_party(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer that may write every topic (the super user), for hostile messages on
+    each topic a service consumes."""
+    async with producer_as(kafka, ADMIN) as producer:
+        yield producer
