@@ -14,10 +14,6 @@ from aiokafka import AIOKafkaProducer
 from shared.kafka_access import CREDENTIALS_DIR, PUBLISHER, KafkaClient, client_from_env
 
 
-def kafka_servers() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-
-
 def kafka_client() -> KafkaClient:
     """The CLI publishes as an internal system: KAFKA_USERNAME / KAFKA_PASSWORD, else the
     `publisher` principal's password that `make run` wrote under var/kafka-credentials/."""

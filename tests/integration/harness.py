@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from shared import limits, topics
 from shared.events import Message, TopUpLine
+from shared.kafka_access import KafkaClient
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
 from tests.infra import KafkaUnderTest, PostgresUnderTest
@@ -67,8 +68,13 @@ async def send(kafka: KafkaUnderTest, topic: str, message: Message) -> None:
 
 
 async def send_raw(kafka: KafkaUnderTest, topic: str, body: dict[str, Any]) -> None:
-    """Publish a JSON body keyed by its line, as its rightful sender would (the admin)."""
-    producer = AIOKafkaProducer(**kafka.options(), acks="all")
+    """Publish a JSON body keyed by its line, as the admin standing in for its sender."""
+    await publish_as(kafka.client(), topic, body)
+
+
+async def publish_as(client: KafkaClient, topic: str, body: dict[str, Any]) -> None:
+    """Publish a JSON body keyed by its line, signed in as `client` says."""
+    producer = AIOKafkaProducer(**client.options(), acks="all", request_timeout_ms=10_000)
     await producer.start()
     try:
         key = str(body.get("iccid", "")).encode()

@@ -4,7 +4,6 @@ forge the payment or the top-up that would complete its own order for free."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -20,7 +19,7 @@ from shared.kafka import ensure_topics
 from shared.kafka_access import PRINCIPALS, PUBLISHER, KafkaClient, Principal
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest, PostgresUnderTest
-from tests.integration.harness import messages_about, service_running
+from tests.integration.harness import messages_about, publish_as, service_running
 from tests.integration.test_orders_on_real_infra import order_state
 
 pytestmark = pytest.mark.integration
@@ -33,16 +32,6 @@ async def secured(kafka: KafkaUnderTest) -> KafkaUnderTest:
         pytest.skip(f"{kafka.description}: no users and ACLs (set KAFKA_ADMIN_PASSWORD)")
     await ensure_topics(kafka.client(), topics.ALL_TOPICS)
     return kafka
-
-
-async def publish(client: KafkaClient, topic: str, body: dict[str, Any]) -> None:
-    producer = AIOKafkaProducer(**client.options(), acks="all", request_timeout_ms=10_000)
-    await producer.start()
-    try:
-        key = str(body.get("iccid", "")).encode()
-        await producer.send_and_wait(topic, json.dumps(body).encode(), key=key)
-    finally:
-        await producer.stop()
 
 
 def captured(charge: dict[str, Any], reference: str) -> dict[str, Any]:
@@ -68,7 +57,7 @@ async def test_a_publisher_cannot_write_the_payments_or_provisioning_events(
     )  # fmt: skip
 
     with pytest.raises(TopicAuthorizationFailedError):
-        await publish(secured.client(PUBLISHER), topic, event.model_dump(mode="json"))
+        await publish_as(secured.client(PUBLISHER), topic, event.model_dump(mode="json"))
 
 
 async def test_a_publisher_may_place_an_order_and_read_the_answers(
@@ -76,7 +65,7 @@ async def test_a_publisher_may_place_an_order_and_read_the_answers(
 ) -> None:
     async with service_running(build_app, "orders", secured, postgres):
         request = order_request()
-        await publish(secured.client(PUBLISHER), topics.ORDERS_COMMANDS, request)
+        await publish_as(secured.client(PUBLISHER), topics.ORDERS_COMMANDS, request)
 
         as_publisher = KafkaUnderTest(
             secured.bootstrap_servers, "the publisher", passwords=secured.passwords
@@ -92,15 +81,15 @@ async def test_a_forged_payment_captured_from_an_unauthorised_client_never_reach
     async with service_running(build_app, "orders", secured, postgres) as orders:
         request = order_request()
         order_id = order_id_for(request["request_id"])
-        await publish(secured.client(PUBLISHER), topics.ORDERS_COMMANDS, request)
+        await publish_as(secured.client(PUBLISHER), topics.ORDERS_COMMANDS, request)
         [charge] = await messages_about(secured, topics.PAYMENTS_COMMANDS, order_id)
 
         with pytest.raises(TopicAuthorizationFailedError):
-            await publish(
+            await publish_as(
                 secured.client(PUBLISHER), topics.PAYMENTS_EVENTS, captured(charge, "forged")
             )
         with pytest.raises(KafkaConnectionError):  # no credentials: not even let in
-            await publish(
+            await publish_as(
                 KafkaClient(secured.bootstrap_servers),
                 topics.PAYMENTS_EVENTS,
                 captured(charge, "x"),
@@ -119,7 +108,7 @@ async def test_a_forged_payment_captured_from_an_unauthorised_client_never_reach
         )
 
         # The same event from payments' own principal is taken: the refusal stopped it.
-        await publish(secured.client("payments"), topics.PAYMENTS_EVENTS, captured(charge, "p1"))
+        await publish_as(secured.client("payments"), topics.PAYMENTS_EVENTS, captured(charge, "p1"))
         [top_up] = await messages_about(secured, topics.PROVISIONING_COMMANDS, order_id)
     assert top_up["type"] == "TopUpLine"
 
@@ -152,5 +141,5 @@ async def test_a_wrong_password_is_refused(
     wrong = KafkaClient(secured.bootstrap_servers, PUBLISHER, SecretStr("not-the-password"))
 
     with caplog.at_level(logging.ERROR), pytest.raises(KafkaConnectionError):
-        await publish(wrong, topics.ORDERS_COMMANDS, order_request())
+        await publish_as(wrong, topics.ORDERS_COMMANDS, order_request())
     assert "SaslAuthenticationFailed" in caplog.text
