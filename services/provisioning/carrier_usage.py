@@ -119,15 +119,22 @@ def usage_reports(
 async def report_usage(runtime: Runtime) -> None:
     """The carrier's reporting loop, when CARRIER_USAGE_INTERVAL_S > 0."""
     settings = specialise(runtime.settings, ProvisioningSettings)
-    interval_s = settings.carrier_usage_interval_s
-    if interval_s <= 0:
+    if settings.carrier_usage_interval_s <= 0:
         return
+    async with carrier_broker(runtime.broker, settings) as broker:
+        await _report_every_period(runtime, settings, broker)
+
+
+async def _report_every_period(
+    runtime: Runtime, settings: ProvisioningSettings, broker: KafkaBroker
+) -> None:
+    interval_s = settings.carrier_usage_interval_s
     # Simulated usage needs no cryptographic randomness; a seed replays a run.
     dice = random.Random(settings.carrier_seed)  # noqa: S311
     period_start = datetime.now(UTC) - timedelta(seconds=interval_s)
     unsent: list[UsageReported] = []
 
-    async def one_period(broker: KafkaBroker) -> int:
+    async def one_period() -> int:
         nonlocal period_start, unsent
         period_end = datetime.now(UTC)
         lines = active_lines(await carrier_topups(runtime.sessions), period_end)
@@ -144,8 +151,7 @@ async def report_usage(runtime: Runtime) -> None:
         interval_s,
         settings.carrier_usage_mean_mb,
     )
-    async with carrier_broker(runtime.broker, settings) as broker:
-        await every(interval_s, lambda: one_period(broker), "simulated carrier usage reports")
+    await every(interval_s, one_period, "simulated carrier usage reports")
 
 
 @asynccontextmanager
