@@ -24,6 +24,7 @@ from typing import Any, Final
 from pydantic import SecretStr
 
 from shared import topics
+from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
 
 ADMIN: Final = "admin"
@@ -174,7 +175,7 @@ class KafkaClient:
     security_protocol: str = "SASL_PLAINTEXT"
 
     @classmethod
-    def of(cls, settings: Any) -> KafkaClient:
+    def of(cls, settings: ServiceSettings) -> KafkaClient:
         """From a service's settings (KAFKA_BOOTSTRAP_SERVERS, KAFKA_USERNAME, ...)."""
         return cls(
             settings.kafka_bootstrap_servers,

@@ -21,7 +21,7 @@ import os
 import secrets
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -309,7 +309,7 @@ def apply_in_thread(
         raise failure[0]
 
 
-def new_passwords(names: Any = None) -> dict[str, str]:
+def new_passwords(names: Iterable[str] | None = None) -> dict[str, str]:
     """A fresh password for the admin and each principal (tests' brokers)."""
     wanted = [ADMIN, *(p.name for p in PRINCIPALS)] if names is None else list(names)
     return {name: secrets.token_urlsafe(24) for name in wanted}
