@@ -226,6 +226,17 @@ def admin_client(bootstrap_servers: str, admin_password: str) -> KafkaClient:
     return KafkaClient(bootstrap_servers, ADMIN, SecretStr(admin_password), ADMIN_MECHANISM)
 
 
+class _PlainOnLoopback(logging.Filter):
+    """aiokafka warns at every SASL/PLAIN sign-in without TLS; the admin's is on purpose
+    (deploy/local/kafka.py secured_properties), and `make run` would print it each start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "in the clear" not in record.getMessage()
+
+
+logging.getLogger("aiokafka.conn").addFilter(_PlainOnLoopback())
+
+
 async def apply(
     bootstrap_servers: str,
     admin_password: str,
