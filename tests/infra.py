@@ -144,7 +144,7 @@ def _kafka_container(admin_password: str) -> Iterator[str]:
         .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
         .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
         .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "300")  # as deploy/local/kafka.py
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "100")  # as deploy/local/kafka.py
     )
     secured = secured_properties(":9092", ":9093", admin_password)
     secured |= {
