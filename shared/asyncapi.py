@@ -444,6 +444,7 @@ def build_document() -> dict[str, Any]:
                 "host": ServiceSettings.model_fields["kafka_bootstrap_servers"].default,
                 "protocol": "kafka",
                 "description": "The broker of `make run` (KAFKA_BOOTSTRAP_SERVERS elsewhere).",
+                "security": [{"$ref": "#/components/securitySchemes/principal"}],
             }
         },
         "channels": dict(sorted(channels.items())),
@@ -460,6 +461,14 @@ def build_document() -> dict[str, Any]:
                 "DeadLetterHeaders": dead_letter_headers_schema(),
                 "DeadLetterPayload": DEAD_LETTER_PAYLOAD,
                 entry.__name__: audit_schema(),
+            },
+            "securitySchemes": {
+                "principal": {
+                    "type": "scramSha512",
+                    "description": "Every client signs in as a principal of its own and may "
+                    "write and read only the topics its ACLs name (shared/kafka_access.py; "
+                    "docs/contract.md, who may write and read each topic).",
+                }
             },
             "correlationIds": {
                 "orderId": {

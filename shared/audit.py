@@ -20,10 +20,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import outbox
+from shared import outbox, topics
+from shared.kafka_access import KafkaClient
 from shared.logs import mask_fields
+from shared.settings import ServiceSettings
 
-AUDIT_TOPIC: Final = "operator.audit.v1"
+AUDIT_TOPIC: Final = topics.OPERATOR_AUDIT
 
 log = logging.getLogger("audit")
 
@@ -79,8 +81,11 @@ async def audited(
     entry.logged()
 
 
-async def ensure_audit_topic(bootstrap_servers: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def ensure_audit_topic(kafka: KafkaClient | ServiceSettings) -> None:
+    """The audit topic as it must be (one partition, kept forever), created by whichever
+    of its writers starts first: never by the broker's defaults on a first write."""
+    client = kafka if isinstance(kafka, KafkaClient) else KafkaClient.of(kafka)
+    admin = AIOKafkaAdminClient(**client.options())
     await admin.start()
     try:
         if AUDIT_TOPIC in set(await admin.list_topics()):

@@ -12,11 +12,13 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.subscriber.usecase import DefaultSubscriber
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import tracing
 from shared.dead_letters import DeadLetters
 from shared.events import Envelope, Message
+from shared.kafka_access import KafkaClient
 from shared.limits import PRODUCER_MAX_REQUEST_BYTES
 from shared.logs import LogContext
 from shared.metrics import prometheus_middleware
@@ -39,6 +41,7 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
     """One broker per process; an idempotent producer that waits for all replicas."""
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(KafkaClient.of(settings)),
         client_id=settings.service_name,
         acks="all",
         enable_idempotence=True,
@@ -58,6 +61,20 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
     for key, value in {"settings": settings, **context}.items():
         broker.context.set_global(key, value)
     return broker
+
+
+def broker_security(client: KafkaClient) -> BaseSecurity | None:
+    """FastStream's form of the client's credentials (None: plaintext)."""
+    if not client.authenticated:
+        return None
+    password = client.password.get_secret_value()
+    if client.mechanism == "SCRAM-SHA-256":
+        return SASLScram256(client.username, password)
+    if client.mechanism != "SCRAM-SHA-512":
+        raise ValueError(
+            f"KAFKA_SASL_MECHANISM: SCRAM-SHA-512 or SCRAM-SHA-256, not {client.mechanism!r}"
+        )
+    return SASLScram512(client.username, password)
 
 
 async def tolerant_headers(record: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -108,14 +125,18 @@ def message_headers(message: Envelope) -> dict[str, str]:
 
 
 async def ensure_topics(
-    bootstrap_servers: str, topics: tuple[str, ...], partitions: int = DEFAULT_PARTITIONS
+    kafka: KafkaClient | ServiceSettings,
+    topics: tuple[str, ...],
+    partitions: int = DEFAULT_PARTITIONS,
 ) -> None:
     """Create the topics a service uses, so nothing depends on broker auto-creation.
 
     A service may start while the broker is still (re)starting: wait for it, backing
     off, instead of exiting.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    client = kafka if isinstance(kafka, KafkaClient) else KafkaClient.of(kafka)
+    bootstrap_servers = client.bootstrap_servers
+    admin = AIOKafkaAdminClient(**client.options())
     for delay in (0.5, 1, 2, 4, 8, 15, 30, None):
         try:
             await admin.start()

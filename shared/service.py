@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db, outbox, tracing
 from shared.access import Callers
+from shared.audit import ensure_audit_topic
 from shared.http_errors import GUARDED, HEALTH_ANSWERS, known_query_only
 from shared.http_guard import secure
 from shared.kafka import build_broker, ensure_topics
@@ -49,7 +50,8 @@ def build_service_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await migrate(engine, migrations)
-        await ensure_topics(settings.kafka_bootstrap_servers, topics)
+        await ensure_topics(settings, topics)
+        await ensure_audit_topic(settings)  # what a service's API changes is audited there
         await broker.start()
         runtime = Runtime(settings, broker, sessions)
         tasks = [

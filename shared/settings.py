@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +25,11 @@ class ServiceSettings(BaseSettings):
 
     service_name: str
     kafka_bootstrap_servers: str = "localhost:9092"
+    # Who this process is on the broker (shared/kafka_access.py); no username: plaintext.
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_security_protocol: str = "SASL_PLAINTEXT"
     database_url: str = ""
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(default=None, ge=0, le=65535)

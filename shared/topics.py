@@ -40,6 +40,8 @@ def dead_letter_topic(topic: str) -> str:
 
 DEAD_LETTER_TOPICS: Final = tuple(dead_letter_topic(topic) for topic in MESSAGE_TOPICS)
 ALL_TOPICS: Final = MESSAGE_TOPICS + DEAD_LETTER_TOPICS
+# The operator's record of who did what (services/operator/audit.py).
+OPERATOR_AUDIT: Final = "operator.audit.v1"
 
 
 def _messages() -> dict[str, tuple[str, ...]]:

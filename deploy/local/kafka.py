@@ -25,13 +25,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Self
 
 from deploy.local.errors import StackError, first_line, log_tail
 from deploy.local.lifetime import die_with_parent
+from shared.kafka_access import ADMIN, ADMIN_MECHANISM, SCRAM_MECHANISM
+from shared.kafka_grants import apply_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIBS = REPO_ROOT / "var/kafka/libs"
@@ -167,8 +169,48 @@ def java_executable() -> str:
     return java
 
 
+def secured_properties(client: str, controller: str, admin_password: str) -> dict[str, str]:
+    """Clients sign in with SASL/SCRAM-SHA-512 and may do what their ACLs allow, nothing else.
+
+    The broker's own traffic (inter-broker, and to the controller, which this one node also
+    is) signs in as the super user `admin` with SASL/PLAIN, whose password is in this
+    configuration: it works before any SCRAM user exists (those live in the metadata log),
+    and no port lets anyone in without a password. Clients may use PLAIN too, but only the
+    admin has a PLAIN password. Plaintext on the wire, as the local stack is on loopback; a
+    deployment across machines puts TLS under it (SASL_SSL).
+    """
+    plain = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{ADMIN}" password="{admin_password}" user_{ADMIN}="{admin_password}";'
+    )
+    return {
+        "listeners": f"BROKER://{client},CONTROLLER://{controller}",
+        "advertised.listeners": f"BROKER://{client},CONTROLLER://{controller}",
+        "listener.security.protocol.map": "BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "inter.broker.listener.name": "BROKER",
+        "sasl.enabled.mechanisms": f"{SCRAM_MECHANISM},{ADMIN_MECHANISM}",
+        "sasl.mechanism.inter.broker.protocol": ADMIN_MECHANISM,
+        "sasl.mechanism.controller.protocol": ADMIN_MECHANISM,
+        "listener.name.broker.sasl.enabled.mechanisms": f"{SCRAM_MECHANISM},{ADMIN_MECHANISM}",
+        "listener.name.broker.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        "listener.name.broker.plain.sasl.jaas.config": plain,
+        "listener.name.controller.sasl.enabled.mechanisms": ADMIN_MECHANISM,
+        "listener.name.controller.plain.sasl.jaas.config": plain,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
 class LocalKafka:
-    """One KRaft node (broker+controller) running from KAFKA_LIBS, with its state in data_dir."""
+    """One KRaft node (broker+controller) running from KAFKA_LIBS, with its state in data_dir.
+
+    With `passwords` (principal -> password, the admin's included) it authenticates every
+    client and applies shared/kafka_access.py's ACLs (`secured_properties`); without, it is
+    an open plaintext broker.
+    """
 
     def __init__(
         self,
@@ -179,8 +221,10 @@ class LocalKafka:
         *,
         jvm_flags: Sequence[str] = JVM_FLAGS,
         die_with_parent: bool = False,
+        passwords: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.passwords = dict(passwords) if passwords is not None else None
         self.host = host
         self.jvm_flags = tuple(jvm_flags)
         # The broker gets SIGTERM when the thread that started it ends (`make run`).
@@ -196,6 +240,10 @@ class LocalKafka:
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def secured(self) -> bool:
+        return self.passwords is not None
 
     @property
     def log_path(self) -> Path:
@@ -260,6 +308,14 @@ class LocalKafka:
     # -- start-up steps ------------------------------------------------------------------
 
     def server_properties(self) -> dict[str, str]:
+        plaintext = self._plaintext_properties()
+        if self.passwords is None:
+            return plaintext
+        controller = f"{self.host}:{self.controller_port}"
+        admin_password = self.passwords[ADMIN]
+        return plaintext | secured_properties(self.bootstrap_servers, controller, admin_password)
+
+    def _plaintext_properties(self) -> dict[str, str]:
         controller = f"{self.host}:{self.controller_port}"
         return {
             "process.roles": "broker,controller",
@@ -293,8 +349,14 @@ class LocalKafka:
             # transaction does not wait for dozens of partitions to be created and loaded.
             "offsets.topic.num.partitions": "1",
             "transaction.state.log.num.partitions": "1",
-            # Default 3 s delay before the first rebalance only slows tests down.
-            "group.initial.rebalance.delay.ms": "0",
+            # Kafka's default waits 3 s for more members before a new group's first
+            # rebalance. None at all (0) let the first of a subscriber's three consumers take
+            # every partition alone, and the others joining a moment later cost a rebalance
+            # that the first learns of at its next heartbeat, 3 s on: with SASL (a longer
+            # handshake per connection) that happened on most starts of `make run`
+            # (11 waits in 5 starts); a 0.1 s window lets the three join at once (none in
+            # 6 starts; 0.3 s did as well, but each group's first join waits it out).
+            "group.initial.rebalance.delay.ms": "100",
             # After a kill -9 the controller keeps the dead incarnation's broker session
             # until it times out (default 9 s), refusing the restarted broker meanwhile.
             "broker.heartbeat.interval.ms": "500",
@@ -302,7 +364,7 @@ class LocalKafka:
         }
 
     def _write_config(self) -> None:
-        self.properties_path.write_text(java_properties(self.server_properties()))
+        _write_private(self.properties_path, java_properties(self.server_properties()))
         (self.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
 
     def _java(self, libs: Path, flags: Sequence[str], main_class: str, *args: str) -> list[str]:
@@ -362,7 +424,7 @@ class LocalKafka:
             shutil.rmtree(leftover, ignore_errors=True)
         properties = self.data_dir / "format.properties"
         settings = {**self.server_properties(), "log.dirs": str(scratch)}
-        properties.write_text(java_properties(settings))
+        _write_private(properties, java_properties(settings))
         command = self._java(
             libs,
             self._cds_flags(libs, dump=False),
@@ -414,7 +476,10 @@ class LocalKafka:
                     f"Kafka exited during start-up (exit {code}): {reason}; log: {self.log_path}",
                     details=tail,
                 )
-            if broker_is_ready(self.host, self.port):
+            if self.passwords is not None and _accepts(self.host, self.port):
+                self._grant(deadline)
+                return
+            if self.passwords is None and broker_is_ready(self.host, self.port):
                 return
             if time.monotonic() > deadline:
                 raise StackError(
@@ -423,6 +488,25 @@ class LocalKafka:
                     details=self.log_tail(),
                 )
             time.sleep(0.1)
+
+    def _grant(self, deadline: float) -> None:
+        """The principals' users and ACLs (shared/kafka_grants.py), applied on every start:
+        the broker keeps them, so a restart only finds them there."""
+        assert self.passwords is not None
+        users = {name: pw for name, pw in self.passwords.items() if name != ADMIN}
+        try:
+            apply_in_thread(
+                self.bootstrap_servers,
+                self.passwords[ADMIN],
+                users,
+                wait_s=max(1.0, deadline - time.monotonic()),
+            )
+        except Exception as error:
+            raise StackError(
+                f"Kafka started but its users and ACLs could not be set: {error!r}; "
+                f"log: {self.log_path}",
+                details=self.log_tail(),
+            ) from error
 
     def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> None:
         process = self._process
@@ -440,6 +524,22 @@ class LocalKafka:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """A file only its owner may read (the admin's password may be in it)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    path.chmod(0o600)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _remove_orphaned_dumps(archive: Path) -> None:

@@ -11,7 +11,9 @@ variable to change. Settings (environment variables):
                        under var/data/; postgres starts a local cluster in var/pg/run, or,
                        if the postgres user cannot enter the clone, in a folder of its own
                        under /var/tmp/topup-billing-pg; PG_HOME chooses another)
-  KAFKA_PORT=9092      the broker's port;  PG_PORT=55432  the cluster's port
+  KAFKA_PORT=9092      the broker's port;  PG_PORT=55432  the cluster's port; the broker
+                       signs each process in as its own principal (passwords generated
+                       once into var/kafka-credentials/, 0600; shared/kafka_access.py)
   ORDERS_PORT=8001, PAYMENTS_PORT=8002, PROVISIONING_PORT=8003, OPERATOR_PORT=8000
   OPERATOR_TOKENS=name=token,...   who may use the dashboard and the operator API; unset:
                        one token for $USER, generated once into var/operator-token (0600)
@@ -42,6 +44,7 @@ from deploy.local.lock import only_run_in_this_clone
 from deploy.local.ports import check_free, port_setting
 from deploy.local.postgres import LocalPostgres, cluster_dir, server_version, why_not_in_clone
 from deploy.local.processes import OPERATOR, OPERATOR_DEFAULT_PORT, SERVICES, ServiceProcess
+from shared.kafka_access import service_env, stored_credentials
 from shared.settings import DEFAULT_HTTP_PORTS
 
 LOG_DIR = REPO_ROOT / "var" / "log"
@@ -116,7 +119,12 @@ def run(env: dict[str, str]) -> int:
         stack.enter_context(only_run_in_this_clone())
         make_room(ports)
         os.environ[MARKER] = str(REPO_ROOT)  # inherited by all we start: leftovers.find
-        kafka = LocalKafka(KAFKA_DIR, port=ports["KAFKA_PORT"], die_with_parent=True)
+        # Each service, the carrier, the CLI (publisher) and the admin: a password each,
+        # generated once into var/kafka-credentials/ (0600); users and ACLs made at start.
+        passwords = stored_credentials()
+        kafka = LocalKafka(
+            KAFKA_DIR, port=ports["KAFKA_PORT"], die_with_parent=True, passwords=passwords
+        )
         print(f"starting Kafka {kafka_version()} on {kafka.bootstrap_servers} ...", flush=True)
         stack.callback(kafka.stop)
         kafka.start()
@@ -142,6 +150,7 @@ def run(env: dict[str, str]) -> int:
                     "DATABASE_URL": database_urls[name],
                     **callers,
                     **own_settings(name, env),
+                    **service_env(name, passwords),
                 },
                 log_path=LOG_DIR / f"{name}.log",
                 die_with_parent=True,
@@ -160,6 +169,7 @@ def run(env: dict[str, str]) -> int:
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                 **{f"{s.name.upper()}_URL": s.base_url for s in services},
                 **callers,
+                **service_env(OPERATOR, passwords),
             },
             log_path=LOG_DIR / f"{OPERATOR}.log",
             die_with_parent=True,

@@ -12,6 +12,8 @@ from typing import Any, Final
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from shared.kafka_access import CREDENTIALS_DIR, PUBLISHER, KafkaClient, client_from_env
+
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 API_TOKEN_FILE: Final = Path("var") / "api-token"
 
@@ -36,8 +38,10 @@ def api_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def kafka_servers() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+def kafka_client() -> KafkaClient:
+    """The CLI publishes as an internal system: KAFKA_USERNAME / KAFKA_PASSWORD, else the
+    `publisher` principal's password that `make run` wrote under var/kafka-credentials/."""
+    return client_from_env(default_user=PUBLISHER, folder=CREDENTIALS_DIR)
 
 
 def service_url(name: str, default_port: int) -> str:
@@ -50,9 +54,7 @@ Publish = Callable[[str, dict[str, Any], str], Awaitable[None]]
 @asynccontextmanager
 async def publisher() -> AsyncIterator[Publish]:
     """Publish as any internal system would: JSON, keyed by the line, acks=all."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_servers(), acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**kafka_client().options(), acks="all", enable_idempotence=True)
     await producer.start()
 
     async def send(topic: str, body: dict[str, Any], key: str) -> None:

@@ -97,7 +97,7 @@ async def orders_search(request: Request, _who: Operator, q: Search) -> dict[str
     settings = _settings(request)
     found = await search(
         _orders(request),
-        settings.kafka_bootstrap_servers,
+        settings.kafka,
         q,
         timedelta(seconds=settings.timeline_margin_s),
         settings.timeline_max_scan,

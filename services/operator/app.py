@@ -52,21 +52,21 @@ def build_app(
     """`callers` default to API_TOKENS and OPERATOR_TOKENS (a malformed value stops the
     start here)."""
     config = specialise(service_settings, OperatorSettings)
-    servers = config.kafka_bootstrap_servers
+    kafka = config.kafka
     sampler = TopicSampler(
-        servers,
+        kafka,
         (*topics.ALL_TOPICS, AUDIT_TOPIC),
         config.sample_interval_s,
         config.rate_window_s,
     )
-    audit = AuditLog(servers)
+    audit = AuditLog(kafka)
     orders = OrdersClient(config.orders_url, orders_transport)
     health_http = httpx.AsyncClient(transport=orders_transport)  # the services' /health
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await ensure_topics(servers, topics.ALL_TOPICS)  # waits for the broker
-        await ensure_audit_topic(servers)
+        await ensure_topics(kafka, topics.ALL_TOPICS)  # waits for the broker
+        await ensure_audit_topic(kafka)
         await audit.start()
         sampling = asyncio.create_task(sampler.run(), name="topic sampler")
         log.info("operator ready on http://%s:%s", config.http_host, config.port)

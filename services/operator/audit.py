@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from services.operator.dead_letter_store import read_range, reader
 from shared.audit import AUDIT_TOPIC, AuditEntry, ensure_audit_topic
+from shared.kafka_access import KafkaClient
 
 __all__ = ["AUDIT_TOPIC", "AuditEntry", "AuditLog", "ensure_audit_topic"]
 
@@ -25,13 +26,13 @@ log = logging.getLogger("operator.audit")
 class AuditLog:
     """Appends to and reads the audit topic; started and stopped with the app."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: KafkaClient) -> None:
+        self.kafka = kafka
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, acks="all", enable_idempotence=True
+            **self.kafka.options(), acks="all", enable_idempotence=True
         )
         await self._producer.start()
 
@@ -52,7 +53,7 @@ class AuditLog:
     async def latest(self, limit: int | None = None) -> list[AuditEntry]:
         """The newest `limit` entries (every entry when None), newest first."""
         tp = TopicPartition(AUDIT_TOPIC, 0)
-        consumer = reader(self.bootstrap_servers)
+        consumer = reader(self.kafka)
         await consumer.start()
         try:
             consumer.assign([tp])

@@ -20,6 +20,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.kafka_access import KafkaClient
 from shared.topics import DEAD_LETTER_TOPICS, dead_letter_topic
 
 DLT_SUFFIX: Final = dead_letter_topic("")
@@ -113,23 +114,21 @@ def parse_where(where: str) -> tuple[str, int, int]:
     return topic, int(partition), int(offset)
 
 
-def reader(bootstrap_servers: str) -> AIOKafkaConsumer:
+def reader(kafka: KafkaClient) -> AIOKafkaConsumer:
     """A consumer without a group: it reads what it is assigned and commits nothing."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
+    return AIOKafkaConsumer(**kafka.options(), group_id=None, enable_auto_commit=False)
 
 
-async def partitions_of(bootstrap_servers: str, topic: str | None) -> list[TopicPartition]:
+async def partitions_of(kafka: KafkaClient, topic: str | None) -> list[TopicPartition]:
     """The partitions of one dead-letter topic, or of every `*.dlt` topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         names = [dlt_of(topic)] if topic else sorted(existing.intersection(DEAD_LETTER_TOPICS))
         missing = [name for name in names if name not in existing]
         if missing:
-            raise UnknownTopic(f"no topic {missing[0]} on {bootstrap_servers}")
+            raise UnknownTopic(f"no topic {missing[0]} on {kafka.bootstrap_servers}")
         described = await admin.describe_topics(names) if names else []
     finally:
         await admin.close()
@@ -158,14 +157,14 @@ async def read_range(
 
 
 async def read_dead_letters(
-    bootstrap_servers: str, topic: str | None = None, newest: int | None = None
+    kafka: KafkaClient, topic: str | None = None, newest: int | None = None
 ) -> list[DeadLetter]:
     """Every dead letter there is now (of one topic, or of every `*.dlt` topic); with
     `newest`, only the last `newest` of each partition (the newest overall are among them)."""
-    partitions = await partitions_of(bootstrap_servers, topic)
+    partitions = await partitions_of(kafka, topic)
     if not partitions:
         return []
-    consumer = reader(bootstrap_servers)
+    consumer = reader(kafka)
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -181,7 +180,7 @@ async def read_dead_letters(
 
 
 async def read_dead_letters_at(
-    bootstrap_servers: str, wheres: Iterable[tuple[str, int, int]]
+    kafka: KafkaClient, wheres: Iterable[tuple[str, int, int]]
 ) -> dict[tuple[str, int, int], DeadLetter]:
     """The dead letters at these (topic, partition, offset), with one consumer: each
     partition's offsets read in runs (offsets close together in one read). Those not
@@ -192,14 +191,14 @@ async def read_dead_letters_at(
     if not wanted:
         return {}
     try:
-        present = set(await partitions_of(bootstrap_servers, None))
+        present = set(await partitions_of(kafka, None))
     except UnknownTopic:
         return {}
     wanted = {tp: offsets for tp, offsets in wanted.items() if tp in present}
     if not wanted:
         return {}  # no such partition: nothing to read (and no consumer to start)
     found: dict[tuple[str, int, int], DeadLetter] = {}
-    consumer = reader(bootstrap_servers)
+    consumer = reader(kafka)
     await consumer.start()
     try:
         consumer.assign(list(wanted))
@@ -226,11 +225,9 @@ def _runs(offsets: list[int], gap: int = RUN_GAP) -> list[tuple[int, int]]:
     return runs
 
 
-async def replay(bootstrap_servers: str, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
+async def replay(kafka: KafkaClient, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
     """Publish each dead letter's bytes and key to its source topic; those that were."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**kafka.options(), acks="all", enable_idempotence=True)
     await producer.start()
     sent: list[tuple[DeadLetter, asyncio.Future[Any]]] = []
     try:

@@ -102,14 +102,14 @@ def _newest_first(letter: DeadLetter) -> tuple[str, int, str, int]:
 
 
 async def newest(audit: AuditLog, limit: int) -> list[dict[str, Any]]:
-    letters = await store.read_dead_letters(audit.bootstrap_servers, newest=limit)
+    letters = await store.read_dead_letters(audit.kafka, newest=limit)
     letters = sorted(letters, key=_newest_first, reverse=True)[:limit]
     replays = replayed(await audit.latest())
     return [view(letter, replays.get(letter.where)) for letter in letters]
 
 
 async def _chosen(audit: AuditLog, request: ReplayRequest) -> list[DeadLetter]:
-    servers = audit.bootstrap_servers
+    servers = audit.kafka
     if request.ids is not None:
         # One id per dead letter however it was spelt (`:1:0`, `:01:0`...).
         wheres = list(dict.fromkeys(store.parse_where(where) for where in request.ids))
@@ -158,7 +158,7 @@ async def replay(audit: AuditLog, operator: str, request: ReplayRequest) -> list
 
     try:
         letters = await _chosen(audit, request)
-        done = await store.replay(audit.bootstrap_servers, letters)
+        done = await store.replay(audit.kafka, letters)
     except NotFound as error:
         await audited("not_found", error=str(error))
         raise

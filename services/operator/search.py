@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 
 from services.operator.orders_client import OrdersCaller
 from services.operator.timeline import OrderRef, timelines
+from shared.kafka_access import KafkaClient
 from shared.logs import mask
 
 Kind = Literal["order_id", "request_id", "iccid"]
@@ -74,14 +75,14 @@ def _view(order: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[str, An
 
 
 async def search(
-    orders: OrdersCaller, bootstrap_servers: str, query: str, margin: timedelta, max_scan: int
+    orders: OrdersCaller, kafka: KafkaClient, query: str, margin: timedelta, max_scan: int
 ) -> dict[str, Any] | None:
     """The /api/orders/search body, or None when nothing matches."""
     kind, found = await find_orders(orders, query)
     if not found:
         return None
     refs = [_ref(order) for order in found]
-    messages = await timelines(bootstrap_servers, refs, margin, max_scan)
+    messages = await timelines(kafka, refs, margin, max_scan)
     return {
         "query": query,
         "kind": kind,

@@ -3,6 +3,7 @@ answers, the operators' tokens and how long a saga may stand still."""
 
 from pydantic import Field
 
+from shared.kafka_access import KafkaClient
 from shared.settings import ServiceSettings
 
 
@@ -20,3 +21,8 @@ class OperatorSettings(ServiceSettings):
     timeline_max_scan: int = Field(
         default=20_000, gt=0, description="records read per partition for one timeline"
     )
+
+    @property
+    def kafka(self) -> KafkaClient:
+        """The broker, and the operator's own principal on it (KAFKA_USERNAME)."""
+        return KafkaClient.of(self)

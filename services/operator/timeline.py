@@ -25,6 +25,7 @@ from aiokafka.partitioner import murmur2
 from services.operator.dead_letter_store import read_range, reader
 from services.operator.summaries import summary
 from shared import events
+from shared.kafka_access import KafkaClient
 from shared.topics import DEAD_LETTER_TOPICS, MESSAGE_TOPICS, MESSAGES_ON
 
 # The topics whose messages name an order (events.Message): all but the carrier's usage.
@@ -51,13 +52,13 @@ def partition_for(key: str, partitions: int) -> int:
 
 
 async def timelines(
-    bootstrap_servers: str, orders: Sequence[OrderRef], margin: timedelta, max_scan: int
+    kafka: KafkaClient, orders: Sequence[OrderRef], margin: timedelta, max_scan: int
 ) -> dict[str, list[dict[str, Any]]]:
     """Each order's messages, oldest first, read in one pass over the topics."""
     found: dict[str, list[dict[str, Any]]] = {ref.order_id: [] for ref in orders}
     if not orders:
         return found
-    counts = await _partition_counts(bootstrap_servers)
+    counts = await _partition_counts(kafka)
     wanted = {
         TopicPartition(topic, partition_for(ref.iccid, counts[topic]))
         for topic in ORDER_TOPICS
@@ -71,7 +72,7 @@ async def timelines(
     }
     since = min(ref.created_at for ref in orders) - margin
     by_request = {ref.request_id: ref.order_id for ref in orders}
-    for record in await _records_since(bootstrap_servers, sorted(wanted), since, max_scan):
+    for record in await _records_since(kafka, sorted(wanted), since, max_scan):
         headers = {str(k): bytes(v or b"").decode(errors="replace") for k, v in record.headers}
         body = _json(record.value)
         order_id = _order_of(headers, body, by_request)
@@ -82,8 +83,8 @@ async def timelines(
     return found
 
 
-async def _partition_counts(bootstrap_servers: str) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def _partition_counts(kafka: KafkaClient) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         described = await admin.describe_topics([*ORDER_TOPICS, *DEAD_LETTER_TOPICS])
@@ -93,9 +94,9 @@ async def _partition_counts(bootstrap_servers: str) -> dict[str, int]:
 
 
 async def _records_since(
-    bootstrap_servers: str, partitions: list[TopicPartition], since: datetime, max_scan: int
+    kafka: KafkaClient, partitions: list[TopicPartition], since: datetime, max_scan: int
 ) -> list[Any]:
-    consumer = reader(bootstrap_servers)
+    consumer = reader(kafka)
     await consumer.start()
     try:
         consumer.assign(partitions)

@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.operator.dead_letter_store import DLT_SUFFIX, reader
+from shared.kafka_access import KafkaClient
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def rates(samples: Sequence[Sample], window_s: float) -> dict[TopicPartition, fl
 
 @dataclass
 class TopicSampler:
-    bootstrap_servers: str
+    kafka: KafkaClient
     topics: tuple[str, ...]
     interval_s: float = 2.0
     window_s: float = 10.0
@@ -60,8 +61,8 @@ class TopicSampler:
 
     async def run(self) -> None:
         """Sample until cancelled; a failed sample is logged and the next one tried."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        consumer = reader(self.bootstrap_servers)
+        admin = AIOKafkaAdminClient(**self.kafka.options())
+        consumer = reader(self.kafka)
         await admin.start()
         await consumer.start()
         try:

@@ -28,7 +28,8 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -43,7 +44,8 @@ from services.provisioning.settings import ProvisioningSettings
 from shared import topics
 from shared.db import as_utc
 from shared.events import UsageReported
-from shared.kafka import message_headers
+from shared.kafka import broker_security, message_headers
+from shared.kafka_access import CARRIER, KafkaClient
 from shared.settings import specialise
 from shared.worker import Runtime, every
 
@@ -117,9 +119,16 @@ def usage_reports(
 async def report_usage(runtime: Runtime) -> None:
     """The carrier's reporting loop, when CARRIER_USAGE_INTERVAL_S > 0."""
     settings = specialise(runtime.settings, ProvisioningSettings)
-    interval_s = settings.carrier_usage_interval_s
-    if interval_s <= 0:
+    if settings.carrier_usage_interval_s <= 0:
         return
+    async with carrier_broker(runtime.broker, settings) as broker:
+        await _report_every_period(runtime, settings, broker)
+
+
+async def _report_every_period(
+    runtime: Runtime, settings: ProvisioningSettings, broker: KafkaBroker
+) -> None:
+    interval_s = settings.carrier_usage_interval_s
     # Simulated usage needs no cryptographic randomness; a seed replays a run.
     dice = random.Random(settings.carrier_seed)  # noqa: S311
     period_start = datetime.now(UTC) - timedelta(seconds=interval_s)
@@ -134,7 +143,7 @@ async def report_usage(runtime: Runtime) -> None:
             mean_mb_per_interval=settings.carrier_usage_mean_mb, interval_s=interval_s, dice=dice,
         )  # fmt: skip
         period_start = period_end
-        unsent = (await publish_reports(runtime.broker, [*unsent, *reports]))[-MAX_UNSENT:]
+        unsent = (await publish_reports(broker, [*unsent, *reports]))[-MAX_UNSENT:]
         return len(reports)
 
     log.info(
@@ -143,6 +152,35 @@ async def report_usage(runtime: Runtime) -> None:
         settings.carrier_usage_mean_mb,
     )
     await every(interval_s, one_period, "simulated carrier usage reports")
+
+
+@asynccontextmanager
+async def carrier_broker(
+    service_broker: KafkaBroker, settings: ProvisioningSettings
+) -> AsyncIterator[KafkaBroker]:
+    """The carrier's own client (CARRIER_KAFKA_USERNAME), or the service's when none is set."""
+    if not settings.carrier_kafka_username:
+        yield service_broker
+        return
+    client = KafkaClient(
+        settings.kafka_bootstrap_servers,
+        settings.carrier_kafka_username,
+        settings.carrier_kafka_password,
+        settings.kafka_sasl_mechanism,
+        settings.kafka_security_protocol,
+    )
+    broker = KafkaBroker(
+        client.bootstrap_servers,
+        security=broker_security(client),
+        client_id=CARRIER,
+        acks="all",
+        logger=log,
+    )
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
 
 
 async def carrier_topups(sessions: async_sessionmaker[AsyncSession]) -> list[CarrierTopUp]:

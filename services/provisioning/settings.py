@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from services.orders.catalog import DEFAULT_CATALOG
@@ -48,6 +48,10 @@ class ProvisioningSettings(ServiceSettings):
     # CARRIER_USAGE_MEAN_MB on average (jittered; some periods idle).
     carrier_usage_interval_s: Seconds = 0.0
     carrier_usage_mean_mb: Annotated[int, Field(ge=0)] = 40
+    # The carrier is a party of its own on the broker (shared/kafka_access.py): with a
+    # username its reports go out as it; without, through the service's own client.
+    carrier_kafka_username: str = ""
+    carrier_kafka_password: SecretStr = SecretStr("")
 
     # Alerts (docs/usage-alerts.md): each fires once per threshold per package cycle.
     alert_data_used_percent: Annotated[tuple[int, ...], NoDecode] = (75, 90)

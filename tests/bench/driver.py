@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared.kafka_access import KafkaClient
 from tests.bench.resources import CpuReading, ResourceMeter, cpu_spent
 from tests.bench.targets import Target
 from tests.faults.state import existing_partitions
@@ -101,7 +102,9 @@ class Driver:
         await self._producer.start()
         await self._consumer.start()
         # The services create their topics as they start; the raw relay's are made first.
-        partitions = await existing_partitions(self.bootstrap_servers, [self.target.result_topic])
+        partitions = await existing_partitions(
+            KafkaClient(self.bootstrap_servers), [self.target.result_topic]
+        )
         if not partitions:
             raise RuntimeError(f"{self.target.result_topic} does not exist")
         self._consumer.assign(partitions)

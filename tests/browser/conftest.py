@@ -42,7 +42,8 @@ async def stack(
             kafka.bootstrap_servers,
             f"sqlite+aiosqlite:///{folder / name}.db",
             # A payment left pending stays so: the stuck saga the dashboard must show.
-            {**SIMULATION, **access, "PAYMENT_TIMEOUT_S": "3600", "PARTITION_STUCK_AFTER_S": "2"},
+            {**SIMULATION, **access, "PAYMENT_TIMEOUT_S": "3600", "PARTITION_STUCK_AFTER_S": "2"}
+            | kafka.env(name),
             folder / f"{name}.log",
         )
         for name in SERVICES
@@ -51,7 +52,7 @@ async def stack(
         "operator",
         free_port(),
         env={
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            **kafka.env("operator"),
             **{f"{name.upper()}_URL": service.base_url for name, service in services.items()},
             **access,
             "STUCK_AFTER_S": str(STUCK_AFTER_S),
@@ -59,7 +60,7 @@ async def stack(
         log_path=folder / "operator.log",
     )
     with running([*services.values(), operator]):
-        yield Stack(kafka.bootstrap_servers, services, operator, OPERATOR, token)
+        yield Stack(kafka, services, operator, OPERATOR, token)
 
 
 @pytest.fixture(scope="package")

@@ -17,7 +17,9 @@ from aiokafka import AIOKafkaProducer
 from deploy.local.processes import ServiceProcess
 from shared import topics
 from shared.events import order_id_for
+from shared.kafka_access import PUBLISHER, writers_of
 from tests.factories import order_request, random_iccid
+from tests.infra import KafkaUnderTest
 
 T = TypeVar("T")
 ENDED = {"COMPLETED", "PAYMENT_FAILED", "REFUNDED", "EXPIRED", "REJECTED"}
@@ -25,11 +27,15 @@ ENDED = {"COMPLETED", "PAYMENT_FAILED", "REFUNDED", "EXPIRED", "REJECTED"}
 
 @dataclass(frozen=True)
 class Stack:
-    bootstrap_servers: str
+    kafka: KafkaUnderTest
     services: dict[str, ServiceProcess]
     operator: ServiceProcess
     name: str  # the signed-in operator
     token: str
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka.bootstrap_servers
 
     async def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """The operator API, with this operator's token."""
@@ -83,8 +89,11 @@ async def eventually(
 async def publish(
     stack: Stack, value: bytes, key: str, topic: str = topics.ORDERS_COMMANDS
 ) -> None:
-    """Publish as any internal system would: keyed by the line."""
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, acks="all")
+    """Publish as its sender would, keyed by the line: an internal system places orders,
+    any other message comes from the service that owns its topic."""
+    writers = writers_of(topic)
+    sender = PUBLISHER if PUBLISHER in writers else writers[0]
+    producer = AIOKafkaProducer(**stack.kafka.options(sender), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key.encode())

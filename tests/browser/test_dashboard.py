@@ -16,7 +16,6 @@ from shared.events import Money, PaymentCaptured
 from tests.browser.screenshots import screenshot
 from tests.browser.stack import Stack, Traffic, new_dead_letter
 from tests.factories import random_iccid
-from tests.infra import KafkaUnderTest
 from tests.integration.harness import dead_letter_topic_taking, produce
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -36,14 +35,14 @@ def topic_row(page: Page, topic: str) -> Locator:
 
 async def end_offset(stack: Stack, topic: str) -> int:
     """The topic's end offset, summed over partitions, as the broker has it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**stack.kafka.options())
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])
     finally:
         await admin.close()
     partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**stack.kafka.options())
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions)
@@ -105,9 +104,9 @@ async def test_the_services_panel_shows_a_stuck_partition_while_it_lasts(
         provider_reference="p-stuck",
     )  # fmt: skip
     dead_letters = topics.dead_letter_topic(topics.PAYMENTS_EVENTS)
-    async with dead_letter_topic_taking(stack.bootstrap_servers, dead_letters, max_bytes=100):
+    async with dead_letter_topic_taking(stack.kafka, dead_letters, max_bytes=100):
         await produce(
-            KafkaUnderTest(stack.bootstrap_servers, "the browser stack's"),
+            stack.kafka,
             topics.PAYMENTS_EVENTS,
             unknown_order.model_dump_json().encode(),
             unknown_order.iccid.encode(),

@@ -15,6 +15,7 @@ from services.cli.demo import EXPECTED
 from services.cli.main import app
 from shared import topics
 from shared.events import Money, PaymentCaptured
+from shared.kafka_access import PUBLISHER
 from tests.browser.stack import (
     Placed,
     Stack,
@@ -44,7 +45,7 @@ async def topup(stack: Stack, *args: str, **env: str) -> Result:
         "TOPUP_OPERATOR_URL": stack.operator.base_url,
         "TOPUP_OPERATOR_TOKEN": stack.token,
         "TOPUP_API_TOKEN": CARE_TOKEN,  # the services' APIs: an internal system's token
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+        **stack.kafka.env(PUBLISHER),  # the CLI places orders as an internal system
         "ORDERS_URL": stack.services["orders"].base_url,
         "COLUMNS": "250",
         **env,

@@ -4,12 +4,14 @@ SQLite, with the outside world (payment provider, carrier) simulated."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.kafka import free_port
 from deploy.local.processes import OPERATOR, SERVICES, ServiceProcess, running, service_process
+from shared.kafka_access import ADMIN, CARRIER, PUBLISHER
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 
@@ -50,7 +52,11 @@ async def services(
 
     processes = {
         name: service_process(
-            name, kafka.bootstrap_servers, await database(name), SIMULATION, folder / f"{name}.log"
+            name,
+            kafka.bootstrap_servers,
+            await database(name),
+            SIMULATION | kafka.env(name),
+            folder / f"{name}.log",
         )
         for name in SERVICES
     }
@@ -58,15 +64,37 @@ async def services(
         yield processes
 
 
-@pytest.fixture
-async def producer(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
-    """A publisher as an internal system would be: plain aiokafka, acks=all."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+@asynccontextmanager
+async def producer_as(kafka: KafkaUnderTest, principal: str) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(**kafka.options(principal), acks="all")
     await producer.start()
     try:
         yield producer
     finally:
         await producer.stop()
+
+
+@pytest.fixture
+async def producer(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
+    """A publisher as an internal system would be: plain aiokafka, acks=all, signed in as
+    the publisher (it may write orders.commands.v1 and nothing else)."""
+    async with producer_as(kafka, PUBLISHER) as producer:
+        yield producer
+
+
+@pytest.fixture
+async def carrier(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
+    """The carrier's usage feed, signed in as the carrier."""
+    async with producer_as(kafka, CARRIER) as producer:
+        yield producer
+
+
+@pytest.fixture
+async def any_party(kafka: KafkaUnderTest) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer that may write every topic (the super user), for hostile messages on
+    each topic a service consumes."""
+    async with producer_as(kafka, ADMIN) as producer:
+        yield producer
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +108,7 @@ def operator(
         OPERATOR,
         free_port(),
         env={
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            **kafka.env(OPERATOR),  # the broker, and the operator's sign-in there
             **{f"{name.upper()}_URL": service.base_url for name, service in services.items()},
         },
         log_path=tmp_path_factory.mktemp("api") / "operator.log",

@@ -74,18 +74,18 @@ async def order_of_request(services: Services, request_id: str) -> int:
 
 
 async def test_an_opted_in_line_crossing_its_threshold_is_renewed_exactly_once(
-    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+    services: Services, producer: AIOKafkaProducer, carrier: AIOKafkaProducer, kafka: KafkaUnderTest
 ) -> None:
     iccid, first_order = await topped_up_line(services, producer)
     await opt_in(services, iccid, alert="data_used_75")
     crossing = usage_report(iccid, 800)  # 78% of 1024 MB
 
-    await publish_usage(producer, crossing)
+    await publish_usage(carrier, crossing)
     provisioning = services["provisioning"]
     provisioning.stop()  # mid-way: the report may or may not have been counted yet
     provisioning.start()
     provisioning.wait_healthy()
-    await publish_usage(producer, crossing)  # the carrier sends it again
+    await publish_usage(carrier, crossing)  # the carrier sends it again
 
     renewal = order_id_for(renewal_request_id(iccid, first_order, "data_used_75", 1))
     completed = await final_order(services, renewal, within=60)
@@ -111,12 +111,12 @@ async def test_an_opted_in_line_crossing_its_threshold_is_renewed_exactly_once(
 
 
 async def test_a_declined_renewal_is_retried_to_the_bound_then_auto_renewal_pauses(
-    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+    services: Services, producer: AIOKafkaProducer, carrier: AIOKafkaProducer, kafka: KafkaUnderTest
 ) -> None:
     iccid, first_order = await topped_up_line(services, producer)
     await opt_in(services, iccid, alert="data_used_90", payment_token="tok_decline_insufficient")
 
-    await publish_usage(producer, usage_report(iccid, 1000))
+    await publish_usage(carrier, usage_report(iccid, 1000))
 
     request_ids = [
         renewal_request_id(iccid, first_order, "data_used_90", attempt)
@@ -145,7 +145,7 @@ async def test_a_declined_renewal_is_retried_to_the_bound_then_auto_renewal_paus
 
 
 async def test_an_opted_out_line_is_not_renewed_when_it_crosses(
-    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+    services: Services, producer: AIOKafkaProducer, carrier: AIOKafkaProducer, kafka: KafkaUnderTest
 ) -> None:
     iccid, first_order = await topped_up_line(services, producer)
     await opt_in(services, iccid, alert="data_used_75")
@@ -155,7 +155,7 @@ async def test_an_opted_out_line_is_not_renewed_when_it_crosses(
         opted_out = await client.delete(f"/lines/{iccid}/auto-renewal")
     assert opted_out.json()["status"] == "off"
 
-    await publish_usage(producer, usage_report(iccid, 800))
+    await publish_usage(carrier, usage_report(iccid, 800))
 
     [alert] = await messages_about(
         kafka, topics.PROVISIONING_LINE_EVENTS, first_order, count=1, settle=2

@@ -36,7 +36,10 @@ ABOUT_1_MIB = 1_000_000  # below what the broker takes, far above what the contr
 
 
 async def test_one_mib_messages_and_an_inflating_order_stop_nothing(
-    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+    services: Services,
+    producer: AIOKafkaProducer,
+    any_party: AIOKafkaProducer,
+    kafka: KafkaUnderTest,
 ) -> None:
     line = order_request()["iccid"]
     key = line.encode()
@@ -44,7 +47,7 @@ async def test_one_mib_messages_and_an_inflating_order_stop_nothing(
 
     hostile = {topic: _huge(topic) for topic in CONSUMED}
     for topic, body in hostile.items():
-        await producer.send_and_wait(topic, body, key=key)
+        await any_party.send_and_wait(topic, body, key=key)
     inflating = order_request(iccid=line, promotion_code='"\\' * 10_000)  # 40 KB as JSON
     inflating_id = await publish(producer, inflating)
 

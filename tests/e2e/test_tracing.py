@@ -46,6 +46,7 @@ def traced(
                 "TRACING_FILE": str(folder / f"{name}.spans.jsonl"),
                 "OTEL_EXPORTER_OTLP_ENDPOINT": "",  # the file, even where a collector is set
                 "OTEL_BSP_SCHEDULE_DELAY": "200",  # export every 0.2 s, not every 5 s
+                **kafka.env(name),
             },
             folder / f"{name}.log",
         )

@@ -91,12 +91,12 @@ async def usage_until(services: Services, iccid: str, done: Check) -> dict[str, 
 
 
 async def test_a_line_used_down_gets_each_alert_once_even_with_reports_redelivered(
-    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+    services: Services, producer: AIOKafkaProducer, carrier: AIOKafkaProducer, kafka: KafkaUnderTest
 ) -> None:
     iccid, order_id = await line_with_a_package(services, producer)
     reports = [usage_report(iccid, used) for used in (800, 150, 100)]
     for report in reports + reports:  # each delivered a second time, as may happen
-        await publish_usage(producer, report)
+        await publish_usage(carrier, report)
 
     events = await line_events(kafka, order_id, count=3)
     assert alerts_in(events) == ["data_used_75", "data_used_90", "data_exhausted"]
@@ -112,11 +112,11 @@ async def test_a_line_used_down_gets_each_alert_once_even_with_reports_redeliver
 
 
 async def test_a_report_beyond_the_balance_leaves_it_at_zero_and_records_the_overage(
-    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+    services: Services, producer: AIOKafkaProducer, carrier: AIOKafkaProducer, kafka: KafkaUnderTest
 ) -> None:
     iccid, order_id = await line_with_a_package(services, producer)
     sent = usage_report(iccid, 1500)
-    await publish_usage(producer, sent)
+    await publish_usage(carrier, sent)
 
     events = await line_events(kafka, order_id, count=3)
     assert alerts_in(events) == ["data_used_75", "data_used_90", "data_exhausted"]
@@ -131,10 +131,10 @@ async def test_a_report_beyond_the_balance_leaves_it_at_zero_and_records_the_ove
 
 
 async def test_when_validity_ends_what_was_left_is_forfeited_once(
-    services: Services, producer: AIOKafkaProducer, kafka: KafkaUnderTest
+    services: Services, producer: AIOKafkaProducer, carrier: AIOKafkaProducer, kafka: KafkaUnderTest
 ) -> None:
     iccid, order_id = await line_with_a_package(services, producer)
-    await publish_usage(producer, usage_report(iccid, 100))
+    await publish_usage(carrier, usage_report(iccid, 100))
     await usage_until(services, iccid, lambda u: u["cycle"]["used_mb"] == 100)
 
     ended = datetime.now(UTC) - timedelta(minutes=1)

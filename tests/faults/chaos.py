@@ -112,13 +112,11 @@ async def deliver_a_sample_of_messages_again(
     per_round = max(1, round(max_duplicates / max(1.0, until - loop.time())))
     tap = AIOKafkaConsumer(
         *CONSUMED_TOPICS,
-        bootstrap_servers=stack.bootstrap_servers,
+        **stack.kafka.options(),
         group_id=None,
         auto_offset_reset="latest",
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=stack.bootstrap_servers, acks="all", request_timeout_ms=5_000
-    )
+    producer = AIOKafkaProducer(**stack.kafka.options(), acks="all", request_timeout_ms=5_000)
     await tap.start()
     await producer.start()
     seen: deque[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = deque(maxlen=2000)

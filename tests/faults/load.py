@@ -27,6 +27,7 @@ from shared.events import (
     TopUpLine,
     order_id_for,
 )
+from shared.kafka_access import KafkaClient
 from tests.factories import order_request, random_iccid
 
 # Every malformed message carries it, so the duplicate injector can leave them alone and
@@ -179,12 +180,12 @@ def plan_load(
     return LoadPlan(requests, malformed, publications, repeated)
 
 
-async def publish_load(bootstrap_servers: str, plan: LoadPlan) -> LoadFigures:
+async def publish_load(kafka: KafkaClient, plan: LoadPlan) -> LoadFigures:
     """Publish every message at its time, each until the broker acknowledges it, as a
     publisher that must not lose a request would (a late one is sent as soon as it can)."""
     figures = LoadFigures()
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
+        **kafka.options(),
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=10_000,

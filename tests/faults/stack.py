@@ -11,8 +11,9 @@ from pathlib import Path
 
 from deploy.local.kafka import LocalKafka
 from deploy.local.processes import SERVICES, ServiceProcess, service_process
+from shared.kafka_grants import new_passwords
 from tests.factories import random_iccid
-from tests.infra import PostgresUnderTest
+from tests.infra import KafkaUnderTest, PostgresUnderTest
 
 INSTANCES_PER_SERVICE = 2
 
@@ -62,21 +63,32 @@ class Stack:
     def bootstrap_servers(self) -> str:
         return self.broker.bootstrap_servers
 
+    @property
+    def kafka(self) -> KafkaUnderTest:
+        return kafka_of(self.broker)
+
+
+def kafka_of(broker: LocalKafka) -> KafkaUnderTest:
+    """The broker with its principals: the services' and the suite's own (the admin)."""
+    passwords = broker.passwords or {}
+    return KafkaUnderTest(broker.bootstrap_servers, "the faults' broker", passwords=passwords)
+
 
 async def start_stack(
     broker_dir: Path, postgres: PostgresUnderTest, log_dir: Path, suspended: list[str]
 ) -> Stack:
     """A broker of the suite's own (it kills and restarts it, and no consumer group or
     message of an earlier test may mix with the run), six service processes on it."""
-    broker = LocalKafka(broker_dir)
+    broker = LocalKafka(broker_dir, passwords=new_passwords())  # SASL/SCRAM and ACLs on
     await asyncio.to_thread(broker.start, 90.0)
+    kafka = kafka_of(broker)
     databases = {name: await postgres.create_database(f"faults_{name}") for name in SERVICES}
     instances = [
         service_process(
             name,
             broker.bootstrap_servers,
             databases[name],
-            simulation(suspended),
+            simulation(suspended) | kafka.env(name),
             log_dir / f"{name}-{number}.log",
         )
         for name in SERVICES

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from shared.kafka_access import KafkaClient
 from shared.topics import DEAD_LETTER_TOPICS
 from tests.faults.load import CONSUMED_TOPICS, LoadPlan
 from tests.faults.stack import Stack
@@ -108,16 +109,16 @@ class Baseline:
 
 
 async def baseline_before_the_load(stack: Stack) -> Baseline:
-    consumed = await end_offsets(stack.bootstrap_servers, CONSUMED_TOPICS)
-    dead_letters = await end_offsets(stack.bootstrap_servers, DEAD_LETTER_TOPICS)
+    consumed = await end_offsets(stack.kafka.client(), CONSUMED_TOPICS)
+    dead_letters = await end_offsets(stack.kafka.client(), DEAD_LETTER_TOPICS)
     return Baseline(consumed, dead_letters)
 
 
-async def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> Offsets:
-    partitions = await existing_partitions(bootstrap_servers, topics)
+async def end_offsets(kafka: KafkaClient, topics: Iterable[str]) -> Offsets:
+    partitions = await existing_partitions(kafka, topics)
     if not partitions:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka.options(), group_id=None)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions)
@@ -126,12 +127,10 @@ async def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> Offsets:
     return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
 
-async def existing_partitions(
-    bootstrap_servers: str, topics: Iterable[str]
-) -> list[TopicPartition]:
+async def existing_partitions(kafka: KafkaClient, topics: Iterable[str]) -> list[TopicPartition]:
     """The partitions of those of `topics` that exist. Asks for all topics' metadata: asking
     for named ones would create the missing ones (the local broker auto-creates topics)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         described = {t["topic"]: t["partitions"] for t in await admin.describe_topics()}
@@ -208,21 +207,21 @@ async def take_snapshot(stack: Stack, baseline: Baseline) -> Snapshot:
                 }
         finally:
             await engine.dispose()
-    letters, missing = await read_dead_letters(stack.bootstrap_servers, baseline.dead_letters)
+    letters, missing = await read_dead_letters(stack.kafka.client(), baseline.dead_letters)
     return Snapshot(tables, letters, missing, baseline.consumed)
 
 
 async def read_dead_letters(
-    bootstrap_servers: str, since: Offsets
+    kafka: KafkaClient, since: Offsets
 ) -> tuple[list[DeadLetter], list[str]]:
     """Every record put on a dead-letter topic since `since`; and the topics that do not exist."""
-    partitions = await existing_partitions(bootstrap_servers, DEAD_LETTER_TOPICS)
+    partitions = await existing_partitions(kafka, DEAD_LETTER_TOPICS)
     present = {tp.topic for tp in partitions}
     missing = [topic for topic in DEAD_LETTER_TOPICS if topic not in present]
     letters: list[DeadLetter] = []
     if not partitions:
         return letters, missing
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka.options(), group_id=None)
     await consumer.start()
     try:
         consumer.assign(partitions)

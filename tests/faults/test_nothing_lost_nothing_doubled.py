@@ -43,7 +43,7 @@ async def test_nothing_is_lost_and_nothing_doubled_under_faults(stack: Stack) ->
     started = time.monotonic()
 
     load, chaos = await asyncio.gather(
-        publish_load(stack.bootstrap_servers, plan), unleash_chaos(stack, limits, rng)
+        publish_load(stack.kafka.client(), plan), unleash_chaos(stack, limits, rng)
     )
     loaded = time.monotonic()
     # Never-confirmed payments expire PAYMENT_TIMEOUT_S after the last one is placed.

@@ -21,7 +21,7 @@ async def undecodable(kafka: KafkaUnderTest) -> AsyncIterator[list[tuple[str, in
     yield written
     if not written or kafka.description.startswith("external"):
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         up_to: dict[TopicPartition, int] = {}

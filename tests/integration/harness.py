@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 
 from shared import limits, topics
 from shared.events import Message, TopUpLine
+from shared.kafka_access import KafkaClient
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
 from tests.credentials import OPERATOR
@@ -36,13 +38,30 @@ async def service_running(
     """The service's app with its lifespan run: schema, topics, consumers started."""
     settings = ServiceSettings(
         service_name=name,
-        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.settings(name),  # the broker, and the service's own principal on it
         database_url=await postgres.create_database(name),
         **settings_given,
     )
-    app = build_app(settings)
+    # The service's own settings class reads the rest (the simulated carrier's principal)
+    # from the environment while the app is built.
+    with environment(kafka.env(name)):
+        app = build_app(settings)
     async with app.router.lifespan_context(app):
         yield app
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 async def send(kafka: KafkaUnderTest, topic: str, message: Message) -> None:
@@ -50,8 +69,13 @@ async def send(kafka: KafkaUnderTest, topic: str, message: Message) -> None:
 
 
 async def send_raw(kafka: KafkaUnderTest, topic: str, body: dict[str, Any]) -> None:
-    """Publish a JSON body keyed by its line, as any internal system would."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    """Publish a JSON body keyed by its line, as the admin standing in for its sender."""
+    await publish_as(kafka.client(), topic, body)
+
+
+async def publish_as(client: KafkaClient, topic: str, body: dict[str, Any]) -> None:
+    """Publish a JSON body keyed by its line, signed in as `client` says."""
+    producer = AIOKafkaProducer(**client.options(), acks="all", request_timeout_ms=10_000)
     await producer.start()
     try:
         key = str(body.get("iccid", "")).encode()
@@ -76,7 +100,7 @@ async def messages_about(
     """
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.options(),
         group_id=None,  # no group: reads every partition and leaves nothing behind
         auto_offset_reset="earliest",
     )
@@ -116,7 +140,7 @@ Record = Any  # aiokafka's ConsumerRecord (aiokafka ships no type information)
 
 async def produce(kafka: KafkaUnderTest, topic: str, value: bytes, key: bytes) -> tuple[int, int]:
     """Publish raw bytes as any producer might; the (partition, offset) they got."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.options(), acks="all")
     await producer.start()
     try:
         sent = await producer.send_and_wait(topic, value, key=key)
@@ -136,7 +160,7 @@ async def records_where(
     """The records of `topic` (read from the beginning) that `wanted` picks, once `count` are."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.options(),
         group_id=None,  # no group: reads every partition and leaves nothing behind
         auto_offset_reset="earliest",
     )
@@ -181,10 +205,10 @@ async def topped_up(kafka: KafkaUnderTest, iccid: str) -> str:
 
 @asynccontextmanager
 async def dead_letter_topic_taking(
-    bootstrap_servers: str, topic: str, max_bytes: int
+    kafka: KafkaUnderTest, topic: str, max_bytes: int
 ) -> AsyncIterator[None]:
     """The topic refuses anything larger than `max_bytes` while the block runs."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     try:
         await _set(admin, topic, str(max_bytes))

@@ -41,7 +41,7 @@ async def test_health_says_degraded_while_a_dead_letter_cannot_be_written_and_ok
     async with service_running(
         build_app, "orders", kafka, postgres, partition_stuck_after_s=2.0
     ) as app:
-        async with dead_letter_topic_taking(kafka.bootstrap_servers, DLT, max_bytes=100):
+        async with dead_letter_topic_taking(kafka, DLT, max_bytes=100):
             partition, offset = await produce(
                 kafka, topics.PAYMENTS_EVENTS, unknown_order.model_dump_json().encode(),
                 iccid.encode(),

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 async def publish(kafka: KafkaUnderTest, topic: str, messages: list[Envelope]) -> None:
     """As the outbox relay (or the carrier) publishes: keyed by the line, with headers."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka.options(), acks="all")
     await producer.start()
     try:
         for message in messages:
@@ -49,7 +49,7 @@ def alert_of(order_id: uuid.UUID, iccid: str, now: datetime) -> LineAlertRaised:
 async def test_an_orders_timeline_shows_its_line_events_but_no_usage_report(
     kafka: KafkaUnderTest,
 ) -> None:
-    await ensure_topics(kafka.bootstrap_servers, topics.ALL_TOPICS)
+    await ensure_topics(kafka.client(), topics.ALL_TOPICS)
     now = datetime.now(UTC)
     iccid, order_id, next_order = random_iccid(), uuid.uuid4(), uuid.uuid4()
     forfeited = DataForfeited(order_id=order_id, iccid=iccid, forfeited_mb=88, valid_until=now)
@@ -64,7 +64,7 @@ async def test_an_orders_timeline_shows_its_line_events_but_no_usage_report(
     )
 
     ref = OrderRef(str(order_id), f"req-{order_id}", iccid, now - timedelta(seconds=5))
-    found = await timelines(kafka.bootstrap_servers, [ref], timedelta(minutes=1), 1000)
+    found = await timelines(kafka.client("operator"), [ref], timedelta(minutes=1), 1000)
 
     assert [(m["topic"], m["type"], m["summary"]) for m in found[str(order_id)]] == [
         (

@@ -58,7 +58,7 @@ async def stack(kafka: KafkaUnderTest, postgres: PostgresUnderTest) -> AsyncIter
             await running.enter_async_context(service_running(build, name, kafka, postgres))
         to_orders = httpx.ASGITransport(app=orders)
         settings = OperatorSettings(
-            kafka_bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.settings("operator"),
             orders_url="http://orders",
             sample_interval_s=0.5,
             rate_window_s=10,
@@ -188,10 +188,10 @@ async def test_the_topic_overview_shows_a_groups_lag_and_then_its_catching_up(
     key = random_iccid()
     tp = TopicPartition(topic, partition_for(key, 3))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.kafka.bootstrap_servers, group_id=group,
+        **stack.kafka.options(), group_id=group,
         enable_auto_commit=False,
     )  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**stack.kafka.options(), acks="all")
     await consumer.start()
     await producer.start()
     try:
@@ -297,7 +297,7 @@ async def test_the_audit_log_is_a_kafka_topic_of_json_records(stack: Stack) -> N
     await stack.operator.post(
         "/api/dead-letters/replay", json={"all": True, "reason": "no_such_reason"}, headers=ALICE
     )
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**stack.kafka.options())
     await consumer.start()
     try:
         tp = TopicPartition(AUDIT_TOPIC, 0)

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
 
 import shared.metrics  # noqa: F401 - registers the business metrics
-from deploy.local.kafka import LocalKafka
+from deploy.local.kafka import LocalKafka, secured_properties
 from deploy.local.processes import OPERATOR, SERVICES
 from services.operator.settings import OperatorSettings
 from services.orders.settings import OrdersSettings
@@ -19,7 +19,9 @@ from services.payments.settings import PaymentsSettings
 from services.provisioning.settings import ProvisioningSettings
 from shared import limits
 from shared.access import AccessSettings
+from shared.kafka_access import PRINCIPALS
 from shared.settings import REPO_ROOT, ServiceSettings
+from tests.infra import image_env
 
 SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
     "orders": OrdersSettings,
@@ -72,7 +74,8 @@ def test_the_stack_has_kafka_postgres_the_three_services_and_a_topic_ui(
     compose: dict[str, Any],
 ) -> None:
     assert set(compose["services"]) == {
-        "kafka", "postgres", "kafka-ui", "prometheus", "grafana", "jaeger", *SERVICES, OPERATOR,
+        "kafka", "kafka-setup", "postgres", "kafka-ui", "prometheus", "grafana", "jaeger",
+        *SERVICES, OPERATOR,
     }  # fmt: skip
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
 
@@ -87,7 +90,9 @@ def test_each_service_gets_every_setting_it_needs(compose: dict[str, Any], name:
     assert set(env) <= settings_vars, f"{name} sets variables no service reads"
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == kafka_internal_address(compose)
     assert service["command"] == ["python", "-m", f"services.{name}"]
-    assert set(service["depends_on"]) == {"kafka", "postgres"}
+    assert set(service["depends_on"]) == {"kafka-setup", "postgres"}
+    assert env["KAFKA_USERNAME"] == name  # its own principal (shared/kafka_access.py)
+    assert env["KAFKA_PASSWORD"] == f"${{KAFKA_{name.upper()}_PASSWORD:?see the top of this file}}"
     assert "healthcheck" in service
     port = int(env["HTTP_PORT"])
     assert published_ports(service) == {port: port}
@@ -165,7 +170,8 @@ def test_the_operator_reads_the_broker_asks_orders_and_shares_its_tokens(
         orders["OPERATOR_TOKENS"],
         orders["API_TOKENS"],
     )
-    assert set(operator["depends_on"]) == {"kafka", "orders"}
+    assert set(operator["depends_on"]) == {"kafka-setup", "orders"}
+    assert env["KAFKA_USERNAME"] == OPERATOR
     assert "healthcheck" in operator
     assert published_ports(operator) == {8000: 8000} == {int(env["HTTP_PORT"]): 8000}
 
@@ -181,3 +187,36 @@ def test_every_broker_takes_the_message_size_the_contract_counts_on(
     assert int(local["message.max.bytes"]) == limits.BROKER_MAX_MESSAGE_BYTES
     assert limits.MAX_MESSAGE_BYTES * 4 < limits.PRODUCER_MAX_REQUEST_BYTES
     assert limits.PRODUCER_MAX_REQUEST_BYTES < limits.BROKER_MAX_MESSAGE_BYTES
+
+
+def test_the_broker_signs_every_client_in_and_authorizes_it_as_the_local_one_does(
+    compose: dict[str, Any],
+) -> None:
+    """deploy/local/kafka.py secured_properties, as the apache/kafka image reads them, for
+    each of compose's listeners; the admin's password from the environment."""
+    kafka_env = compose["services"]["kafka"]["environment"]
+    password = "${KAFKA_ADMIN_PASSWORD:?see the top of this file}"
+    local = secured_properties("x:1", "x:2", password)
+    for listener in ("INTERNAL", "EXTERNAL", "CONTROLLER"):
+        assert kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].count(f"{listener}:SASL_PLAINTEXT")
+    renamed = {
+        key.replace("listener.name.broker.", f"listener.name.{listener}."): value
+        for key, value in local.items()
+        if not key.startswith(("listeners", "advertised.", "listener.security", "inter.broker"))
+        for listener in (("internal", "external") if ".broker." in key else ("",))
+    }
+    for name, value in image_env(renamed).items():
+        assert " ".join(str(kafka_env[name]).split()) == value, name
+
+
+def test_kafka_setup_gives_every_principal_its_password_and_the_ui_reads_only(
+    compose: dict[str, Any],
+) -> None:
+    setup = compose["services"]["kafka-setup"]
+    assert setup["command"][:3] == ["python", "-m", "shared.kafka_grants"]
+    wanted = {"KAFKA_ADMIN_PASSWORD", *(f"KAFKA_{p.name.upper()}_PASSWORD" for p in PRINCIPALS)}
+    assert set(setup["environment"]) == wanted
+    provisioning = compose["services"]["provisioning"]["environment"]
+    assert provisioning["CARRIER_KAFKA_USERNAME"] == "carrier"
+    ui = compose["services"]["kafka-ui"]["environment"]
+    assert 'username="viewer"' in ui["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
