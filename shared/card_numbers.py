@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Final
 
 # Digit groups of 2 or more, 13 digits or more in all, on the normalised text.
 _RUN = re.compile(r"(?<![0-9])[0-9]{2,}(?:[\s\-./_:,+|xX*#]{1,4}[0-9]{2,})+|(?<![0-9])[0-9]{13,}")
@@ -46,12 +47,14 @@ class _Normalising(dict[int, int]):
 _NORMALISING = _Normalising()
 
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+UUID_PATTERN: Final = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # An ISO 8601 time (2026-12-06T08:10:05.123456+00:00): its digits are no card number.
-_TIMESTAMP = re.compile(
+TIMESTAMP_PATTERN: Final = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
     r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
 )
+_UUID = re.compile(UUID_PATTERN)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 
 
 def ascii_digits(text: str) -> str:

@@ -20,7 +20,7 @@ from faststream.message import StreamMessage
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
-from shared.card_numbers import ascii_digits, mask_card_numbers
+from shared.card_numbers import TIMESTAMP_PATTERN, UUID_PATTERN, ascii_digits, mask_card_numbers
 
 # An ICCID, or what is left of one cut short (8 digits or more from its 89): the digits
 # may be followed by anything, letters included (`...&x=`, a cut `...`).
@@ -58,6 +58,7 @@ def _mask_pair(found: re.Match[str]) -> str:
 _GROUPED_ICCID = re.compile(r"(?<![0-9])8[\s\-./_]{0,3}9(?:[\s\-./_]{0,3}[0-9]){6,18}")
 _GROUPED_PHONE = re.compile(r"\+[0-9](?:[\s\-./()]{0,3}[0-9]){6,14}")
 _NOT_A_DIGIT = re.compile(r"[^0-9]")
+_KEPT = re.compile(f"({UUID_PATTERN}|{TIMESTAMP_PATTERN})")
 
 
 def _mask_phone(digits: str) -> str:
@@ -79,6 +80,13 @@ def _masked(text: str) -> str:
     text = ascii_digits(text)  # fullwidth, Arabic-Indic... digits are digits
     text = _BEARER.sub(lambda m: m[1] + mask_token(m[2]), text)
     text = _SECRET_PAIR.sub(_mask_pair, text)
+    # UUIDs (order ids, event ids) and ISO times are shown as they are: their digits,
+    # 8967-0012 say, are no line's; the text between them is masked.
+    pieces = _KEPT.split(text)
+    return "".join(p if i % 2 else _masked_piece(p) for i, p in enumerate(pieces))
+
+
+def _masked_piece(text: str) -> str:
     text = _ICCID.sub(_mask_iccid, text)
     text = mask_card_numbers(text)  # in any form; an ICCID (89...) is not one
     text = _PHONE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 6) + m[0][-3:], text)

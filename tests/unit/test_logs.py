@@ -77,6 +77,10 @@ def test_a_log_line_is_json_with_the_service_and_masked_arguments_and_tracebacks
             "no dead letter payments.events.v1.dlt:0:999999999",
         ),
         ("request req-12345678901", "request req-12345678901"),
+        (
+            "order df8d0065-6d4f-5f11-8967-0012c473bcb2",
+            "order df8d0065-6d4f-5f11-8967-0012c473bcb2",
+        ),
         ("card 4242x4242x4242x4242", "card ************4242"),
         # Emails of any script; a library's quote of a refused input, dropped whole.
         ("from öscar@example.com", "from ö***@example.com"),
