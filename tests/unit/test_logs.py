@@ -2,7 +2,9 @@ import io
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
@@ -25,6 +27,20 @@ def test_phone_email_and_iccid_are_masked_wherever_they_appear() -> None:
     assert masked == "line 8944***********4826 of +44*******123 <t***@example.com>"
 
 
+def logged(
+    monkeypatch: pytest.MonkeyPatch, out: io.StringIO, write: Callable[[], None]
+) -> dict[str, Any]:
+    """The JSON record of the last line `write` logs through the services' logging."""
+    monkeypatch.setattr("sys.stdout", out)
+    configure_logging("orders", "INFO")
+    try:
+        write()
+    finally:
+        logging.getLogger().handlers[:] = []
+    record: dict[str, Any] = json.loads(out.getvalue().splitlines()[-1])
+    return record
+
+
 def test_order_ids_and_amounts_are_left_alone() -> None:
     text = "order 2b0c6d1e-1c2a-5f3e-9a4b-3f0b7d1e2c55 charged 1500 EUR"
     assert mask(text) == text
@@ -33,17 +49,14 @@ def test_order_ids_and_amounts_are_left_alone() -> None:
 def test_a_log_line_is_json_with_the_service_and_masked_arguments_and_tracebacks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    configure_logging("orders", "INFO")
-    try:
+    def refuse() -> None:
         try:
             raise ValueError("bad email traveller@example.com")
         except ValueError:
             logging.getLogger("test").exception("refused %s", "+447700900123")
-    finally:
-        logging.getLogger().handlers[:] = []
-    record = json.loads(out.getvalue().splitlines()[-1])
+
+    out = io.StringIO()
+    record = logged(monkeypatch, out, refuse)
     assert record["service"] == "orders"
     assert record["level"] == "ERROR"
     assert record["message"] == "refused +44*******123"
@@ -102,15 +115,14 @@ def test_masking_cannot_be_sidestepped_by_encoding_cutting_or_structure(
 def test_structured_fields_are_masked_and_secrets_by_their_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    configure_logging("orders", "INFO")
-    try:
-        fields = {"iccid": "8944500102198304826", "payment_token": "tok_abcdefghijk"}
-        logging.getLogger("test").info("set", extra={"audit": fields, "line": "+447700900123"})
-    finally:
-        logging.getLogger().handlers[:] = []
-    record = json.loads(out.getvalue().splitlines()[-1])
+    fields = {"iccid": "8944500102198304826", "payment_token": "tok_abcdefghijk"}
+    record = logged(
+        monkeypatch,
+        io.StringIO(),
+        lambda: logging.getLogger("test").info(
+            "set", extra={"audit": fields, "line": "+447700900123"}
+        ),
+    )
     assert record["audit"] == {"iccid": "8944***********4826", "payment_token": "****hijk"}
     assert record["line"] == "+44*******123"
 
