@@ -1,8 +1,11 @@
 """Service logs: one JSON object per line, with personal data masked.
 
-Phone numbers, email addresses and ICCIDs are masked wherever they appear in a
-record (messages, arguments, exception text), because errors quote inputs: a
-pydantic validation error, for one, repeats the value it refused.
+Phone numbers, email addresses, ICCIDs, card numbers and tokens are masked wherever
+they appear in a record (messages, arguments, exception text, structured fields),
+because errors quote inputs: a pydantic validation error, for one, repeats the value it
+refused. `mask` is also what every operator answer goes through (docs/operations.md says
+what it leaves in clear). Its patterns are anchored so that it takes time in proportion
+to the text, whatever the text: it runs on the event loop, on what anyone may send.
 """
 
 from __future__ import annotations
@@ -102,11 +105,7 @@ def mask(text: str) -> str:
     `+447700900123` -> `+44*******123`; `traveller@example.com` -> `t***@example.com`.
     A URL-encoded text (a request's URL, `%2B44...`, `traveller%40example.com`) is
     decoded first: what it encodes is masked, whatever the encoding hid."""
-    if "%" in text:
-        decoded = unquote(text)
-        if decoded != text:
-            text = decoded
-    return _masked(text)
+    return _masked(unquote(text) if "%" in text else text)
 
 
 def mask_token(token: str) -> str:
