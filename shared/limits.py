@@ -33,3 +33,8 @@ def quoted(value: object) -> str:
     """A publisher's value for a message to people: repr'd, at most QUOTED_CHARS long."""
     text = repr(value)
     return text if len(text) <= QUOTED_CHARS else f"{text[: QUOTED_CHARS - 3]}..."
+
+
+# The longest `stuck_after_s` an HTTP caller may ask for: a year (more overflows no clock,
+# and means nothing).
+MAX_STUCK_AFTER_S: Final = 366 * 24 * 3600.0

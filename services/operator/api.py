@@ -18,9 +18,8 @@ from services.operator.services_health import services_health
 from services.operator.settings import OperatorSettings
 from shared.access import Operator
 from shared.http_errors import not_found, printable, quote
+from shared.limits import MAX_STUCK_AFTER_S
 from shared.logs import mask_fields
-
-MAX_STUCK_AFTER_S = 366 * 24 * 3600.0  # a year: more overflows no clock, and means nothing
 
 
 class MaskedJSONResponse(JSONResponse):

@@ -11,10 +11,10 @@ from services.orders import orders, sagas
 from services.orders.catalog import DEFAULT_CATALOG, load_catalog
 from shared.access import Operator, Reader
 from shared.http_errors import not_found, quote, unprocessable
+from shared.limits import MAX_STUCK_AFTER_S
 
 router = APIRouter()
 
-MAX_STUCK_AFTER_S = 366 * 24 * 3600.0  # a year: more overflows no clock, and means nothing
 
 PRICING_RULES = (
     "total = price - discount + fee, in integer minor units of the order's currency. "
