@@ -84,7 +84,7 @@ async def audited(
 async def ensure_audit_topic(kafka: KafkaClient | ServiceSettings) -> None:
     """The audit topic as it must be (one partition, kept forever), created by whichever
     of its writers starts first: never by the broker's defaults on a first write."""
-    client = kafka if isinstance(kafka, KafkaClient) else KafkaClient.of(kafka)
+    client = KafkaClient.of(kafka)
     admin = AIOKafkaAdminClient(**client.options())
     await admin.start()
     try:

@@ -134,7 +134,7 @@ async def ensure_topics(
     A service may start while the broker is still (re)starting: wait for it, backing
     off, instead of exiting.
     """
-    client = kafka if isinstance(kafka, KafkaClient) else KafkaClient.of(kafka)
+    client = KafkaClient.of(kafka)
     bootstrap_servers = client.bootstrap_servers
     admin = AIOKafkaAdminClient(**client.options())
     for delay in (0.5, 1, 2, 4, 8, 15, 30, None):

@@ -177,8 +177,11 @@ class KafkaClient:
     security_protocol: str = "SASL_PLAINTEXT"
 
     @classmethod
-    def of(cls, settings: ServiceSettings) -> KafkaClient:
-        """From a service's settings (KAFKA_BOOTSTRAP_SERVERS, KAFKA_USERNAME, ...)."""
+    def of(cls, settings: ServiceSettings | KafkaClient) -> KafkaClient:
+        """From a service's settings (KAFKA_BOOTSTRAP_SERVERS, KAFKA_USERNAME, ...); a
+        client as it is."""
+        if isinstance(settings, KafkaClient):
+            return settings
         return cls(
             settings.kafka_bootstrap_servers,
             settings.kafka_username,
