@@ -285,6 +285,14 @@ async def test_replaying_an_unknown_dead_letter_is_404_and_audited_a_bad_body_42
     assert unknown in missing.json()["detail"]
     [entry, *_] = (await get(stack, "/api/audit", limit=1))["entries"]
     assert (entry["operator"], entry["outcome"], entry["target"]) == ("bob", "not_found", unknown)
+    # A partition the topic does not have: as unknown, and audited the same.
+    no_partition = f"{topics.dead_letter_topic(topics.PAYMENTS_EVENTS)}:9:0"
+    nowhere = await stack.operator.post(
+        "/api/dead-letters/replay", json={"ids": [no_partition]}, headers=bob
+    )
+    assert nowhere.status_code == 404
+    [entry, *_] = (await get(stack, "/api/audit", limit=1))["entries"]
+    assert (entry["outcome"], entry["target"]) == ("not_found", no_partition)
     bad_bodies: list[dict[str, Any]] = [
         {}, {"ids": []}, {"ids": ["nope"]}, {"all": True, "ids": [unknown]},
     ]  # fmt: skip
