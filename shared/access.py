@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -88,11 +87,6 @@ class Callers:
         return cls.parse(
             settings.api_tokens.get_secret_value(), settings.operator_tokens.get_secret_value()
         )
-
-    @classmethod
-    def operators(cls, tokens: Mapping[str, str]) -> Callers:
-        """Operators by name and token (tests)."""
-        return cls.parse("", ",".join(f"{name}={token}" for name, token in tokens.items()))
 
     def find(self, token: str) -> Caller | None:
         """The caller holding `token`, compared against every token in constant time,

@@ -79,10 +79,9 @@ def not_found(description: str) -> dict[int | str, dict[str, Any]]:
 
 def printable(text: str) -> str:
     """`text` as it can be shown and stored: no control characters, no lone surrogates."""
-    kept = "".join(
+    return "".join(
         "?" if unicodedata.category(ch) in {"Cc", "Cs"} and ch not in "\t" else ch for ch in text
     )
-    return kept
 
 
 def shown(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -96,8 +95,7 @@ def shown(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 def quote(value: object) -> str:
     """A caller's value inside one of our messages: masked, at most QUOTED_CHARS."""
-    text = mask(repr(value)[: QUOTED_CHARS + 64])
-    return printable(text if len(text) <= QUOTED_CHARS else f"{text[: QUOTED_CHARS - 3]}...")
+    return shown(repr(value), QUOTED_CHARS)
 
 
 def _loc(part: object) -> str | int:
@@ -123,7 +121,7 @@ def known_query_only(request: Request) -> None:
     declared = _query_names(dependant) if dependant is not None else set()
     for name in request.query_params:
         if name not in declared:
-            raise unprocessable(("query", shown(name, 64)), "not a parameter of this operation")
+            raise unprocessable(("query", name), "not a parameter of this operation")
 
 
 def _query_names(dependant: Any) -> set[str]:

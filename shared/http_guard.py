@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from shared.access import Refusal, authenticate, callers_of, refused
-from shared.http_errors import answer_errors_safely, shown
+from shared.http_errors import answer_errors_safely, bounded_errors
 
 MAX_PATH_BYTES: Final = 1024
 MAX_QUERY_BYTES: Final = 8 * 1024  # a 200-character value, percent-encoded, is 2,400 bytes
@@ -74,7 +74,10 @@ class Guard:
             await _answer(scope, receive, send, 414, detail)
             return
         if repeated := _repeated_parameter(scope.get("query_string", b"")):
-            await _answer_invalid(scope, receive, send, repeated)
+            given_twice = [
+                {"loc": ["query", repeated], "msg": "given twice", "type": "value_error"}
+            ]
+            await _answer(scope, receive, send, 422, bounded_errors(given_twice))
             return
         if not self._public(scope["path"]):
             given = [v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"]
@@ -155,16 +158,6 @@ def _repeated_parameter(query: bytes) -> str | None:
     return None
 
 
-async def _answer_invalid(scope: Scope, receive: Receive, send: Send, name: str) -> None:
-    error = {
-        "loc": ["query", shown(name, 64)],
-        "msg": "given more than once",
-        "type": "value_error",
-    }
-    response = JSONResponse({"detail": [error]}, status_code=422)
-    await response(scope, receive, send)
-
-
 def _too_large() -> str:
     return f"the request body may be at most {MAX_BODY_BYTES} bytes"
 
@@ -205,7 +198,7 @@ async def _answer(
     receive: Receive,
     send: Send,
     status: int,
-    detail: str,
+    detail: str | list[dict[str, Any]],
     headers: dict[str, str] | None = None,
 ) -> None:
     response = JSONResponse({"detail": detail}, status_code=status, headers=headers)
