@@ -10,7 +10,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_HTTP_PORTS = {"orders": 8001, "payments": 8002, "provisioning": 8003}
+DEFAULT_HTTP_PORTS = {
+    "orders": 8001,
+    "payments": 8002,
+    "provisioning": 8003,
+    # The outside world's simulators (deploy/local/outside_world.py).
+    "stripe_simulator": 8010,
+    "carrier_simulator": 8011,
+}
 
 
 class ServiceSettings(BaseSettings):

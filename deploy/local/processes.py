@@ -1,5 +1,6 @@
 """Start, watch and stop the service processes (for `make run` and the e2e tests): the
-three of the saga, and the operator service (the dashboard's backend) beside them."""
+three of the saga, the operator service (the dashboard's backend) beside them, and the
+outside world's simulators (deploy/local/outside_world.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 from deploy.local.errors import StackError, first_line, log_tail
 from deploy.local.kafka import REPO_ROOT, free_port
 from deploy.local.lifetime import die_with_parent
+from deploy.local.outside_world import CARRIER_SIMULATOR, SIMULATORS, outside_world_for
 
 SERVICES = ("orders", "payments", "provisioning")
 OPERATOR = "operator"
@@ -152,3 +154,37 @@ def print_log_tails(logs: Iterable[Path], lines: int = 40) -> None:
         if log.exists():
             print(f"----- {log.name} (last {lines} lines) -----")
             print(log_tail(log, lines))
+
+
+def simulator_processes(
+    services: Mapping[str, Iterable[ServiceProcess]],
+    databases: Mapping[str, str],
+    env: Mapping[str, str],
+    log_dir: Path,
+    carrier_kafka: Mapping[str, str],
+) -> list[ServiceProcess]:
+    """The outside world for `services` (name -> its processes): one process of each
+    simulator on a free port with its own database, each service's processes told where
+    its simulator listens and with which credentials (deploy/local/outside_world.py).
+    `carrier_kafka` is the carrier's broker settings: it publishes its usage reports."""
+    simulators = {
+        name: service_process(
+            name,
+            carrier_kafka.get("KAFKA_BOOTSTRAP_SERVERS", ""),
+            databases[name],
+            {**env, **(carrier_kafka if name == CARRIER_SIMULATOR else {})},
+            log_dir / f"{name}.log",
+        )
+        for name in SIMULATORS
+    }
+    every = {name: list(processes) for name, processes in services.items()}
+    world = outside_world_for(
+        {name: [p.base_url for p in processes] for name, processes in every.items()}
+        | {name: simulator.base_url for name, simulator in simulators.items()}
+    )
+    for name, processes in every.items():
+        for process in processes:
+            process.env |= world.env(name)
+    for name, simulator in simulators.items():
+        simulator.env |= world.env(name)
+    return list(simulators.values())

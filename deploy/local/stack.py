@@ -20,10 +20,14 @@ variable to change. Settings (environment variables):
   API_TOKENS=name:scope+scope=token,...   internal systems that may call the services'
                        APIs (shared/access.py); unset: one for the `topup` command line,
                        `topup-cli:read+auto-renewal`, generated once into var/api-token (0600)
-  CARRIER_USAGE_INTERVAL_S=10, LINE_SWEEP_INTERVAL_S=5   provisioning's simulated carrier
-                       reports its lines' usage every 10 s and lines are checked for alerts,
-                       expiry and renewal retries every 5 s, so usage alerts and an auto-renewal
-                       show within minutes (README); set either to change it
+  STRIPE_SIMULATOR_PORT=8010, CARRIER_SIMULATOR_PORT=8011   the outside world: a server of
+                       Stripe's API and one of the eSIM partner API, processes of their own
+                       (their ledgers in var/data/), paired with payments and provisioning by
+                       credentials generated for each run (deploy/local/outside_world.py)
+  CARRIER_USAGE_INTERVAL_S=10, LINE_SWEEP_INTERVAL_S=5   the simulated carrier reports its
+                       lines' usage every 10 s and lines are checked for alerts, expiry and
+                       renewal retries every 5 s, so usage alerts and an auto-renewal show
+                       within minutes (README); set either to change it
 """
 
 from __future__ import annotations
@@ -41,10 +45,16 @@ from deploy.local.errors import StackError
 from deploy.local.kafka import REPO_ROOT, LocalKafka, kafka_version
 from deploy.local.leftovers import MARKER
 from deploy.local.lock import only_run_in_this_clone
+from deploy.local.outside_world import (
+    CARRIER_SIMULATOR,
+    SIMULATORS,
+    STRIPE_SIMULATOR,
+    outside_world_for,
+)
 from deploy.local.ports import check_free, port_setting
 from deploy.local.postgres import LocalPostgres, cluster_dir, server_version, why_not_in_clone
 from deploy.local.processes import OPERATOR, OPERATOR_DEFAULT_PORT, SERVICES, ServiceProcess
-from shared.kafka_access import service_env, stored_credentials
+from shared.kafka_access import CARRIER, service_env, stored_credentials
 from shared.settings import DEFAULT_HTTP_PORTS
 
 LOG_DIR = REPO_ROOT / "var" / "log"
@@ -53,16 +63,25 @@ TOKEN_FILE = REPO_ROOT / "var" / "operator-token"
 API_TOKEN_FILE = REPO_ROOT / "var" / "api-token"
 CLI_CALLER = "topup-cli:read+auto-renewal"
 
-# Provisioning's settings for a demo: the simulated carrier reports usage (the services'
-# default is none) and the line sweeper runs often. The user's own values win.
-PROVISIONING_DEMO = {"CARRIER_USAGE_INTERVAL_S": "10", "LINE_SWEEP_INTERVAL_S": "5"}
+# Settings for a demo: the simulated carrier reports usage (its default is none) and
+# provisioning's line sweeper runs often. The user's own values win.
+DEMO = {
+    CARRIER_SIMULATOR: {"CARRIER_USAGE_INTERVAL_S": "10"},
+    "provisioning": {"LINE_SWEEP_INTERVAL_S": "5"},
+}
 
 
 def own_settings(name: str, env: dict[str, str]) -> dict[str, str]:
-    """What `make run` sets for service `name` beyond the common settings."""
-    if name != "provisioning":
+    """What `make run` sets for process `name` beyond the common settings."""
+    return {key: env.get(key, value) for key, value in DEMO.get(name, {}).items()}
+
+
+def broker_identity(name: str, passwords: dict[str, str]) -> dict[str, str]:
+    """Who process `name` is on the broker: a service as itself, the carrier's simulator as
+    the carrier (it publishes usage reports); Stripe's simulator never touches Kafka."""
+    if name == STRIPE_SIMULATOR:
         return {}
-    return {key: env.get(key, value) for key, value in PROVISIONING_DEMO.items()}
+    return service_env(CARRIER if name == CARRIER_SIMULATOR else name, passwords)
 
 
 def generated_token(path: Path) -> str:
@@ -141,22 +160,26 @@ def run(env: dict[str, str]) -> int:
             database_urls = {name: pg.create_database(name) for name in SERVICES}
         tokens, url_token = operator_tokens(env)
         callers = {"OPERATOR_TOKENS": tokens, "API_TOKENS": api_tokens(env)}
-        services = [
-            ServiceProcess(
+        everyone = {
+            name: ServiceProcess(
                 name,
                 ports[f"{name.upper()}_PORT"],
                 env={
                     "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                    "DATABASE_URL": database_urls[name],
-                    **callers,
+                    "DATABASE_URL": database_urls.get(name, ""),  # simulators: SQLite
+                    **({} if name in SIMULATORS else callers),
                     **own_settings(name, env),
-                    **service_env(name, passwords),
+                    **broker_identity(name, passwords),
                 },
                 log_path=LOG_DIR / f"{name}.log",
                 die_with_parent=True,
             )
-            for name in SERVICES
-        ]
+            for name in (*SIMULATORS, *SERVICES)
+        }
+        world = outside_world_for({name: p.base_url for name, p in everyone.items()})
+        for name, process in everyone.items():
+            process.env |= world.env(name)
+        services = [everyone[name] for name in (*SIMULATORS, *SERVICES)]
         for service in services:
             stack.callback(service.stop)
             service.start()
@@ -167,7 +190,7 @@ def run(env: dict[str, str]) -> int:
             ports["OPERATOR_PORT"],
             env={
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                **{f"{s.name.upper()}_URL": s.base_url for s in services},
+                **{f"{s.name.upper()}_URL": s.base_url for s in services if s.name in SERVICES},
                 **callers,
                 **service_env(OPERATOR, passwords),
             },
@@ -188,7 +211,7 @@ def wanted_ports(env: dict[str, str], db: str) -> dict[str, int]:
     """Variable -> port of everything `make run` listens on (readable errors for bad values)."""
     defaults = {
         "KAFKA_PORT": 9092,
-        **{f"{name.upper()}_PORT": DEFAULT_HTTP_PORTS[name] for name in SERVICES},
+        **{f"{name.upper()}_PORT": DEFAULT_HTTP_PORTS[name] for name in (*SERVICES, *SIMULATORS)},
         "OPERATOR_PORT": OPERATOR_DEFAULT_PORT,
         **({"PG_PORT": 55432} if db == "postgres" else {}),
     }

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.local.kafka import REPO_ROOT, kafka_version
+from deploy.local.outside_world import SIMULATORS
 from deploy.local.postgres import server_version
 from deploy.local.processes import SERVICES
 
@@ -97,6 +98,29 @@ def machine() -> dict[str, Any]:
     }
 
 
+# Whose CPU a process spends: ours (the services and what they run on), the load's, or the
+# outside world's (the payment provider's and the carrier's simulators: not ours to tune).
+PARTIES = ("ours", "infrastructure", "outside world", "load")
+
+
+def party_of(process: str) -> str:
+    if process in SIMULATORS:
+        return "outside world"
+    if process in ("kafka", "postgres"):
+        return "infrastructure"
+    if process == "driver":
+        return "load"
+    return "ours"  # the services, and the raw relay's processes
+
+
+def by_party(cpu_s_per_saga: dict[str, float | None]) -> dict[str, float]:
+    """CPU seconds per saga summed per party, in PARTIES' order."""
+    totals = dict.fromkeys(PARTIES, 0.0)
+    for process, seconds in cpu_s_per_saga.items():
+        totals[party_of(process)] += seconds or 0.0
+    return {party: round(total, 6) for party, total in totals.items()}
+
+
 def print_report(figures: dict[str, Any], console: Console) -> None:
     raw = figures["raw_relay"]["closed_loop"]
     phases = Table(title="Benchmark: completed sagas per second and latency (ms)")
@@ -120,6 +144,7 @@ def print_report(figures: dict[str, Any], console: Console) -> None:
 
     cost = Table(title="Resources: CPU seconds per completed saga and peak RSS")
     for column in (
+        "party",
         "process",
         "CPU ms/saga (saga, closed loop)",
         "CPU ms/saga (raw relay)",
@@ -128,14 +153,19 @@ def print_report(figures: dict[str, Any], console: Console) -> None:
         cost.add_column(column, justify="left" if column == "process" else "right")
     saga_cpu = figures["saga"]["closed_loop"]["cpu_s_per_saga"]
     raw_cpu = raw["cpu_s_per_saga"]
-    for name in sorted(set(saga_cpu) | set(raw_cpu) | set(figures["peak_rss_mb"])):
+    names = set(saga_cpu) | set(raw_cpu) | set(figures["peak_rss_mb"])
+    for name in sorted(names, key=lambda n: (PARTIES.index(party_of(n)), n)):
         cost.add_row(
+            party_of(name),
             name,
             _ms(saga_cpu.get(name)),
             _ms(raw_cpu.get(name)),
             f"{figures['peak_rss_mb'].get(name, float('nan')):.0f}",
         )
     console.print(cost)
+    by_party = figures["cpu_s_per_saga_by_party"].items()
+    parties = ", ".join(f"{party} {_ms(seconds)} ms" for party, seconds in by_party)
+    console.print(f"CPU per completed saga (closed loop): {parties}")
 
     verdicts = Table(title="Targets (issue 6)")
     for column in ("target", "measured", "met"):

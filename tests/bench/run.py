@@ -171,6 +171,7 @@ async def run(options: Options, console: Console) -> tuple[dict[str, Any], Path]
         saga["closed_loop"]["throughput_per_s"] / raw_max if raw_max else 0.0, 3
     )
     figures["cpu_s_per_saga"] = saga["closed_loop"]["cpu_s_per_saga"]
+    figures["cpu_s_per_saga_by_party"] = report.by_party(figures["cpu_s_per_saga"])
     figures["peak_rss_mb"] = {name: round(mb, 1) for name, mb in sorted(meter.peak_rss_mb.items())}
     if "profile" in saga:
         figures["profile"] = saga.pop("profile")

@@ -1,5 +1,6 @@
 """What the benchmark runs on: a broker and a PostgreSQL (fsync on) of its own, then either
-the three raw relay processes or the three services, one process each."""
+the three raw relay processes or the three services, one process each, with the outside
+world's two simulators beside them (their CPU is reported apart: it is not ours)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 
 from deploy.local.kafka import JVM_FLAGS, REPO_ROOT, LocalKafka
+from deploy.local.outside_world import SIMULATORS
 from deploy.local.postgres import LocalPostgres, scratch_postgres
-from deploy.local.processes import SERVICES, running, service_process
+from deploy.local.processes import SERVICES, running, service_process, simulator_processes
 from tests.bench import raw_relay
 from tests.faults.stack import Stack
 
@@ -57,19 +59,32 @@ def postgres() -> Iterator[LocalPostgres]:
 def services(
     kafka: LocalKafka, server: LocalPostgres, log_dir: Path, simulator_latency_ms: float
 ) -> Iterator[Stack]:
-    """One process of each service, each on a fresh database, until they are all healthy."""
+    """One process of each service and of each simulator (the outside world, processes of
+    their own), each on a fresh database, until they are all healthy."""
     suffix = uuid.uuid4().hex[:6]
-    databases = {name: server.create_database(f"bench_{name}_{suffix}") for name in SERVICES}
-    instances = [
-        service_process(
-            name,
-            kafka.bootstrap_servers,
-            databases[name],
-            service_env(simulator_latency_ms),
-            log_dir / f"{name}.log",
-        )
+    databases = {
+        name: server.create_database(f"bench_{name}_{suffix}") for name in (*SERVICES, *SIMULATORS)
+    }
+    services = {
+        name: [
+            service_process(
+                name,
+                kafka.bootstrap_servers,
+                databases[name],
+                service_env(simulator_latency_ms),
+                log_dir / f"{name}.log",
+            )
+        ]
         for name in SERVICES
-    ]
+    }
+    simulators = simulator_processes(
+        services,
+        databases,
+        service_env(simulator_latency_ms),
+        log_dir,
+        {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers},
+    )
+    instances = [*(group[0] for group in services.values()), *simulators]
     with running(instances, healthy_within=HEALTHY_WITHIN_S):
         yield Stack(kafka, databases, instances, log_dir)
 

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from deploy.local.kafka import REPO_ROOT
+from deploy.local.outside_world import SIMULATORS
 from deploy.local.processes import SERVICES
 
 pytestmark = [pytest.mark.bench, pytest.mark.e2e]
 
-RESOURCES = (*SERVICES, "kafka", "postgres")
+RESOURCES = (*SERVICES, *SIMULATORS, "kafka", "postgres")
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,17 @@ def test_cpu_per_saga_and_peak_rss_are_reported_for_every_process(
         assert figures["peak_rss_mb"][name] > 0, name
     relay = figures["raw_relay"]["closed_loop"]["cpu_s_per_saga"]
     assert all(relay[f"raw-{role}"] > 0 for role in SERVICES)
+
+
+def test_the_outside_worlds_cpu_is_reported_apart_from_ours(
+    smoke_run: tuple[int, dict[str, Any], Path],
+) -> None:
+    _, figures, _ = smoke_run
+    parties = figures["cpu_s_per_saga_by_party"]
+    simulators = sum(figures["cpu_s_per_saga"][name] for name in SIMULATORS)
+    services = sum(figures["cpu_s_per_saga"][name] for name in SERVICES)
+    assert parties["outside world"] == pytest.approx(simulators, abs=1e-5)
+    assert parties["ours"] == pytest.approx(services, abs=1e-5)
 
 
 def test_the_report_holds_the_targets_the_machine_and_a_chart(

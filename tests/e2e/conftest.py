@@ -1,16 +1,26 @@
 """The three services as separate processes on the real broker, on PostgreSQL and on
-SQLite, with the outside world (payment provider, carrier) simulated."""
+SQLite, talking HTTP to the outside world's simulators (Stripe's API, the carrier's),
+processes of their own."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from deploy.local.kafka import free_port
-from deploy.local.processes import OPERATOR, SERVICES, ServiceProcess, running, service_process
+from deploy.local.outside_world import SIMULATORS
+from deploy.local.processes import (
+    OPERATOR,
+    SERVICES,
+    ServiceProcess,
+    running,
+    service_process,
+    simulator_processes,
+)
 from shared.kafka_access import ADMIN, CARRIER, PUBLISHER
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
@@ -35,13 +45,20 @@ SIMULATION = {
 }
 
 
+@dataclass(frozen=True)
+class Stack:
+    services: dict[str, ServiceProcess]
+    simulators: dict[str, ServiceProcess]  # the outside world: Stripe's API, the carrier's
+
+
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-async def services(
+async def stack(
     request: pytest.FixtureRequest,
     kafka: KafkaUnderTest,
     postgres: PostgresUnderTest,
     tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[dict[str, ServiceProcess]]:
+) -> AsyncIterator[Stack]:
+    """The three services and the two simulators they talk HTTP to, on one backend."""
     backend: str = request.param
     folder = tmp_path_factory.mktemp(f"stack-{backend}")
 
@@ -60,8 +77,25 @@ async def services(
         )
         for name in SERVICES
     }
-    with running(processes.values()):
-        yield processes
+    simulators = simulator_processes(
+        {name: [process] for name, process in processes.items()},
+        {name: await database(name) for name in SIMULATORS},
+        SIMULATION,
+        folder,
+        kafka.env(CARRIER),
+    )
+    with running([*simulators, *processes.values()]):
+        yield Stack(processes, {s.name: s for s in simulators})
+
+
+@pytest.fixture(scope="module")
+def services(stack: Stack) -> dict[str, ServiceProcess]:
+    return stack.services
+
+
+@pytest.fixture(scope="module")
+def simulators(stack: Stack) -> dict[str, ServiceProcess]:
+    return stack.simulators
 
 
 @asynccontextmanager

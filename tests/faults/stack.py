@@ -1,6 +1,7 @@
 """The stack the faults are injected into: a broker of its own, a fresh PostgreSQL
-database per service, and two processes of every service sharing that database and
-its consumer groups, with the simulated outside world tuned to finish orders in seconds."""
+database per service, two processes of every service sharing that database and its
+consumer groups, and the outside world's two simulators (one process each, a database of
+their own), tuned to finish orders in seconds."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.kafka import LocalKafka
-from deploy.local.processes import SERVICES, ServiceProcess, service_process
+from deploy.local.outside_world import SIMULATORS
+from deploy.local.processes import SERVICES, ServiceProcess, service_process, simulator_processes
+from shared.kafka_access import CARRIER
 from shared.kafka_grants import new_passwords
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
@@ -56,7 +59,7 @@ def simulation(suspended_iccids: list[str]) -> dict[str, str]:
 class Stack:
     broker: LocalKafka
     databases: dict[str, str]  # service name -> SQLAlchemy URL of its database
-    instances: list[ServiceProcess]
+    instances: list[ServiceProcess]  # the simulators' too: they are killed as well
     log_dir: Path
 
     @property
@@ -82,18 +85,27 @@ async def start_stack(
     broker = LocalKafka(broker_dir, passwords=new_passwords())  # SASL/SCRAM and ACLs on
     await asyncio.to_thread(broker.start, 90.0)
     kafka = kafka_of(broker)
-    databases = {name: await postgres.create_database(f"faults_{name}") for name in SERVICES}
-    instances = [
-        service_process(
-            name,
-            broker.bootstrap_servers,
-            databases[name],
-            simulation(suspended) | kafka.env(name),
-            log_dir / f"{name}-{number}.log",
-        )
+    databases = {
+        name: await postgres.create_database(f"faults_{name}") for name in (*SERVICES, *SIMULATORS)
+    }
+    services = {
+        name: [
+            service_process(
+                name,
+                broker.bootstrap_servers,
+                databases[name],
+                simulation(suspended) | kafka.env(name),
+                log_dir / f"{name}-{number}.log",
+            )
+            for number in range(1, INSTANCES_PER_SERVICE + 1)
+        ]
         for name in SERVICES
-        for number in range(1, INSTANCES_PER_SERVICE + 1)
-    ]
+    }
+    # One of each simulator: the outside world, killed and restarted like the rest.
+    simulators = simulator_processes(
+        services, databases, simulation(suspended), log_dir, kafka.env(CARRIER)
+    )
+    instances = [*simulators, *(i for group in services.values() for i in group)]
     stack = Stack(broker, databases, instances, log_dir)
     for instance in instances:
         instance.start()
