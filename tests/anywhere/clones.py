@@ -36,10 +36,19 @@ PORT_VARIABLES = (
     "PAYMENTS_PORT",
     "PROVISIONING_PORT",
     "OPERATOR_PORT",
+    "STRIPE_SIMULATOR_PORT",
+    "CARRIER_SIMULATOR_PORT",
 )
 READY = "Ctrl-C stops everything."  # the last line `make run` prints once all is up
 FIRST_START_S = 300  # a fresh clone installs itself and fetches Kafka's jars first
-HTTP_PORTS = ("ORDERS_PORT", "PAYMENTS_PORT", "PROVISIONING_PORT", "OPERATOR_PORT")
+HTTP_PORTS = (
+    "ORDERS_PORT",
+    "PAYMENTS_PORT",
+    "PROVISIONING_PORT",
+    "OPERATOR_PORT",
+    "STRIPE_SIMULATOR_PORT",
+    "CARRIER_SIMULATOR_PORT",
+)
 # What the pytest and make that run us put in the environment, and a clone must not inherit.
 NOT_INHERITED = (
     "MAKEFLAGS",
