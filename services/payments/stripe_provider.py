@@ -105,7 +105,7 @@ class StripeProvider:
         self._quiet_until = 0.0
 
     async def close(self) -> None:
-        await self._http.close_async()
+        await self._http.close_async()  # type: ignore[no-untyped-call]
 
     async def charge(
         self, key: str, amount: Money, fee: Money, method: PaymentMethod, token: str

@@ -25,7 +25,8 @@ def decode(pairs: list[tuple[str, str]]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise ValueError(f"{name}: mixes a value and a hash")
         node[path[-1]] = value
-    return _lists(root)
+    decoded: dict[str, Any] = _lists(root)
+    return decoded
 
 
 def _lists(node: Any) -> Any:
