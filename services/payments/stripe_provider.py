@@ -144,16 +144,21 @@ class StripeProvider:
         if intent.get("status") not in {"requires_action", "processing", "requires_capture"}:
             return charge_result(intent)  # settled already: its outcome stands
         try:
-            cancelled = await self._call(
-                lambda: self._client.v1.payment_intents.cancel_async(
-                    intent["id"], options={"idempotency_key": f"{key}:cancel"}
-                )
-            )
+            return charge_result(await self.cancel_intent(intent["id"], key))
         except stripe.InvalidRequestError as refused:
             # It moved on meanwhile (captured, say): what it is now is the answer.
             log.info("cancel of %s refused (%s); reading it again", key, refused.code)
             return await self.status(key, intent["id"])
-        return charge_result(cancelled.to_dict())
+
+    async def cancel_intent(self, intent_id: str, key: str) -> dict[str, Any]:
+        """The cancel request itself, under its own key (Stripe refuses a key reused on
+        another endpoint)."""
+        cancelled = await self._call(
+            lambda: self._client.v1.payment_intents.cancel_async(
+                intent_id, options={"idempotency_key": f"{key}:cancel"}
+            )
+        )
+        return cancelled.to_dict()
 
     async def refund(self, refund_key: str, charge_reference: str, amount: Money) -> ProviderResult:
         params: dict[str, Any] = {
