@@ -18,7 +18,7 @@ from services.payments import payments
 from services.payments.backoff import Backoff
 from services.payments.db import get_payment, metadata
 from services.payments.db import payments as payments_table
-from services.payments.provider import ProviderResult, ProviderTimeout
+from services.payments.provider import ProviderResult, ProviderTimeout, ProviderUnavailable
 from services.payments.settler import settle_due
 from services.payments.states import PaymentStatus
 from services.payments.stripe_provider import StripeProvider
@@ -279,3 +279,20 @@ async def test_settlers_running_at_once_settle_each_payment_once_even_on_sqlite(
     )
     settled = [message.order_id for outgoing in rounds for _, message in outgoing]
     assert sorted(settled) == sorted(c.order_id for c in commands)
+
+
+async def test_a_rate_limited_charge_waits_at_least_the_providers_retry_after(
+    sessions: Sessions, provider: StripeProvider
+) -> None:
+    command = charge()
+    limited = FailingProvider(
+        provider, "charge", ProviderUnavailable("rate limited", retry_after_s=20.0)
+    )
+    assert await payments.charge(sessions, limited, BACKOFF, command) == []
+    async with sessions() as session:
+        row = (
+            await session.execute(select(payments_table.c.status, payments_table.c.next_check_at))
+        ).one()
+    wait = (db.as_utc(row.next_check_at) - datetime.now(UTC)).total_seconds()
+    assert row.status == "NEW", "nothing happened at the provider: not unknown"
+    assert 19 < wait <= 20, "the Retry-After, not the 1 s backoff"
