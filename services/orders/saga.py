@@ -133,7 +133,7 @@ def on_payment_event(
                 payment_method=cast(PaymentMethod, order.payment_method),
                 next_action=event.next_action,
             )  # fmt: skip
-            return [Step(S.PAYMENT_PENDING, "payment awaits the customer or the provider",
+            return [Step(S.PAYMENT_PENDING, "payment awaits the provider's confirmation",
                          ((topics.ORDERS_EVENTS, awaiting),), note_only=True)]  # fmt: skip
         case PaymentCaptured(), S.PAYMENT_PENDING:
             return [

@@ -22,8 +22,6 @@ PAYMENT_TIMEOUT_S = 6
 SIMULATION = {
     "PAYMENT_TIMEOUT_S": str(PAYMENT_TIMEOUT_S),
     "EXPIRY_SWEEP_INTERVAL_S": "0.5",
-    "PROVIDER_LATENCY_MS": "20",
-    "PROVIDER_CONFIRM_AFTER_S": "1",
     "SETTLE_INTERVAL_S": "0.3",
     "CARRIER_LATENCY_MS": "20",
     "CARRIER_SUSPENDED_ICCIDS": SUSPENDED_ICCID,
@@ -33,6 +31,15 @@ SIMULATION = {
     "AUTO_RENEWAL_MAX_ATTEMPTS": "2",
     "AUTO_RENEWAL_RETRY_DELAY_S": "1",
 }
+
+
+STRIPE_SECRETS = {"STRIPE_API_KEY": "sk_test_e2e", "STRIPE_WEBHOOK_SECRET": "whsec_e2e"}
+STRIPE_SIMULATOR = STRIPE_SECRETS | {
+    "PROVIDER_LATENCY_MS": "20",
+    "PROVIDER_CONFIRM_AFTER_S": "1",
+    "PROVIDER_HANG_S": "3",
+}
+STRIPE_CLIENT = STRIPE_SECRETS | {"STRIPE_TIMEOUT_S": "2"}
 
 
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
@@ -60,7 +67,20 @@ async def services(
         )
         for name in SERVICES
     }
-    with running(processes.values()):
+    # The outside world's payment provider: the Stripe simulator, a process of its own
+    # (minimal wiring by the stripe helper; the lead redoes it for both simulators).
+    stripe = ServiceProcess(
+        "stripe_simulator",
+        free_port(),
+        env=STRIPE_SIMULATOR
+        | {
+            "DATABASE_URL": await database("stripe_simulator"),
+            "STRIPE_WEBHOOK_URL": f"{processes['payments'].base_url}/webhooks/stripe",
+        },
+        log_path=folder / "stripe_simulator.log",
+    )
+    processes["payments"].env |= STRIPE_CLIENT | {"STRIPE_API_BASE": stripe.base_url}
+    with running([stripe, *processes.values()]):
         yield processes
 
 
