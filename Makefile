@@ -6,9 +6,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA_JARS := var/kafka/libs/.fetched
 NODE_TOOLS := tests/node/node_modules/.installed
+STRIPE_MOCK_VERSION := v0.203.0
+STRIPE_MOCK := var/tools/bin/stripe-mock
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz test-anywhere test-api bench bench-smoke lint format clean migration contract
+.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz test-anywhere test-api bench bench-smoke lint format clean migration contract stripe-mock
 
 help:
 	@echo "make run          start Kafka, the three services and the operator dashboard (DB=postgres for PostgreSQL)"
@@ -47,10 +49,17 @@ $(NODE_TOOLS): tests/node/package-lock.json | prerequisites
 
 node-tools: $(NODE_TOOLS)
 
+# Stripe's official API mock (Go), built once from the Go module proxy; the Stripe contract
+# tests (tests/contract/test_stripe_adapter_on_stripe_mock.py) run the adapter against it.
+$(STRIPE_MOCK):
+	GOBIN=$(CURDIR)/var/tools/bin GOFLAGS=-mod=mod go install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
+
+stripe-mock: $(STRIPE_MOCK)
+
 run: install prerequisites kafka-jars
 	$(PY) -m deploy.local.stack
 
-test: install prerequisites kafka-jars node-tools
+test: install prerequisites kafka-jars node-tools stripe-mock
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install

@@ -38,6 +38,8 @@ PaymentMethod = Literal["card", "paypal", "alipay", "wechat_pay"]
 # so a wrong value is still refused with its own reason, never an unbounded one.
 Code = Annotated[str, Field(max_length=64)]  # package ids, reasons, alert names...
 Reference = Annotated[str, Field(max_length=255)]  # tokens and references of the outside
+URL_CHARS = 2048
+Url = Annotated[str, Field(max_length=URL_CHARS, pattern=r"^https?://")]
 TEXT_CHARS = 1000
 
 
@@ -224,6 +226,18 @@ class OrderExpired(Message):
     request_id: RequestId
 
 
+class OrderAwaitingPayment(Message):
+    """The payment awaits the customer: `next_action` says what they do (open a page,
+    scan a QR code); the order goes on once the provider confirms, or expires."""
+
+    type: Literal["OrderAwaitingPayment"] = "OrderAwaitingPayment"
+    request_id: RequestId
+    payment_method: PaymentMethod
+    next_action: NextAction | None = Field(
+        default=None, description="None when the provider asks nothing of the customer"
+    )
+
+
 class OrderRefunded(Message):
     """The top-up failed after the payment was captured: refunded in full, fee included."""
 
@@ -267,11 +281,30 @@ class RefundPayment(Message):
 # --- payments.events.v1 ---------------------------------------------------------------
 
 
+class NextAction(BaseModel):
+    """The customer's next step to complete an asynchronous payment (Stripe's
+    `next_action`): open a page, or scan a QR code with the wallet's app."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: Literal["redirect", "qr_code"] = Field(
+        description="redirect: send the customer to `url`; qr_code: show `qr_code_data` "
+        "as a QR code (`url`, when given, is a page that shows it)"
+    )
+    url: Url | None = Field(default=None, description="the provider's page for the customer")
+    qr_code_data: Annotated[str, Field(max_length=URL_CHARS)] | None = Field(
+        default=None, description="what the QR code encodes (WeChat Pay)"
+    )
+
+
 class PaymentPending(Message):
     """The provider accepted the charge and will confirm it later (asynchronous methods)."""
 
     type: Literal["PaymentPending"] = "PaymentPending"
     provider_reference: Reference
+    next_action: NextAction | None = Field(
+        default=None, description="what the customer does to confirm it, when they must"
+    )
 
 
 class PaymentCaptured(Message):
@@ -423,7 +456,8 @@ OrdersEvent = Annotated[
     | OrderCompleted
     | OrderPaymentFailed
     | OrderExpired
-    | OrderRefunded,
+    | OrderRefunded
+    | OrderAwaitingPayment,
     Field(discriminator="type"),
 ]
 ProvisioningEvent = Annotated[LineToppedUp | TopUpFailed, Field(discriminator="type")]
@@ -439,6 +473,7 @@ ALL_MESSAGES: tuple[type[Envelope], ...] = (
     OrderPaymentFailed,
     OrderExpired,
     OrderRefunded,
+    OrderAwaitingPayment,
     ChargePayment,
     CancelPayment,
     RefundPayment,

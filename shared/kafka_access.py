@@ -90,8 +90,8 @@ PRINCIPALS: Final[tuple[Principal, ...]] = (
     ),
     Principal(
         "payments",
-        "the payments service",
-        writes=(topics.PAYMENTS_EVENTS,),
+        "the payments service (what Stripe's webhooks changed, on the audit log)",
+        writes=(topics.PAYMENTS_EVENTS, topics.OPERATOR_AUDIT),
         reads=(topics.PAYMENTS_COMMANDS,),
         service=True,
         lays_out_topics=True,

@@ -20,7 +20,7 @@ from shared import db, outbox, tracing
 from shared.access import Callers
 from shared.audit import ensure_audit_topic
 from shared.http_errors import GUARDED, HEALTH_ANSWERS, known_query_only
-from shared.http_guard import secure
+from shared.http_guard import PUBLIC_PATHS, secure
 from shared.kafka import build_broker, ensure_topics
 from shared.logs import configure_logging, uvicorn_log_config
 from shared.metrics import mount_metrics
@@ -40,7 +40,10 @@ def build_service_app(
     topics: tuple[str, ...],
     http_router: APIRouter | None = None,
     background: Sequence[BackgroundTask] = (),
+    public_paths: frozenset[str] = frozenset(),
 ) -> FastAPI:
+    """`public_paths`: beside /health and /metrics, paths whose callers prove who they are
+    otherwise (a signed webhook), so the bearer check lets them through."""
     PROGRESS.stuck_after_s = settings.partition_stuck_after_s
     engine = db.create_engine(settings.resolved_database_url)
     sessions = db.sessions_for(engine)
@@ -80,7 +83,7 @@ def build_service_app(
     # Read at start-up, so a malformed API_TOKENS or OPERATOR_TOKENS stops the service
     # with its reason instead of failing the first request (shared/access.py).
     app.state.callers = Callers.from_env()
-    secure(app)
+    secure(app, public_paths=PUBLIC_PATHS | public_paths)
     app.state.settings = settings
     app.state.broker = broker
     app.state.engine = engine

@@ -55,6 +55,7 @@ def _messages() -> dict[str, tuple[str, ...]]:
             "OrderPaymentFailed",
             "OrderExpired",
             "OrderRefunded",
+            "OrderAwaitingPayment",
         ),
         PAYMENTS_COMMANDS: ("ChargePayment", "CancelPayment", "RefundPayment"),
         PAYMENTS_EVENTS: (

@@ -26,6 +26,7 @@ from shared.events import (
     ChargePayment,
     LineToppedUp,
     Money,
+    OrderAwaitingPayment,
     OrderCompleted,
     OrderExpired,
     OrderPaymentFailed,
@@ -126,8 +127,14 @@ def on_payment_event(
 ) -> list[Step]:
     match event, order.state:
         case PaymentPending(), S.PAYMENT_PENDING:
+            # The publisher learns what the customer must do (open a page, scan a code).
+            awaiting = OrderAwaitingPayment(
+                **_ids(order), request_id=order.request_id,
+                payment_method=cast(PaymentMethod, order.payment_method),
+                next_action=event.next_action,
+            )  # fmt: skip
             return [Step(S.PAYMENT_PENDING, "payment awaits the provider's confirmation",
-                         note_only=True)]  # fmt: skip
+                         ((topics.ORDERS_EVENTS, awaiting),), note_only=True)]  # fmt: skip
         case PaymentCaptured(), S.PAYMENT_PENDING:
             return [
                 Step(S.PAID, "payment captured", captured=event.amount),

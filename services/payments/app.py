@@ -1,14 +1,15 @@
-"""Builds the payments service: its broker, database, provider and settler."""
+"""Builds the payments service: its broker, database, Stripe adapter, webhook and settler."""
 
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 
-from services.payments import handlers
+from services.payments import handlers, webhooks
 from services.payments.context import provide
-from services.payments.provider_simulator import ProviderSimulator
 from services.payments.settings import PaymentsSettings
 from services.payments.settler import settler
+from services.payments.stripe_provider import StripeProvider
 from shared import topics
 from shared.service import build_service_app
 from shared.settings import ServiceSettings, specialise
@@ -20,26 +21,30 @@ def settings() -> PaymentsSettings:
     return PaymentsSettings(service_name=SERVICE)
 
 
-def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
+def build_app(
+    service_settings: ServiceSettings | None = None,
+    *,
+    stripe_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
     """The app for `service_settings`; plain service settings get payments' own from the
-    environment (PROVIDER_*, SETTLE_*, NEW_GRACE_S)."""
+    environment (PAYMENT_PROVIDER, STRIPE_*, SETTLE_*, NEW_GRACE_S). `stripe_transport`:
+    tests give the Stripe simulator's app, in process."""
     payments_settings = specialise(service_settings, PaymentsSettings)
     app = build_service_app(
         payments_settings,
         migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
+        http_router=webhooks.router,
         background=[settler],
+        public_paths=webhooks.PUBLIC_PATHS,
     )
-    # Until a real provider's adapter exists, the simulator stands in for it; its
-    # ledger lives in tables of its own in the same database.
-    simulator = ProviderSimulator(
-        app.state.engine,
-        latency_ms=payments_settings.provider_latency_ms,
-        decline_rate=payments_settings.provider_decline_rate,
-        timeout_rate=payments_settings.provider_timeout_rate,
-        confirm_after_s=payments_settings.provider_confirm_after_s,
-        seed=payments_settings.provider_seed,
+    provider = StripeProvider(
+        payments_settings.stripe_api_key.get_secret_value(),
+        api_base=payments_settings.stripe_api_base,
+        timeout_s=payments_settings.stripe_timeout_s,
+        return_url=payments_settings.stripe_return_url,
+        transport=stripe_transport,
     )
-    provide(app.state.broker, simulator, payments_settings.backoff)
+    provide(app.state.broker, provider, payments_settings.backoff)
     return app

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments.backoff import Backoff
 from services.payments.states import UNSETTLED, PaymentStatus
-from shared.events import Money, PaymentMethod
+from shared.events import Money, NextAction, PaymentMethod
 from shared.inbox import add_inbox_to
 from shared.outbox import add_outbox_to
 
@@ -48,7 +49,9 @@ payments = Table(
     Column("fee_minor", BigInteger, nullable=False),  # in the same currency
     Column("payment_method", String(16), nullable=False),
     Column("payment_token", String(255), nullable=False),  # the provider's token, never a card
-    Column("provider_reference", String(64)),
+    Column("provider_reference", String(64), index=True),
+    # The customer's next step while PENDING (shared.events.NextAction, as JSON).
+    Column("next_action", JSON),
     Column("decline_reason", String(64)),
     Column("decline_message", String(255)),
     # Set once a cancel is asked for, so the settler keeps cancelling, not waiting.
@@ -58,6 +61,15 @@ payments = Table(
     Column("next_check_at", DateTime(timezone=True), index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Each Stripe event acted on, once: inserted in the transaction of its effect.
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
 refunds = Table(
@@ -95,6 +107,7 @@ class Payment:
     decline_message: str | None
     cancel_reason: str | None
     attempts: int
+    next_action: NextAction | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Payment:
@@ -112,6 +125,7 @@ class Payment:
             decline_message=row.decline_message,
             cancel_reason=row.cancel_reason,
             attempts=row.attempts,
+            next_action=NextAction.model_validate(row.next_action) if row.next_action else None,
         )
 
 
@@ -132,6 +146,15 @@ async def get_payment(session: AsyncSession, key: str, *, lock: bool = False) ->
     query = select(payments).where(payments.c.idempotency_key == key)
     row = (await session.execute(query.with_for_update() if lock else query)).first()
     return None if row is None else Payment.from_row(row)
+
+
+async def payment_key_by_reference(session: AsyncSession, reference: str) -> str | None:
+    return cast(
+        "str | None",
+        await session.scalar(
+            select(payments.c.idempotency_key).where(payments.c.provider_reference == reference)
+        ),
+    )
 
 
 async def get_refund(session: AsyncSession, charge_key: str) -> Refund | None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, assert_never
 
 from sqlalchemy import insert, update
@@ -26,8 +27,10 @@ from services.payments.db import (
     charge_key_for,
     get_payment,
     get_refund,
+    payment_key_by_reference,
     payments,
     refunds,
+    stripe_events,
     update_payment,
 )
 from services.payments.provider import (
@@ -35,9 +38,11 @@ from services.payments.provider import (
     ProviderResult,
     ProviderStatus,
     ProviderTimeout,
+    ProviderUnavailable,
 )
 from services.payments.states import OPEN, PaymentStatus, can_transition
 from shared import topics
+from shared.audit import audited
 from shared.card_numbers import holds_card_number, storable
 from shared.db import insert_once
 from shared.dead_letters import BusinessRuleViolation
@@ -63,6 +68,20 @@ SessionFactory = async_sessionmaker[AsyncSession]
 # An answer's event id is derived from its key and type: repeating an answer
 # repeats the very same message, which consumers deduplicate.
 ANSWER_NAMESPACE: Final = uuid.UUID("0b8f3f4e-5c1d-4d59-9a43-6a7c2e1f9d10")
+# Who changed a payment through a webhook, in the audit log.
+PROVIDER_CALLER: Final = "stripe"
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """A call without an answer: it may have acted (`maybe_acted`: a timeout), or surely
+    did not (the provider was unreachable or rate limited); not before `retry_after_s`."""
+
+    maybe_acted: bool
+    retry_after_s: float | None = None
+
+
+Answer = ProviderResult | Unanswered
 
 
 class PaymentChanged(Exception):
@@ -159,7 +178,7 @@ async def cancel(
         )
         if asked is None:
             raise PaymentChanged(key)
-    result = await _ask(cancel_at_provider(provider, key))
+    result = await _ask(cancel_at_provider(provider, key, payment.provider_reference))
     async with sessions.begin() as session:
         return await staged(session, await record_charge_answer(session, key, result, backoff))
 
@@ -200,7 +219,9 @@ async def refund(
         )
         if asked is None:
             raise PaymentChanged(charge_key)
-    result = await _ask(provider.refund(command.idempotency_key, charge_key, command.amount))
+    reference = payment.provider_reference
+    assert reference is not None, "a captured charge has the provider's reference"
+    result = await _ask(provider.refund(command.idempotency_key, reference, command.amount))
     async with sessions.begin() as session:
         return await staged(
             session, await record_refund_answer(session, charge_key, result, backoff)
@@ -212,7 +233,7 @@ async def settle_charge(
 ) -> list[Outgoing]:
     """Ask about an open charge: cancel it if a cancel was asked for, else its status."""
     if payment.cancel_reason is not None:
-        result = await _ask(cancel_at_provider(provider, payment.key))
+        result = await _ask(cancel_at_provider(provider, payment.key, payment.provider_reference))
     else:
         result = await _ask(_status_or_charge(provider, payment))
     async with sessions.begin() as session:
@@ -227,37 +248,42 @@ async def settle_refund(
     async with sessions() as session:
         refund = await get_refund(session, payment.key)
     assert refund is not None, "inserted with the move to REFUND_PENDING"
-    result = await _ask(_refund_status_or_refund(provider, refund))
+    result = await _ask(_refund_status_or_refund(provider, refund, payment))
     async with sessions.begin() as session:
         return await staged(
             session, await record_refund_answer(session, payment.key, result, backoff)
         )
 
 
-async def cancel_at_provider(provider: PaymentProvider, key: str) -> ProviderResult:
-    result = await provider.cancel(key)
+async def cancel_at_provider(
+    provider: PaymentProvider, key: str, reference: str | None
+) -> ProviderResult:
+    result = await provider.cancel(key, reference)
     # A charge the provider never received took nothing: as good as cancelled.
     return ProviderResult("cancelled") if result.status == "not_found" else result
 
 
 async def record_charge_answer(
-    session: AsyncSession, key: str, result: ProviderResult | None, backoff: Backoff
+    session: AsyncSession, key: str, answer: Answer, backoff: Backoff
 ) -> list[Outgoing]:
-    """Move the payment as the provider's answer says; None is a call whose outcome is unknown."""
+    """Move the payment as the provider's answer says (its call, or a webhook's event)."""
     payment = await get_payment(session, key, lock=True)
     assert payment is not None, "answers are recorded for payments that exist"
+    result = answer if isinstance(answer, ProviderResult) else None
     target = _STATUS_AFTER.get(result.status) if result is not None else None
     if target is None or target is payment.status:
         if result is not None and target is None:
             log.warning("provider answered %s about charge %s", result.status, key)
         if payment.status in OPEN:
-            # Still open: ask again later; a charge whose call timed out is UNKNOWN.
-            status = PaymentStatus.UNKNOWN if payment.status is PaymentStatus.NEW else None
+            # Still open: ask again later; a charge whose call may have acted is UNKNOWN.
+            maybe_acted = isinstance(answer, Unanswered) and answer.maybe_acted
+            unknown = payment.status is PaymentStatus.NEW and maybe_acted
             await update_payment(
                 session,
                 payment,
-                status=status or payment.status,
-                next_check_at=backoff.after(payment.attempts, _now()),
+                status=PaymentStatus.UNKNOWN if unknown else payment.status,
+                next_check_at=_next_check(backoff, payment, answer),
+                **_next_action_of(result),
             )
         return []
     if not can_transition(payment.status, target):
@@ -273,7 +299,8 @@ async def record_charge_answer(
         provider_reference=result.provider_reference or payment.provider_reference,
         decline_reason=result.reason if declined else None,
         decline_message=result.message if declined else None,
-        next_check_at=None if settled else backoff.after(payment.attempts, _now()),
+        next_check_at=None if settled else _next_check(backoff, payment, answer),
+        **_next_action_of(result),
     )
     if updated is None:
         log.info("payment %s moved meanwhile; the answer %s is left to its mover", key, target)
@@ -283,13 +310,14 @@ async def record_charge_answer(
 
 
 async def record_refund_answer(
-    session: AsyncSession, charge_key: str, result: ProviderResult | None, backoff: Backoff
+    session: AsyncSession, charge_key: str, answer: Answer, backoff: Backoff
 ) -> list[Outgoing]:
     payment = await get_payment(session, charge_key, lock=True)
     assert payment is not None, "answers are recorded for payments that exist"
     if payment.status is not PaymentStatus.REFUND_PENDING:
         log.info("payment %s is %s; refund answer ignored", charge_key, payment.status)
         return []
+    result = answer if isinstance(answer, ProviderResult) else None
     if result is None or result.status != "refunded":
         if result is not None:
             # No event says a refund failed: the row stays REFUND_PENDING, is asked
@@ -300,9 +328,7 @@ async def record_refund_answer(
                 result.reason,
                 charge_key,
             )
-        await update_payment(
-            session, payment, next_check_at=backoff.after(payment.attempts, _now())
-        )
+        await update_payment(session, payment, next_check_at=_next_check(backoff, payment, answer))
         return []
     updated = await update_payment(
         session, payment, status=PaymentStatus.REFUNDED, next_check_at=None
@@ -320,6 +346,54 @@ async def record_refund_answer(
     return refund_answer(updated, await get_refund(session, charge_key))
 
 
+@dataclass(frozen=True)
+class ProviderEvent:
+    """What the provider told us on its own (a webhook): about a charge, or its refund."""
+
+    event_id: str
+    kind: str
+    key: str | None  # our idempotency key, from the provider's metadata
+    reference: str | None  # the provider's id of the charge
+    result: ProviderResult
+    about_refund: bool = False
+
+
+async def record_provider_event(
+    sessions: SessionFactory, backoff: Backoff, event: ProviderEvent
+) -> bool:
+    """Act on the event once, as on a call's answer; False when it changed nothing
+    (seen before, or about a payment that is not ours)."""
+    async with sessions.begin() as session:
+        first = await insert_once(
+            session,
+            insert(stripe_events).values(
+                event_id=event.event_id, type=event.kind, received_at=_now()
+            ),
+        )
+        if not first:
+            log.info("provider event %s seen already; nothing to do", event.event_id)
+            return False
+        key = await _payment_key(session, event)
+        if key is None:
+            log.info("provider event %s is about no payment of ours", event.event_id)
+            return False
+        record = record_refund_answer if event.about_refund else record_charge_answer
+        outgoing = await record(session, key, event.result, backoff)
+        if outgoing:
+            detail = {"event": event.event_id, "type": event.kind}
+            await audited(session, PROVIDER_CALLER, f"payment {event.result.status}", key, detail)
+        await staged(session, outgoing)
+        return bool(outgoing)
+
+
+async def _payment_key(session: AsyncSession, event: ProviderEvent) -> str | None:
+    if event.key is not None and await get_payment(session, event.key) is not None:
+        return event.key
+    if event.reference is None:
+        return None
+    return await payment_key_by_reference(session, event.reference)
+
+
 def charge_answer(payment: Payment) -> list[Outgoing]:
     """The charge's answer as it stands; nothing while its outcome is unknown."""
     message: Message
@@ -328,6 +402,7 @@ def charge_answer(payment: Payment) -> list[Outgoing]:
             message = PaymentPending(
                 **_envelope(payment.key, payment, "PaymentPending"),
                 provider_reference=payment.provider_reference or "",
+                next_action=payment.next_action,
             )
         case PaymentStatus.CAPTURED | PaymentStatus.REFUND_PENDING | PaymentStatus.REFUNDED:
             message = PaymentCaptured(
@@ -364,17 +439,36 @@ def refund_answer(payment: Payment, refund: Refund | None) -> list[Outgoing]:
     return [(topics.PAYMENTS_EVENTS, refunded)]
 
 
-async def _ask(call: Awaitable[ProviderResult]) -> ProviderResult | None:
-    """The provider's answer, or None when the outcome is unknown (a timeout)."""
+async def _ask(call: Awaitable[ProviderResult]) -> Answer:
+    """The provider's answer, or why there is none."""
     try:
         return await call
     except ProviderTimeout as timeout:
         log.warning("provider did not answer in time: %s", timeout)
-        return None
+        return Unanswered(maybe_acted=True)
+    except ProviderUnavailable as unavailable:
+        log.warning("provider unavailable: %s", unavailable)
+        return Unanswered(maybe_acted=False, retry_after_s=unavailable.retry_after_s)
+
+
+def _next_check(backoff: Backoff, payment: Payment, answer: Answer) -> datetime:
+    """The backoff's next check, and never before the provider's Retry-After."""
+    now = _now()
+    later = backoff.after(payment.attempts, now)
+    if isinstance(answer, Unanswered) and answer.retry_after_s:
+        return max(later, now + timedelta(seconds=answer.retry_after_s))
+    return later
+
+
+def _next_action_of(result: ProviderResult | None) -> dict[str, Any]:
+    """The customer's next step, kept with the payment while it is pending."""
+    if result is None or result.next_action is None:
+        return {}
+    return {"next_action": result.next_action.model_dump(mode="json")}
 
 
 async def _status_or_charge(provider: PaymentProvider, payment: Payment) -> ProviderResult:
-    result = await provider.status(payment.key)
+    result = await provider.status(payment.key, payment.provider_reference)
     if result.status != "not_found":
         return result
     # Only a provider that never saw the charge is sent it again, under the same key.
@@ -384,12 +478,16 @@ async def _status_or_charge(provider: PaymentProvider, payment: Payment) -> Prov
     )
 
 
-async def _refund_status_or_refund(provider: PaymentProvider, refund: Refund) -> ProviderResult:
-    result = await provider.status(refund.key)
+async def _refund_status_or_refund(
+    provider: PaymentProvider, refund: Refund, payment: Payment
+) -> ProviderResult:
+    reference = payment.provider_reference
+    assert reference is not None, "a captured charge has the provider's reference"
+    result = await provider.refund_status(refund.key, reference)
     if result.status != "not_found":
         return result
     log.info("provider never received refund %s; sending it again", refund.key)
-    return await provider.refund(refund.key, refund.charge_key, refund.amount)
+    return await provider.refund(refund.key, reference, refund.amount)
 
 
 def _refusal(command: ChargePayment) -> dict[str, Any] | None:

@@ -1,9 +1,11 @@
-"""Payments' configuration: the common service settings, the provider simulator's
-behaviour and the settler's pace, each an environment variable of the same name."""
+"""Payments' configuration: the common service settings, the payment provider (Stripe)
+and the settler's pace, each an environment variable of the same name."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from services.payments.backoff import Backoff
 from shared.settings import ServiceSettings
@@ -12,12 +14,19 @@ from shared.settings import ServiceSettings
 class PaymentsSettings(ServiceSettings):
     service_name: str = "payments"
 
-    # The simulator: how the outside world behaves (see provider_simulator.py).
-    provider_latency_ms: int = Field(default=100, ge=0, description="mean, jittered +-50%")
-    provider_decline_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    provider_timeout_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    provider_confirm_after_s: float = Field(default=2.0, ge=0.0)
-    provider_seed: int | None = Field(default=None, description="repeatable randomness")
+    # The provider: Stripe, or a server of its API (the Stripe simulator, stripe-mock).
+    # The defaults are the simulator's own (services/stripe_simulator/settings.py).
+    payment_provider: Literal["stripe"] = "stripe"
+    stripe_api_key: SecretStr = SecretStr("sk_test_simulator")
+    stripe_webhook_secret: SecretStr = SecretStr("whsec_simulator")
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_s: float = Field(default=10.0, gt=0.0, description="a request's deadline")
+    # Where Alipay and PayPal send the customer back to (the storefront's page).
+    stripe_return_url: str = Field(
+        default="https://example.com/checkout/return", pattern=r"^https?://", max_length=500
+    )
+    # How old a webhook's signature may be (Stripe's SDK default: 300 s).
+    stripe_webhook_tolerance_s: int = Field(default=300, ge=1)
 
     # The settler: how often and how patiently unsettled payments are asked about.
     settle_interval_s: float = Field(default=0.5, gt=0.0)

@@ -34,6 +34,8 @@ SIMULATION = {
     "EXPIRY_SWEEP_INTERVAL_S": "0.5",
     "PROVIDER_LATENCY_MS": "20",
     "PROVIDER_CONFIRM_AFTER_S": "1",
+    "PROVIDER_HANG_S": "3",  # a lost answer is held longer than payments waits for it
+    "STRIPE_TIMEOUT_S": "2",
     "SETTLE_INTERVAL_S": "0.3",
     "CARRIER_LATENCY_MS": "20",
     "CARRIER_SUSPENDED_ICCIDS": SUSPENDED_ICCID,

@@ -140,8 +140,9 @@ async def test_a_payment_never_confirmed_expires_the_order(
     order = await final_order(services, order_id, within=PAYMENT_TIMEOUT_S + 20)
     assert order["state"] == "EXPIRED"
     assert order["captured"] is None
-    answers = await messages_about(kafka, topics.ORDERS_EVENTS, order_id, count=2)
-    assert answers[1]["type"] == "OrderExpired"
+    answers = await messages_about(kafka, topics.ORDERS_EVENTS, order_id, count=3)
+    assert [a["type"] for a in answers] == ["OrderPlaced", "OrderAwaitingPayment", "OrderExpired"]
+    assert answers[1]["next_action"]["type"] == "qr_code", "the storefront shows the code"
     cancelled = await messages_about(kafka, topics.PAYMENTS_EVENTS, order_id, count=2)
     assert "PaymentCancelled" in [m["type"] for m in cancelled]
     assert await line(services, request["iccid"]) is None
@@ -156,9 +157,10 @@ async def test_a_top_up_that_fails_for_good_refunds_the_payment_fee_included(
     order = await final_order(services, order_id)
     assert states(order)[-3:] == ["TOPUP_PENDING", "REFUND_PENDING", "REFUNDED"]
     assert order["fee"] == {"amount_minor": 86, "currency": "EUR"}
-    answers = await messages_about(kafka, topics.ORDERS_EVENTS, order_id, count=2)
-    assert answers[1]["type"] == "OrderRefunded"
-    assert answers[1]["amount"] == order["total"] == order["captured"]
+    answers = await messages_about(kafka, topics.ORDERS_EVENTS, order_id, count=3)
+    assert [a["type"] for a in answers] == ["OrderPlaced", "OrderAwaitingPayment", "OrderRefunded"]
+    assert answers[1]["next_action"]["type"] == "redirect", "PayPal's page"
+    assert answers[2]["amount"] == order["total"] == order["captured"]
 
 
 async def test_a_request_published_three_times_makes_one_order_one_charge_one_top_up(

@@ -44,13 +44,12 @@ from services.payments import db as payments_db
 from services.payments import handlers as payments_handlers
 from services.payments.backoff import Backoff
 from services.payments.context import provide
-from services.payments.provider_simulator import ProviderSimulator, provider_metadata
 from services.provisioning import db as provisioning_db
 from services.provisioning import handlers as provisioning_handlers
 from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSimulator
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.renewals import renewal_request_id
-from shared import db as shared_db
+from services.stripe_simulator import app as stripe_simulator
 from shared import dead_letters, limits, topics
 from shared.card_numbers import luhn_valid
 from shared.events import (
@@ -79,6 +78,7 @@ from shared.events import (
 )
 from shared.topics import dead_letter_topic
 from tests.unit.harness import InMemoryService, in_memory_service
+from tests.unit.payments_fixtures import adapter_for, simulator_settings
 
 pytestmark = pytest.mark.fuzz
 
@@ -215,10 +215,13 @@ async def start(stack: AsyncExitStack, tmp: Path) -> dict[str, Consumer]:
     payments = await stack.enter_async_context(
         in_memory_service("payments", payments_handlers.router, payments_db.metadata, tmp)
     )
-    ledger = shared_db.create_engine(f"sqlite+aiosqlite:///{tmp / 'provider.db'}")
-    stack.push_async_callback(ledger.dispose)
-    await shared_db.create_schema(ledger, provider_metadata)
-    provide(payments.broker, ProviderSimulator(ledger), Backoff())
+    # The real Stripe adapter, talking to the Stripe simulator in process.
+    stripe = stripe_simulator.build_app(simulator_settings(tmp))
+    await stripe.state.simulator.ready()
+    stack.push_async_callback(stripe.state.simulator.engine.dispose)
+    adapter = adapter_for(stripe)
+    stack.push_async_callback(adapter.close)
+    provide(payments.broker, adapter, Backoff())
     provisioning = await stack.enter_async_context(
         in_memory_service(
             "provisioning", provisioning_handlers.router, provisioning_db.metadata, tmp

@@ -18,10 +18,8 @@ from services.payments import handlers
 from services.payments.backoff import Backoff
 from services.payments.context import provide
 from services.payments.db import metadata, payments, refunds
-from services.payments.provider_simulator import (
-    ProviderSimulator,
-    simulated_charges,
-)
+from services.payments.stripe_provider import StripeProvider
+from services.stripe_simulator.ledger import payment_intents
 from shared import topics
 from shared.events import (
     CancelPayment,
@@ -42,7 +40,7 @@ TOTAL = Money(amount_minor=1545, currency="EUR")
 
 @asynccontextmanager
 async def payments_service(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> AsyncIterator[InMemoryService]:
     async with in_memory_service("payments", handlers.router, metadata, tmp_path) as service:
         provide(service.broker, provider, Backoff())
@@ -50,7 +48,7 @@ async def payments_service(
 
 
 async def answers_to(
-    tmp_path: Path, provider: ProviderSimulator, *commands: Message
+    tmp_path: Path, provider: StripeProvider, *commands: Message
 ) -> list[dict[str, Any]]:
     async with payments_service(tmp_path, provider) as service:
         answers = service.watch(topics.PAYMENTS_EVENTS)
@@ -86,7 +84,7 @@ def refund(of: ChargePayment, amount: Money = TOTAL) -> RefundPayment:
 async def charge_calls(provider_engine: AsyncEngine) -> int:
     async with provider_engine.connect() as conn:
         calls = await conn.scalar(
-            select(func.coalesce(func.sum(simulated_charges.c.charge_calls), 0))
+            select(func.coalesce(func.sum(payment_intents.c.create_calls), 0))
         )
     return int(calls or 0)
 
@@ -99,19 +97,19 @@ def test_each_payments_command_parses_into_its_own_model() -> None:
 
 
 async def test_a_card_charge_is_answered_with_payment_captured(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     command = charge()
     answers = await answers_to(tmp_path, provider, command)
     assert [a["type"] for a in answers] == ["PaymentCaptured"]
     assert answers[0]["amount"] == TOTAL.model_dump()
     assert answers[0]["fee"] == FEE.model_dump()
-    assert answers[0]["provider_reference"].startswith("sim_ch_")
+    assert answers[0]["provider_reference"].startswith("pi_")
     assert answers[0]["order_id"] == str(command.order_id)
 
 
 async def test_a_repeated_charge_is_answered_without_charging_again(
-    tmp_path: Path, provider: ProviderSimulator, provider_engine: AsyncEngine
+    tmp_path: Path, provider: StripeProvider, provider_engine: AsyncEngine
 ) -> None:
     command = charge()
     redelivered = command.model_copy(update={"event_id": uuid.uuid4()})
@@ -122,7 +120,7 @@ async def test_a_repeated_charge_is_answered_without_charging_again(
 
 
 async def test_a_declined_card_is_answered_with_its_reason(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     answers = await answers_to(tmp_path, provider, charge(paying_with="tok_decline"))
     assert [(a["type"], a["reason"]) for a in answers] == [
@@ -131,7 +129,7 @@ async def test_a_declined_card_is_answered_with_its_reason(
 
 
 async def test_a_card_number_is_declined_without_reaching_the_provider_or_being_stored(
-    tmp_path: Path, provider: ProviderSimulator, provider_engine: AsyncEngine
+    tmp_path: Path, provider: StripeProvider, provider_engine: AsyncEngine
 ) -> None:
     async with payments_service(tmp_path, provider) as service:
         answers = service.watch(topics.PAYMENTS_EVENTS)
@@ -147,15 +145,15 @@ async def test_a_card_number_is_declined_without_reaching_the_provider_or_being_
 
 
 async def test_an_alipay_charge_is_answered_pending(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     answers = await answers_to(tmp_path, provider, charge(method="alipay"))
     assert [a["type"] for a in answers] == ["PaymentPending"]
-    assert answers[0]["provider_reference"].startswith("sim_ch_")
+    assert answers[0]["provider_reference"].startswith("pi_")
 
 
 async def test_a_timed_out_charge_is_unknown_and_not_answered_yet(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     async with payments_service(tmp_path, provider) as service:
         answers = service.watch(topics.PAYMENTS_EVENTS)
@@ -168,7 +166,7 @@ async def test_a_timed_out_charge_is_unknown_and_not_answered_yet(
 
 
 async def test_cancelling_a_pending_charge_answers_payment_cancelled(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     command = charge(paying_with="tok_pending_forever")
     answers = await answers_to(tmp_path, provider, command, cancel(command))
@@ -177,7 +175,7 @@ async def test_cancelling_a_pending_charge_answers_payment_cancelled(
 
 
 async def test_cancelling_a_charge_the_provider_captured_meanwhile_answers_captured(
-    tmp_path: Path, provider: ProviderSimulator, clock: Clock
+    tmp_path: Path, provider: StripeProvider, clock: Clock
 ) -> None:
     command = charge(method="wechat_pay")
     async with payments_service(tmp_path, provider) as service:
@@ -190,7 +188,7 @@ async def test_cancelling_a_charge_the_provider_captured_meanwhile_answers_captu
 
 
 async def test_cancelling_a_settled_charge_repeats_its_answer(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     command = charge(paying_with="tok_expired")
     answers = await answers_to(tmp_path, provider, command, cancel(command))
@@ -198,14 +196,14 @@ async def test_cancelling_a_settled_charge_repeats_its_answer(
 
 
 async def test_cancelling_a_charge_never_received_answers_cancelled(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     answers = await answers_to(tmp_path, provider, cancel(charge()))
     assert [a["type"] for a in answers] == ["PaymentCancelled"]
 
 
 async def test_a_refund_returns_the_whole_charge_once_and_repeats_its_answer(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     command = charge()
     async with payments_service(tmp_path, provider) as service:
@@ -220,12 +218,12 @@ async def test_a_refund_returns_the_whole_charge_once_and_repeats_its_answer(
     assert [a["type"] for a in answers] == ["PaymentCaptured", "PaymentRefunded", "PaymentRefunded"]
     assert answers[1] == answers[2] | {"occurred_at": answers[1]["occurred_at"]}
     assert answers[1]["amount"] == TOTAL.model_dump()
-    assert answers[1]["provider_reference"].startswith("sim_re_")
+    assert answers[1]["provider_reference"].startswith("re_")
     assert (status, refunded) == ("REFUNDED", 1)
 
 
 async def test_a_refund_of_another_amount_than_charged_publishes_nothing(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     command = charge()
     without_fee = Money(amount_minor=1500, currency="EUR")
@@ -234,7 +232,7 @@ async def test_a_refund_of_another_amount_than_charged_publishes_nothing(
 
 
 async def test_a_refund_of_a_charge_never_captured_publishes_nothing(
-    tmp_path: Path, provider: ProviderSimulator
+    tmp_path: Path, provider: StripeProvider
 ) -> None:
     command = charge(paying_with="tok_decline")
     answers = await answers_to(tmp_path, provider, command, refund(command), refund(charge()))

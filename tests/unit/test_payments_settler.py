@@ -18,14 +18,12 @@ from services.payments import payments
 from services.payments.backoff import Backoff
 from services.payments.db import get_payment, metadata
 from services.payments.db import payments as payments_table
-from services.payments.provider import ProviderResult, ProviderTimeout
-from services.payments.provider_simulator import (
-    ProviderSimulator,
-    simulated_charges,
-    simulated_refunds,
-)
+from services.payments.provider import ProviderResult, ProviderTimeout, ProviderUnavailable
 from services.payments.settler import settle_due
 from services.payments.states import PaymentStatus
+from services.payments.stripe_provider import StripeProvider
+from services.stripe_simulator.ledger import payment_intents
+from services.stripe_simulator.ledger import refunds as stripe_refunds
 from shared import db
 from shared.events import (
     CancelPayment,
@@ -47,37 +45,44 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 class FailingProvider:
-    """The simulator, except that one kind of call fails: before it reaches the
+    """The real adapter, except that one kind of call fails: before it reaches the
     provider, or after the provider acted (the answer, or the process, is lost)."""
 
     def __init__(
         self,
-        simulator: ProviderSimulator,
+        adapter: StripeProvider,
         call: str,
         error: Exception,
         *,
         after_acting: bool = False,
         key: str | None = None,
     ) -> None:
-        self.simulator, self.call, self.error = simulator, call, error
+        self.adapter, self.call, self.error = adapter, call, error
         self.after_acting, self.key = after_acting, key
 
     async def charge(
         self, key: str, amount: Money, fee: Money, method: PaymentMethod, token: str
     ) -> ProviderResult:
         return await self._through(
-            "charge", key, lambda: self.simulator.charge(key, amount, fee, method, token)
+            "charge", key, lambda: self.adapter.charge(key, amount, fee, method, token)
         )
 
-    async def status(self, key: str) -> ProviderResult:
-        return await self._through("status", key, lambda: self.simulator.status(key))
+    async def status(self, key: str, reference: str | None) -> ProviderResult:
+        return await self._through("status", key, lambda: self.adapter.status(key, reference))
 
-    async def cancel(self, key: str) -> ProviderResult:
-        return await self._through("cancel", key, lambda: self.simulator.cancel(key))
+    async def cancel(self, key: str, reference: str | None) -> ProviderResult:
+        return await self._through("cancel", key, lambda: self.adapter.cancel(key, reference))
 
-    async def refund(self, refund_key: str, charge_key: str, amount: Money) -> ProviderResult:
+    async def refund(self, refund_key: str, charge_reference: str, amount: Money) -> ProviderResult:
         return await self._through(
-            "refund", refund_key, lambda: self.simulator.refund(refund_key, charge_key, amount)
+            "refund", refund_key, lambda: self.adapter.refund(refund_key, charge_reference, amount)
+        )
+
+    async def refund_status(self, refund_key: str, charge_reference: str) -> ProviderResult:
+        return await self._through(
+            "refund_status",
+            refund_key,
+            lambda: self.adapter.refund_status(refund_key, charge_reference),
         )
 
     async def _through(
@@ -122,13 +127,13 @@ async def status_of(sessions: Sessions, key: str) -> PaymentStatus:
 
 async def count(provider_engine: AsyncEngine, column: str) -> int:
     async with provider_engine.connect() as conn:
-        charges = await conn.scalar(select(func.sum(simulated_charges.c.charge_calls)))
-        refunds = await conn.scalar(select(func.count()).select_from(simulated_refunds))
+        charges = await conn.scalar(select(func.sum(payment_intents.c.create_calls)))
+        refunds = await conn.scalar(select(func.count()).select_from(stripe_refunds))
     return int({"charge_calls": charges, "refunds": refunds}[column] or 0)
 
 
 async def test_a_pending_charge_is_captured_by_the_settler_once_the_provider_confirms(
-    sessions: Sessions, provider: ProviderSimulator, clock: Clock
+    sessions: Sessions, provider: StripeProvider, clock: Clock
 ) -> None:
     command = charge(method="alipay")
     assert types(await payments.charge(sessions, provider, BACKOFF, command)) == ["PaymentPending"]
@@ -140,7 +145,7 @@ async def test_a_pending_charge_is_captured_by_the_settler_once_the_provider_con
 
 
 async def test_a_timed_out_charge_is_settled_by_status_without_charging_again(
-    sessions: Sessions, provider: ProviderSimulator, provider_engine: AsyncEngine
+    sessions: Sessions, provider: StripeProvider, provider_engine: AsyncEngine
 ) -> None:
     command = charge(paying_with="tok_timeout")
     assert await payments.charge(sessions, provider, BACKOFF, command) == []
@@ -152,7 +157,7 @@ async def test_a_timed_out_charge_is_settled_by_status_without_charging_again(
 
 
 async def test_a_charge_left_new_before_the_provider_call_is_sent_again_under_its_key(
-    sessions: Sessions, provider: ProviderSimulator, provider_engine: AsyncEngine
+    sessions: Sessions, provider: StripeProvider, provider_engine: AsyncEngine
 ) -> None:
     command = charge()
     crashing = FailingProvider(provider, "charge", RuntimeError("process crashed"))
@@ -166,7 +171,7 @@ async def test_a_charge_left_new_before_the_provider_call_is_sent_again_under_it
 
 
 async def test_a_charge_left_new_after_the_provider_acted_is_settled_by_status(
-    sessions: Sessions, provider: ProviderSimulator, provider_engine: AsyncEngine
+    sessions: Sessions, provider: StripeProvider, provider_engine: AsyncEngine
 ) -> None:
     command = charge()
     crashing = FailingProvider(provider, "charge", RuntimeError("crashed"), after_acting=True)
@@ -179,7 +184,7 @@ async def test_a_charge_left_new_after_the_provider_acted_is_settled_by_status(
 
 
 async def test_an_unanswered_charge_is_asked_about_ever_less_often_up_to_a_cap(
-    sessions: Sessions, provider: ProviderSimulator
+    sessions: Sessions, provider: StripeProvider
 ) -> None:
     command = charge(paying_with="tok_pending_forever")
     await payments.charge(sessions, provider, BACKOFF, command)
@@ -199,7 +204,7 @@ async def test_an_unanswered_charge_is_asked_about_ever_less_often_up_to_a_cap(
 
 
 async def test_a_cancel_lost_on_the_way_is_sent_again_by_the_settler(
-    sessions: Sessions, provider: ProviderSimulator
+    sessions: Sessions, provider: StripeProvider
 ) -> None:
     command = charge(paying_with="tok_pending_forever")
     await payments.charge(sessions, provider, BACKOFF, command)
@@ -216,7 +221,7 @@ async def test_a_cancel_lost_on_the_way_is_sent_again_by_the_settler(
 
 
 async def test_a_timed_out_refund_is_settled_by_the_settler_without_a_second_refund(
-    sessions: Sessions, provider: ProviderSimulator, provider_engine: AsyncEngine
+    sessions: Sessions, provider: StripeProvider, provider_engine: AsyncEngine
 ) -> None:
     command = charge(paying_with="tok_refund_timeout")
     await payments.charge(sessions, provider, BACKOFF, command)
@@ -234,7 +239,7 @@ async def test_a_timed_out_refund_is_settled_by_the_settler_without_a_second_ref
 
 
 async def test_a_refund_the_provider_never_received_is_sent_again_under_its_key(
-    sessions: Sessions, provider: ProviderSimulator, provider_engine: AsyncEngine
+    sessions: Sessions, provider: StripeProvider, provider_engine: AsyncEngine
 ) -> None:
     command = charge()
     await payments.charge(sessions, provider, BACKOFF, command)
@@ -251,7 +256,7 @@ async def test_a_refund_the_provider_never_received_is_sent_again_under_its_key(
 
 
 async def test_one_failing_payment_does_not_hold_up_the_others(
-    sessions: Sessions, provider: ProviderSimulator
+    sessions: Sessions, provider: StripeProvider
 ) -> None:
     broken, fine = charge(paying_with="tok_timeout"), charge(paying_with="tok_timeout")
     for command in (broken, fine):
@@ -263,7 +268,7 @@ async def test_one_failing_payment_does_not_hold_up_the_others(
 
 
 async def test_settlers_running_at_once_settle_each_payment_once_even_on_sqlite(
-    sessions: Sessions, provider: ProviderSimulator
+    sessions: Sessions, provider: StripeProvider
 ) -> None:
     commands = [charge(paying_with="tok_timeout") for _ in range(5)]
     for command in commands:
@@ -274,3 +279,20 @@ async def test_settlers_running_at_once_settle_each_payment_once_even_on_sqlite(
     )
     settled = [message.order_id for outgoing in rounds for _, message in outgoing]
     assert sorted(settled) == sorted(c.order_id for c in commands)
+
+
+async def test_a_rate_limited_charge_waits_at_least_the_providers_retry_after(
+    sessions: Sessions, provider: StripeProvider
+) -> None:
+    command = charge()
+    limited = FailingProvider(
+        provider, "charge", ProviderUnavailable("rate limited", retry_after_s=20.0)
+    )
+    assert await payments.charge(sessions, limited, BACKOFF, command) == []
+    async with sessions() as session:
+        row = (
+            await session.execute(select(payments_table.c.status, payments_table.c.next_check_at))
+        ).one()
+    wait = (db.as_utc(row.next_check_at) - datetime.now(UTC)).total_seconds()
+    assert row.status == "NEW", "nothing happened at the provider: not unknown"
+    assert 19 < wait <= 20, "the Retry-After, not the 1 s backoff"

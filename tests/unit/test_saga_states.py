@@ -7,9 +7,12 @@ from typing import Any
 
 from services.orders import saga
 from services.orders.saga import FINAL, TRANSITIONS, OrderState
+from shared import topics
 from shared.events import (
     LineToppedUp,
     Money,
+    NextAction,
+    OrderAwaitingPayment,
     PaymentCancelled,
     PaymentCaptured,
     PaymentDeclined,
@@ -83,6 +86,25 @@ def test_a_pending_payment_is_noted_without_changing_state() -> None:
     [step] = saga.on_payment_event(order, PaymentPending(**ids(order), provider_reference="p"))
     assert step.note_only
     assert step.target is S.PAYMENT_PENDING
+
+
+def test_a_pending_payment_tells_the_publisher_the_customers_next_step() -> None:
+    order = an_order(S.PAYMENT_PENDING)
+    scan = NextAction(type="qr_code", qr_code_data="weixin://wxpay/bizpayurl?pr=abc")
+    pending = PaymentPending(**ids(order), provider_reference="pi_1", next_action=scan)
+    [step] = saga.on_payment_event(order, pending)
+    [(topic, awaiting)] = step.send
+    assert topic == topics.ORDERS_EVENTS
+    assert isinstance(awaiting, OrderAwaitingPayment)
+    assert (awaiting.next_action, awaiting.request_id) == (scan, order.request_id)
+
+
+def test_a_pending_payment_without_a_next_step_still_says_the_order_awaits_payment() -> None:
+    order = an_order(S.PAYMENT_PENDING)
+    [step] = saga.on_payment_event(order, PaymentPending(**ids(order), provider_reference="p"))
+    [(_, awaiting)] = step.send
+    assert isinstance(awaiting, OrderAwaitingPayment)
+    assert awaiting.next_action is None
 
 
 def test_a_decline_fails_the_order_and_tells_the_publisher_why() -> None:

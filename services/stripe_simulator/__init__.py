@@ -1,0 +1,1 @@
+"""A server of the subset of Stripe's API that payments' adapter uses (see app.py)."""
