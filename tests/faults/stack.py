@@ -40,6 +40,8 @@ def simulation(suspended_iccids: list[str]) -> dict[str, str]:
         "PROVIDER_LATENCY_MS": "20",
         "PROVIDER_CONFIRM_AFTER_S": "1",
         "PROVIDER_TIMEOUT_RATE": "0.05",
+        "PROVIDER_HANG_S": "3",  # a lost answer: held longer than payments waits for it
+        "STRIPE_TIMEOUT_S": "2",
         "SETTLE_INTERVAL_S": "0.3",
         "SETTLE_BACKOFF_BASE_S": "0.3",
         "SETTLE_BACKOFF_MAX_S": "2",

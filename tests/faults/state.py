@@ -1,5 +1,5 @@
-"""What the stack did, read straight from the services' databases (the simulated
-provider's and carrier's ledgers included) and from the dead-letter topics."""
+"""What the stack did, read straight from the services' databases, from the simulators'
+ledgers (the provider's and the carrier's own databases) and from the dead-letter topics."""
 
 from __future__ import annotations
 
@@ -24,9 +24,7 @@ TERMINAL_STATES = frozenset({"COMPLETED", "PAYMENT_FAILED", "REFUNDED", "EXPIRED
 
 Row = dict[str, Any]
 
-# Per database, per table: the query that reads what the checks need. A pending charge
-# whose confirmation time has passed is captured as far as the provider is concerned
-# (it settles lazily on the next question), so it is read as captured.
+# Per database, per table: the query that reads what the checks need.
 QUERIES: dict[str, dict[str, str]] = {
     "orders": {
         "orders": "SELECT order_id::text, request_id, iccid, state, currency, total_minor,"
@@ -37,12 +35,19 @@ QUERIES: dict[str, dict[str, str]] = {
         "outbox": "SELECT count(*) AS unpublished FROM outbox WHERE published_at IS NULL",
     },
     "payments": {
-        "simulated_provider_charges": "SELECT idempotency_key, amount_minor, currency,"
-        " CASE WHEN status = 'pending' AND confirm_at <= now() THEN 'captured'"
-        " ELSE status END AS status, charge_calls FROM simulated_provider_charges",
-        "simulated_provider_refunds": "SELECT idempotency_key, charge_key, amount_minor,"
-        " currency, status FROM simulated_provider_refunds",
         "outbox": "SELECT count(*) AS unpublished FROM outbox WHERE published_at IS NULL",
+    },
+    # The Stripe simulator's ledger, in the words the checks use: a succeeded intent was
+    # captured (its refunds are rows of their own), a failed one declined.
+    "stripe_simulator": {
+        "charges": "SELECT idempotency_key, amount AS amount_minor, upper(currency) AS currency,"
+        " CASE status WHEN 'succeeded' THEN 'captured'"
+        " WHEN 'requires_payment_method' THEN 'declined' WHEN 'canceled' THEN 'cancelled'"
+        " ELSE 'pending' END AS status, create_calls AS charge_calls FROM payment_intents",
+        "refunds": "SELECT r.idempotency_key, p.idempotency_key AS charge_key,"
+        " r.amount AS amount_minor, upper(r.currency) AS currency,"
+        " CASE r.status WHEN 'succeeded' THEN 'refunded' ELSE r.status END AS status"
+        " FROM refunds r JOIN payment_intents p ON p.id = r.payment_intent",
     },
     "provisioning": {
         "simulated_carrier_topups": "SELECT key, iccid, outcome, requests"

@@ -48,18 +48,18 @@ def a_consistent_world() -> tuple[Snapshot, LoadPlan]:
             "rejected_requests": [],
             "outbox": empty_outbox,
         },
-        "payments": {
-            "simulated_provider_charges": [
+        "payments": {"outbox": empty_outbox},
+        "stripe_simulator": {
+            "charges": [
                 {"idempotency_key": f"{done}:charge", "amount_minor": 1500, "currency": "EUR",
                  "status": "captured", "charge_calls": 1},
                 {"idempotency_key": f"{refunded}:charge", "amount_minor": 1500,
-                 "currency": "EUR", "status": "refunded", "charge_calls": 2},
+                 "currency": "EUR", "status": "captured", "charge_calls": 2},
             ],
-            "simulated_provider_refunds": [
+            "refunds": [
                 {"idempotency_key": f"{refunded}:refund", "charge_key": f"{refunded}:charge",
                  "amount_minor": 1500, "currency": "EUR", "status": "refunded"},
             ],
-            "outbox": empty_outbox,
         },
         "provisioning": {
             "simulated_carrier_topups": [
@@ -94,7 +94,7 @@ def test_a_consistent_world_violates_nothing() -> None:
 
 
 def charge_twice(t: Tables) -> None:
-    charges = t["payments"]["simulated_provider_charges"]
+    charges = t["stripe_simulator"]["charges"]
     assert charges is not None
     charges.append({**charges[0], "idempotency_key": f"{CARD.order_id}:charge-again"})
 
@@ -160,7 +160,7 @@ def test_each_invariant_reports_its_violation(
 
 def test_money_kept_for_an_order_that_did_not_complete_is_reported() -> None:
     snapshot, plan = a_consistent_world()
-    refunds = snapshot.tables["payments"]["simulated_provider_refunds"]
+    refunds = snapshot.tables["stripe_simulator"]["refunds"]
     assert refunds is not None
     refunds.clear()
     found = every_violation(snapshot, plan)
