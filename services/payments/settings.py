@@ -15,10 +15,11 @@ class PaymentsSettings(ServiceSettings):
     service_name: str = "payments"
 
     # The provider: Stripe, or a server of its API (the Stripe simulator, stripe-mock).
-    # The defaults are the simulator's own (services/stripe_simulator/settings.py).
+    # No default secrets: without a key nothing is charged (Stripe refuses, the payment
+    # waits), without a webhook secret every webhook is refused (never taken unsigned).
     payment_provider: Literal["stripe"] = "stripe"
-    stripe_api_key: SecretStr = SecretStr("sk_test_simulator")
-    stripe_webhook_secret: SecretStr = SecretStr("whsec_simulator")
+    stripe_api_key: SecretStr = SecretStr("")
+    stripe_webhook_secret: SecretStr = SecretStr("")
     stripe_api_base: str = "https://api.stripe.com"
     stripe_timeout_s: float = Field(default=10.0, gt=0.0, description="a request's deadline")
     # Where Alipay and PayPal send the customer back to (the storefront's page).

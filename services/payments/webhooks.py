@@ -46,16 +46,23 @@ class Received(BaseModel):
 @router.post(
     PATH,
     response_model=Received,
-    responses={400: {"model": Problem, "description": "Not signed by Stripe, or too old"}},
+    responses={
+        400: {"model": Problem, "description": "Not signed by Stripe, or too old"},
+        503: {"model": Problem, "description": "STRIPE_WEBHOOK_SECRET is not set"},
+    },
 )
 async def stripe_webhook(request: Request) -> Received:
     settings: PaymentsSettings = request.app.state.settings
+    secret = settings.stripe_webhook_secret.get_secret_value()
+    if not secret:
+        # Without the endpoint's secret nothing can be verified: nothing is taken.
+        raise HTTPException(503, "webhooks are refused: STRIPE_WEBHOOK_SECRET is not set")
     payload = await request.body()
     try:
         event = stripe.Webhook.construct_event(
             payload,
             request.headers.get("stripe-signature"),
-            settings.stripe_webhook_secret.get_secret_value(),
+            secret,
             tolerance=settings.stripe_webhook_tolerance_s,
         )
     except stripe.SignatureVerificationError as refused:
