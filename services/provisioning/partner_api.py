@@ -96,11 +96,7 @@ class PartnerApiCarrier:
     def connect(
         cls, base_url: str, client_id: str, client_secret: SecretStr, timeout_s: float
     ) -> PartnerApiCarrier:
-        client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout_s),
-            headers={"Accept": "application/json"},
-        )
+        client = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout_s))
         return cls(client, client_id, client_secret, timeout_s)
 
     async def aclose(self) -> None:
@@ -232,9 +228,10 @@ class PartnerApiCarrier:
     ) -> httpx.Response:
         """The request within CARRIER_TIMEOUT_S. Refused before anything was sent: nothing
         was done. No answer once sent: for a top-up the outcome is unknown."""
+        headers = {"Accept": "application/json", **request.pop("headers", {})}
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await self._client.request(method, path, **request)
+                return await self._client.request(method, path, headers=headers, **request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise CarrierUnavailable(f"carrier not reachable ({type(exc).__name__})") from exc
         except (httpx.TransportError, TimeoutError) as exc:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from services.provisioning.carrier_usage import BURST_CAP
 
 from services.provisioning.app import build_app
-from services.provisioning.carrier_usage import BURST_CAP
 from services.provisioning.settings import ProvisioningSettings
 from shared import topics
 from shared.events import UsageReported

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from services.provisioning.carrier_simulator import CarrierSimulator, simulated_carrier_topups
 from sqlalchemy import select
 
 from services.provisioning.app import build_app
-from services.provisioning.carrier_simulator import CarrierSimulator, simulated_carrier_topups
 from services.provisioning.db import topups
 from services.provisioning.iccid import has_valid_check_digit
 from services.provisioning.settings import ProvisioningSettings

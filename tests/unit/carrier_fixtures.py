@@ -83,7 +83,6 @@ async def simulated_carrier(
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://carrier.test",
-        headers={"Accept": "application/json"},
         event_hooks=hooks,
     )
     adapter = PartnerApiCarrier(

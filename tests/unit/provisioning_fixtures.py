@@ -1,7 +1,8 @@
 """Provisioning at handler level, as its usage, alert and renewal tests drive it: its
 router in a fresh in-memory broker, its tables in a temporary SQLite file, the carrier
-simulator through the real adapter (carrier_fixtures.py), a clock the test moves, its read API over the same database, and what it
-publishes to the line-events and orders topics collected."""
+simulator through the real adapter (carrier_fixtures.py), a clock the test moves, its
+read API over the same database, and what it publishes to the line-events and orders
+topics collected."""
 
 from __future__ import annotations
 
