@@ -15,7 +15,6 @@ which OpenAPI 3.0.1 lacks; it is read as OpenAPI 3.0's `nullable: true, enum: [n
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -27,9 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
-from fastapi import FastAPI
 from openapi_core import Config, OpenAPI
 from openapi_core.exceptions import OpenAPIError
 from openapi_core.testing import MockRequest, MockResponse
@@ -49,7 +46,12 @@ from shared.events import TopUpLine
 from shared.settings import REPO_ROOT
 from tests.clock import Clock
 from tests.factories import random_iccid
-from tests.unit.carrier_fixtures import SimulatedCarrier, simulated_carrier, simulator_settings
+from tests.unit.carrier_fixtures import (
+    SimulatedCarrier,
+    served,
+    simulated_carrier,
+    simulator_settings,
+)
 from tests.unit.harness import sqlite_sessions
 
 DOCUMENT = REPO_ROOT / "docs" / "vendor" / "airalo" / "partner-api-topups.openapi.yml"
@@ -290,22 +292,6 @@ async def test_refusals_and_unknown_lines_are_answered_as_the_document_says(
         assert await adapter.held_packages("8900000000000000000") is None
         assert await adapter.topup_packages(SUSPENDED) is None
     assert_all_valid(recorder)
-
-
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """The app on a free local port, as a process of its own would serve it."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           timeout_graceful_shutdown=1))  # fmt: skip
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn.Server has no event for it
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_a_top_up_answered_after_the_timeout_is_settled_from_the_line_without_a_second(
