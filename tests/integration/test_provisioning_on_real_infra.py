@@ -9,18 +9,13 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from services.carrier_simulator import app as carrier_simulator
-from services.carrier_simulator import ledger
-from services.carrier_simulator.app import Behaviour
-from services.carrier_simulator.settings import CarrierSimulatorSettings
 from services.provisioning.app import build_app
 from services.provisioning.db import topups
 from services.provisioning.iccid import has_valid_check_digit
@@ -30,8 +25,8 @@ from shared.events import TopUpLine
 from shared.settings import ServiceSettings
 from tests.credentials import RENEWER
 from tests.infra import KafkaUnderTest, PostgresUnderTest
+from tests.integration.carrier import Carrier, carrier_served
 from tests.integration.harness import messages_about, send, service_running
-from tests.unit.carrier_fixtures import served
 
 pytestmark = pytest.mark.integration
 
@@ -39,40 +34,10 @@ SUSPENDED = "8944500102198304834"
 FAST = {"retry_interval_s": 0.1, "retry_backoff_base_s": 0.3, "carrier_timeout_s": 0.5}
 
 
-@dataclass
-class Carrier:
-    app: FastAPI
-    base_url: str
-
-    @property
-    def behaviour(self) -> Behaviour:
-        behaviour = self.app.state.behaviour
-        assert isinstance(behaviour, Behaviour)
-        return behaviour
-
-    async def orders(self, command: TopUpLine) -> int:
-        """How many top-up orders its ledger holds for the command's key."""
-        orders = ledger.topup_orders
-        async with self.app.state.sessions() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(orders)
-                .where(orders.c.description == command.idempotency_key)
-            )
-        return int(count or 0)
-
-
 @pytest.fixture
 async def carrier(postgres: PostgresUnderTest) -> AsyncIterator[Carrier]:
-    settings = CarrierSimulatorSettings(
-        database_url=await postgres.create_database("carrier"),
-        carrier_latency_ms=20,
-        carrier_hang_s=1.5,
-        carrier_suspended_iccids=frozenset({SUSPENDED}),
-    )
-    app = carrier_simulator.build_app(settings)
-    async with served(app) as base_url:
-        yield Carrier(app, base_url)
+    async with carrier_served(postgres, carrier_suspended_iccids=frozenset({SUSPENDED})) as served:
+        yield served
 
 
 def provisioning(carrier: Carrier, **overrides: Any) -> Callable[[ServiceSettings], FastAPI]:
