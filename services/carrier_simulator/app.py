@@ -272,14 +272,19 @@ async def order_list(request: Request) -> JSONResponse:
     return await answer(simulator, listed(orders, total, page, limit, str(request.base_url)), late)
 
 
-@router.get("/v2/sims/{iccid}/packages")
-async def package_history(iccid: str, request: Request) -> JSONResponse:
+async def orders_of_line(request: Request, iccid: str) -> tuple[Simulator, bool, list[Order]]:
+    """Admitted (see `admit`), a known line, and its orders, newest first."""
     simulator = simulator_of(request)
     late = await simulator.admit(request)
     known_line(iccid)
-    now = datetime.now(UTC)
     async with simulator.sessions() as session:
-        orders = await ledger.line_orders(session, iccid)
+        return simulator, late, await ledger.line_orders(session, iccid)
+
+
+@router.get("/v2/sims/{iccid}/packages")
+async def package_history(iccid: str, request: Request) -> JSONResponse:
+    simulator, late, orders = await orders_of_line(request, iccid)
+    now = datetime.now(UTC)
     body = {"pricing": {"model": "net_pricing", "discount_percentage": 0},
             "data": [held(order, now) for order in orders]}  # fmt: skip
     return await answer(simulator, body, late)
@@ -287,12 +292,8 @@ async def package_history(iccid: str, request: Request) -> JSONResponse:
 
 @router.get("/v2/sims/{sim_iccid}/usage")
 async def usage(sim_iccid: str, request: Request) -> JSONResponse:
-    simulator = simulator_of(request)
-    late = await simulator.admit(request)
-    known_line(sim_iccid)
+    simulator, late, orders = await orders_of_line(request, sim_iccid)
     now = datetime.now(UTC)
-    async with simulator.sessions() as session:
-        orders = await ledger.line_orders(session, sim_iccid)
     active = [order for order in orders if order.expires_at > now]
     used = {
         "remaining": sum(order.remaining_mb() for order in active),

@@ -50,17 +50,26 @@ async def services(
             return f"sqlite+aiosqlite:///{folder / name}.db"
         return await postgres.create_database(name)
 
+    # The carrier is a process of its own; provisioning talks to it over HTTP.
+    carrier = service_process(
+        "carrier_simulator",
+        kafka.bootstrap_servers,
+        await database("carrier_simulator"),
+        SIMULATION | kafka.env(CARRIER),
+        folder / "carrier_simulator.log",
+    )
+    outside = {"provisioning": {"CARRIER_API_BASE": carrier.base_url}}
     processes = {
         name: service_process(
             name,
             kafka.bootstrap_servers,
             await database(name),
-            SIMULATION | kafka.env(name),
+            SIMULATION | kafka.env(name) | outside.get(name, {}),
             folder / f"{name}.log",
         )
         for name in SERVICES
     }
-    with running(processes.values()):
+    with running([carrier, *processes.values()]):
         yield processes
 
 

@@ -333,3 +333,26 @@ async def test_a_top_up_moved_on_by_someone_else_meanwhile_is_left_to_them(
             select(func.count()).select_from(db.topups).where(db.topups.c.status == "APPLIED")
         )
     assert count == 0
+
+
+async def test_a_package_the_catalog_maps_to_no_carrier_package_fails_without_a_call(
+    rig: Provisioning,
+) -> None:
+    command = top_up_line().model_copy(update={"package_id": "not-in-the-catalog"})
+    await rig.top_up(command)
+    assert [(e["type"], e["reason"]) for e in rig.events] == [("TopUpFailed", "package_unknown")]
+    assert rig.carrier.top_up_requests() == 0
+
+
+async def test_a_rate_limited_carrier_is_not_called_again_before_its_retry_after(
+    rig: Provisioning,
+) -> None:
+    await rig.carrier.adapter.usage(ICCID)  # the token first
+    rig.carrier.behaviour.rate_limit_per_s = 1
+    await rig.carrier.adapter.usage(ICCID)  # the one request of this second
+    command = top_up_line()
+    await rig.top_up(command)
+    retrying = await rig.topup(command)
+    assert retrying.status is TopUpStatus.RETRYING
+    assert retrying.last_error is not None
+    assert "429" in retrying.last_error
