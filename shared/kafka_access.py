@@ -238,12 +238,9 @@ def stored_credentials(folder: Path = CREDENTIALS_DIR) -> dict[str, str]:
 
 
 def service_env(name: str, passwords: Mapping[str, str]) -> dict[str, str]:
-    """The environment that makes a service process sign in as its principal (and, for
-    provisioning, its simulated carrier as the carrier)."""
-    env = {"KAFKA_USERNAME": name, "KAFKA_PASSWORD": passwords[name]}
-    if name == "provisioning":
-        env |= {"CARRIER_KAFKA_USERNAME": CARRIER, "CARRIER_KAFKA_PASSWORD": passwords[CARRIER]}
-    return env
+    """The environment that makes a process sign in as principal `name` (the carrier's
+    simulator as `carrier`: it publishes the usage reports itself)."""
+    return {"KAFKA_USERNAME": name, "KAFKA_PASSWORD": passwords[name]}
 
 
 def client_from_env(

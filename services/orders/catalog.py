@@ -28,6 +28,10 @@ class Package(BaseModel):
     fair_use_mb: int | None = Field(default=None, ge=1)
     validity_days: int = Field(ge=1, le=365)
     prices: MinorUnits
+    # The carrier's top-up package that provisioning buys for it (its partner API's
+    # package_id); None: not mapped, so not provisionable. Optional: older files lack it.
+    # Not part of what /catalog shows.
+    carrier_package_id: str | None = Field(default=None, min_length=1, max_length=64, exclude=True)
 
     @model_validator(mode="after")
     def _unlimited_has_a_cap(self) -> Package:

@@ -1,15 +1,15 @@
-"""Builds the provisioning service: its broker, database, HTTP API, the carrier and
-the retrier."""
+"""Builds the provisioning service: its broker, database, HTTP API, the carrier's API
+client and the retrier."""
 
+import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from services.provisioning import api, handlers
 from services.provisioning.alerts import AlertRules
-from services.provisioning.carrier_simulator import simulator_for
-from services.provisioning.carrier_usage import report_usage
 from services.provisioning.line_sweeper import sweep_lines
+from services.provisioning.partner_api import PartnerApiCarrier
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.renewal_policy import RenewalPolicy
 from services.provisioning.retrier import retry_and_settle
@@ -18,6 +18,7 @@ from services.provisioning.topup_states import RetryPolicy
 from shared import topics
 from shared.service import build_service_app
 from shared.settings import ServiceSettings, specialise
+from shared.worker import Runtime
 
 
 def settings() -> ProvisioningSettings:
@@ -26,18 +27,29 @@ def settings() -> ProvisioningSettings:
 
 def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
     config = specialise(service_settings, ProvisioningSettings)
+    carrier = PartnerApiCarrier.connect(
+        config.carrier_api_base,
+        config.carrier_client_id,
+        config.carrier_client_secret,
+        config.carrier_timeout_s,
+    )
+
+    async def close_carrier_client(_runtime: Runtime) -> None:
+        try:
+            await asyncio.Event().wait()  # until the service stops
+        finally:
+            await carrier.aclose()
+
     app = build_service_app(
         config,
         migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
         http_router=api.router,
-        background=[retry_and_settle, sweep_lines, report_usage],
+        background=[retry_and_settle, sweep_lines, close_carrier_client],
     )
-    # The simulator keeps its ledger in the same database, in a table and transactions
-    # of its own; a real carrier client would need neither.
     provisioner = Provisioner(
-        carrier=simulator_for(config, app.state.sessions),
+        carrier=carrier,
         stacking_rule=config.stacking_rule,
         catalog_path=config.catalog_path,
         retry=RetryPolicy(

@@ -1,7 +1,7 @@
 """The provisioning database: each line's balance and every top-up asked for it,
 with the few queries the service needs; the tables of usage, alerts and
-auto-renewal, whose queries are in usage_db.py and renewals_db.py. (The simulated
-carrier keeps its own ledger apart, in carrier_simulator.py.)"""
+auto-renewal, whose queries are in usage_db.py and renewals_db.py. (The carrier
+keeps its ledger apart: it is another system, services/carrier_simulator/ locally.)"""
 
 from __future__ import annotations
 

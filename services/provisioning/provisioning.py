@@ -4,9 +4,9 @@ Each top-up goes through two transactions with the carrier call between them, so
 no database transaction stays open while the outside world thinks:
 1. record the request NEW under its idempotency key (a repeat stops here and gets
    the first answer again, or nothing while the first is still in progress);
-2. call the carrier with that key;
+2. call the carrier with that key (its package for ours: the catalog maps them);
 3. record what it said: APPLIED with the balance changed in the same transaction,
-   FAILED, RETRYING after a backoff, or UNKNOWN until `status(key)` settles it.
+   FAILED, RETRYING after a backoff, or UNKNOWN until `status(key, iccid)` settles it.
 The retrier (retrier.py) takes every top-up that is due: RETRYING ones are sent
 again; UNKNOWN ones, and NEW ones a crash left behind, are asked about first.
 
@@ -26,11 +26,11 @@ from typing import Final
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.orders.catalog import DEFAULT_CATALOG
+from services.orders.catalog import DEFAULT_CATALOG, load_catalog
 from services.provisioning import db, usage_db
 from services.provisioning.alerts import AlertRules, drawable_mb
 from services.provisioning.balances import Balance, StackingRule, apply_top_up, metered_mb
-from services.provisioning.carrier import Carrier, CarrierTimeout, CarrierUnavailable
+from services.provisioning.carrier import Carrier, CarrierTimeout, CarrierUnavailable, Failed
 from services.provisioning.db import TopUp
 from services.provisioning.renewal_policy import RenewalPolicy
 from services.provisioning.topup_states import (
@@ -69,7 +69,7 @@ class Provisioner:
     alerts: AlertRules = field(default_factory=AlertRules)
     renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
     sweep_interval_s: float = 30.0
-    catalog_path: Path = DEFAULT_CATALOG  # what an auto-renewal may be set to
+    catalog_path: Path = DEFAULT_CATALOG  # the carrier's package ids; what auto-renewal may be
 
 
 def provisioner_of(broker: KafkaBroker) -> Provisioner:
@@ -94,7 +94,7 @@ async def top_up(
         if not first:
             log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
             return await staged(session, answer_for(topup))
-    outcome = await send(provisioner.carrier, topup)
+    outcome = await send(provisioner, topup)
     async with sessions.begin() as session:
         answer = await record_outcome(session, provisioner, topup.key, outcome, sent=True)
         return await staged(session, answer)
@@ -114,32 +114,43 @@ async def follow_up(
 ) -> list[Outgoing]:
     """One more step for a due top-up: send it again, or ask what became of it."""
     if topup.status is TopUpStatus.RETRYING:
-        outcome, sent = await send(provisioner.carrier, topup), True
+        outcome, sent = await send(provisioner, topup), True
     else:
         # UNKNOWN, or NEW left behind: it may have been applied; never send blindly.
-        outcome, sent = await ask(provisioner.carrier, topup.key), False
+        outcome, sent = await ask(provisioner.carrier, topup), False
     async with sessions.begin() as session:
         answer = await record_outcome(session, provisioner, topup.key, outcome, sent=sent)
         return await staged(session, answer)
 
 
-async def send(carrier: Carrier, topup: TopUp) -> Outcome:
-    package = topup.package
-    try:
-        return await carrier.top_up(
-            topup.key, topup.iccid, package.data_added_mb, package.validity_days
+async def send(provisioner: Provisioner, topup: TopUp) -> Outcome:
+    """Buy the carrier's package for our catalog package (the catalog maps them)."""
+    carrier_package = carrier_package_of(provisioner.catalog_path, topup.package_id)
+    if carrier_package is None:
+        return Failed(
+            True, "package_unknown", "the catalog maps this package to no carrier package"
         )
+    try:
+        return await provisioner.carrier.top_up(topup.key, topup.iccid, carrier_package)
     except CarrierUnavailable as exc:
-        return Unavailable(f"carrier unavailable: {exc}")
+        return Unavailable(f"carrier unavailable: {exc}", exc.retry_after_s)
     except CarrierTimeout as exc:
         return Unknown(f"carrier timed out: {exc}")
 
 
-async def ask(carrier: Carrier, key: str) -> Outcome:
+async def ask(carrier: Carrier, topup: TopUp) -> Outcome:
+    """What became of the key, from the line's top-ups at the carrier."""
     try:
-        return await carrier.status(key)
-    except (CarrierUnavailable, CarrierTimeout) as exc:
+        return await carrier.status(topup.key, topup.iccid)
+    except CarrierUnavailable as exc:
+        return Unknown(f"carrier status not available: {exc}", exc.retry_after_s)
+    except CarrierTimeout as exc:
         return Unknown(f"carrier status not available: {exc}")
+
+
+def carrier_package_of(catalog_path: Path, package_id: str) -> str | None:
+    package = load_catalog(catalog_path).packages.get(package_id)
+    return None if package is None else package.carrier_package_id
 
 
 async def record_outcome(

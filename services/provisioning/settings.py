@@ -1,6 +1,6 @@
-"""Provisioning's settings: the common ones plus the stacking rule, the carrier
-simulator's behaviour and the retry policy, each an environment variable of the
-same name in upper case (`STACKING_RULE=reset`, `CARRIER_SUSPENDED_ICCIDS=89...,89...`)."""
+"""Provisioning's settings: the common ones plus the stacking rule, the carrier's API and
+the retry policy, each an environment variable of the same name in upper case
+(`STACKING_RULE=reset`, `CARRIER_API_BASE=https://...`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ from services.provisioning.balances import StackingRule
 from shared.settings import ServiceSettings
 
 SERVICE = "provisioning"
+# The credentials the local carrier simulator accepts when none are given (make run
+# passes generated ones to both); a real carrier's come from CARRIER_CLIENT_ID/_SECRET.
+LOCAL_CLIENT_ID = "topup-local"
+LOCAL_CLIENT_SECRET = "topup-local-secret"  # noqa: S105 - a local default, not a secret
 
-Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 Seconds = Annotated[float, Field(ge=0.0)]
 
 
@@ -26,14 +29,12 @@ class ProvisioningSettings(ServiceSettings):
     # What an auto-renewal may be set to (CATALOG_PATH, as for orders).
     catalog_path: Path = DEFAULT_CATALOG
 
-    # The simulated carrier. Failures are off by default so that a plain run (and
-    # the other services' tests) is deterministic; set the rates to see retries.
-    carrier_latency_ms: Annotated[float, Field(ge=0.0)] = 150.0
-    carrier_transient_failure_rate: Rate = 0.0
-    carrier_timeout_rate: Rate = 0.0
-    carrier_timeout_applied_rate: Rate = 0.5  # of the timeouts, how many applied anyway
-    carrier_suspended_iccids: Annotated[frozenset[str], NoDecode] = frozenset()
-    carrier_seed: int | None = None  # fixes the simulator's dice, for a reproducible run
+    # The carrier's partner API (services/provisioning/partner_api.py). The defaults are
+    # the local simulator's (services/carrier_simulator/), so that a plain run needs no account.
+    carrier_api_base: str = "http://127.0.0.1:8011"
+    carrier_client_id: str = LOCAL_CLIENT_ID
+    carrier_client_secret: SecretStr = SecretStr(LOCAL_CLIENT_SECRET)
+    carrier_timeout_s: Annotated[float, Field(gt=0.0)] = 5.0
 
     carrier_max_attempts: int = Field(default=5, ge=1)
     retry_interval_s: Annotated[float, Field(gt=0.0)] = 0.5
@@ -42,16 +43,6 @@ class ProvisioningSettings(ServiceSettings):
     # How long a carrier call may be in flight before the retrier takes the top-up
     # over (a crash between the two transactions leaves it NEW).
     new_grace_s: Seconds = 30.0
-
-    # Usage the simulated carrier reports for its active lines (carrier.usage.v1): one
-    # report per line every CARRIER_USAGE_INTERVAL_S (0: none; `make run` turns it on),
-    # CARRIER_USAGE_MEAN_MB on average (jittered; some periods idle).
-    carrier_usage_interval_s: Seconds = 0.0
-    carrier_usage_mean_mb: Annotated[int, Field(ge=0)] = 40
-    # The carrier is a party of its own on the broker (shared/kafka_access.py): with a
-    # username its reports go out as it; without, through the service's own client.
-    carrier_kafka_username: str = ""
-    carrier_kafka_password: SecretStr = SecretStr("")
 
     # Alerts (docs/usage-alerts.md): each fires once per threshold per package cycle.
     alert_data_used_percent: Annotated[tuple[int, ...], NoDecode] = (75, 90)
@@ -63,13 +54,6 @@ class ProvisioningSettings(ServiceSettings):
     # renewal orders in all per crossing, then auto-renewal pauses.
     auto_renewal_max_attempts: int = Field(default=3, ge=1)
     auto_renewal_retry_delay_s: Seconds = 600.0
-
-    @field_validator("carrier_suspended_iccids", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(part.strip() for part in value.split(",") if part.strip())
-        return value
 
     @field_validator("alert_data_used_percent", "alert_days_before_expiry", mode="before")
     @classmethod

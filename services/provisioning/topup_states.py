@@ -3,7 +3,8 @@ of the carrier (or its silence) calls for under the retry policy.
 
     NEW, RETRYING, UNKNOWN  --applied---------------------------> APPLIED
                             --failed for good-------------------> FAILED(reason)
-                            --unavailable, attempts left--------> RETRYING (send after backoff)
+                            --unavailable, attempts left--------> RETRYING (send after backoff,
+                                                                  and not before a Retry-After)
                             --unavailable, no attempts left-----> FAILED(retries_exhausted)
                             --timed out, status unanswered------> UNKNOWN (ask status(key))
                             --status not_found------------------> RETRYING (send now), or
@@ -51,16 +52,19 @@ def can_transition(current: TopUpStatus, target: TopUpStatus) -> bool:
 
 @dataclass(frozen=True)
 class Unavailable:
-    """The carrier refused for now and did nothing."""
+    """The carrier refused for now and did nothing; not again before `retry_after_s`."""
 
     message: str
+    retry_after_s: float = 0.0
 
 
 @dataclass(frozen=True)
 class Unknown:
-    """Nobody knows whether the carrier applied it (a timeout, or status unanswered)."""
+    """Nobody knows whether the carrier applied it (a timeout, or status unanswered);
+    the carrier is not asked again before `retry_after_s` when it said so (429)."""
 
     message: str
+    retry_after_s: float = 0.0
 
 
 Outcome = Applied | Failed | NotFound | Unavailable | Unknown
@@ -96,16 +100,19 @@ def decide(outcome: Outcome, attempts: int, policy: RetryPolicy) -> Move:
             return Move(TopUpStatus.APPLIED)
         case Failed(permanent=True, reason=reason, message=message):
             return Move(TopUpStatus.FAILED, reason=reason, message=message)
-        case Failed(message=message) | Unavailable(message=message):
+        case Failed(message=message):
             return _retry_or_give_up(attempts, policy, message, policy.backoff(attempts))
+        case Unavailable(message=message, retry_after_s=retry_after_s):
+            wait = max(policy.backoff(attempts), timedelta(seconds=retry_after_s))
+            return _retry_or_give_up(attempts, policy, message, wait)
         case NotFound():
             # Nothing reached the carrier, and we already waited before asking:
             # send the same key again at once.
             return _retry_or_give_up(
                 attempts, policy, "the carrier never received it", wait=timedelta(0)
             )
-        case Unknown(message=message):
-            wait = policy.backoff(max(attempts, 1))
+        case Unknown(message=message, retry_after_s=retry_after_s):
+            wait = max(policy.backoff(max(attempts, 1)), timedelta(seconds=retry_after_s))
             return Move(TopUpStatus.UNKNOWN, retry_in=wait, message=message)
     raise AssertionError(f"unexpected outcome {outcome!r}")  # pragma: no cover
 

@@ -38,6 +38,8 @@ SIMULATION = {
     "STRIPE_TIMEOUT_S": "2",
     "SETTLE_INTERVAL_S": "0.3",
     "CARRIER_LATENCY_MS": "20",
+    "CARRIER_HANG_S": "3",  # as the provider's: longer than provisioning waits
+    "CARRIER_TIMEOUT_S": "2",
     "CARRIER_SUSPENDED_ICCIDS": SUSPENDED_ICCID,
     "RETRY_INTERVAL_S": "0.3",
     # Usage, alerts and auto-renewal: the tests publish the carrier's usage reports.

@@ -78,7 +78,7 @@ def every_completed_order_has_exactly_one_applied_top_up_and_no_other_order_any(
     orders = snapshot.table("orders", "orders")
     at_carrier = Counter(
         _order_of(row["key"])
-        for row in snapshot.table("provisioning", "simulated_carrier_topups")
+        for row in snapshot.table("carrier_simulator", "topups")
         if row["outcome"] == "applied"
     )
     in_provisioning = Counter(
@@ -143,7 +143,7 @@ def the_provider_charged_no_order_twice_and_the_carrier_topped_up_no_line_twice(
     )
     applied = Counter(
         row["iccid"]
-        for row in snapshot.table("provisioning", "simulated_carrier_topups")
+        for row in snapshot.table("carrier_simulator", "topups")
         if row["outcome"] == "applied"
     )
     return (

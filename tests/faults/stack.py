@@ -48,6 +48,8 @@ def simulation(suspended_iccids: list[str]) -> dict[str, str]:
         # A row whose caller was SIGKILLed mid-call is taken over after this long.
         "NEW_GRACE_S": "3",
         "CARRIER_LATENCY_MS": "20",
+        "CARRIER_HANG_S": "3",
+        "CARRIER_TIMEOUT_S": "2",
         "CARRIER_TIMEOUT_RATE": "0.05",
         "CARRIER_TRANSIENT_FAILURE_RATE": "0.05",
         "CARRIER_SUSPENDED_ICCIDS": ",".join(suspended_iccids),

@@ -49,9 +49,13 @@ QUERIES: dict[str, dict[str, str]] = {
         " CASE r.status WHEN 'succeeded' THEN 'refunded' ELSE r.status END AS status"
         " FROM refunds r JOIN payment_intents p ON p.id = r.payment_intent",
     },
+    # The carrier simulator keeps the orders it applied (a refusal leaves no row, as the
+    # partner API's own); our key is each order's description.
+    "carrier_simulator": {
+        "topups": "SELECT description AS key, iccid, 'applied' AS outcome"
+        " FROM carrier_topup_orders",
+    },
     "provisioning": {
-        "simulated_carrier_topups": "SELECT key, iccid, outcome, requests"
-        " FROM simulated_carrier_topups",
         "topups": "SELECT idempotency_key, order_id::text, iccid, status FROM topups",
         "lines": "SELECT iccid, data_remaining_mb, fair_use_remaining_mb FROM lines",
         "outbox": "SELECT count(*) AS unpublished FROM outbox WHERE published_at IS NULL",

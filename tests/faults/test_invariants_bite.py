@@ -61,13 +61,12 @@ def a_consistent_world() -> tuple[Snapshot, LoadPlan]:
                  "amount_minor": 1500, "currency": "EUR", "status": "refunded"},
             ],
         },
-        "provisioning": {
-            "simulated_carrier_topups": [
-                {"key": f"{done}:topup", "iccid": CARD.body["iccid"], "outcome": "applied",
-                 "requests": 1},
-                {"key": f"{refunded}:topup", "iccid": SUSPENDED.body["iccid"],
-                 "outcome": "failed", "requests": 1},
+        "carrier_simulator": {
+            "topups": [
+                {"key": f"{done}:topup", "iccid": CARD.body["iccid"], "outcome": "applied"},
             ],
+        },
+        "provisioning": {
             "topups": [
                 {"idempotency_key": f"{done}:topup", "order_id": done,
                  "iccid": CARD.body["iccid"], "status": "APPLIED"},
@@ -124,7 +123,7 @@ def leave_outbox_rows(t: Tables) -> None:
 
 
 def drop_a_ledger(t: Tables) -> None:
-    t["provisioning"]["simulated_carrier_topups"] = None
+    t["carrier_simulator"]["topups"] = None
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,6 @@ from services.payments.backoff import Backoff
 from services.payments.context import provide
 from services.provisioning import db as provisioning_db
 from services.provisioning import handlers as provisioning_handlers
-from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSimulator
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.renewals import renewal_request_id
 from services.stripe_simulator import app as stripe_simulator
@@ -77,6 +76,7 @@ from shared.events import (
     order_id_for,
 )
 from shared.topics import dead_letter_topic
+from tests.unit.carrier_fixtures import simulated_carrier
 from tests.unit.harness import InMemoryService, in_memory_service
 from tests.unit.payments_fixtures import adapter_for, simulator_settings
 
@@ -227,8 +227,8 @@ async def start(stack: AsyncExitStack, tmp: Path) -> dict[str, Consumer]:
             "provisioning", provisioning_handlers.router, provisioning_db.metadata, tmp
         )
     )
-    carrier = CarrierSimulator(provisioning.sessions, CarrierBehaviour())
-    provisioning.broker.context.set_global(PROVISIONER, Provisioner(carrier))
+    carrier = await stack.enter_async_context(simulated_carrier(tmp))
+    provisioning.broker.context.set_global(PROVISIONER, Provisioner(carrier.adapter))
 
     consumers = {
         "orders": Consumer(orders),

@@ -1,6 +1,7 @@
-"""The simulated carrier's usage reports on the real broker, provisioning in-process on
-PostgreSQL: a line the carrier topped up gets a report every period it used data, keyed
-by the line; a line it refused, or never saw, gets none."""
+"""The carrier simulator's usage reports on the real broker, published as the broker
+principal `carrier`; the simulator served on a local port, provisioning in-process on
+PostgreSQL topping lines up through it: a line the carrier topped up gets a report every
+period it used data, keyed by the line; a line it refused, or never saw, gets none."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import itertools
 import json
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,14 +17,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
+from services.carrier_simulator.usage_reports import BURST_CAP
 from services.provisioning.app import build_app
-from services.provisioning.carrier_usage import BURST_CAP
 from services.provisioning.settings import ProvisioningSettings
 from shared import topics
 from shared.events import UsageReported
+from shared.kafka_access import CARRIER
 from shared.settings import ServiceSettings
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
+from tests.integration.carrier import Carrier, carrier_served
 from tests.integration.harness import service_running, topped_up
 
 pytestmark = pytest.mark.integration
@@ -32,16 +36,13 @@ MEAN_MB = 40
 SUSPENDED = "8944500102198304834"
 
 
-def provisioning_reporting_usage(settings: ServiceSettings) -> FastAPI:
-    return build_app(
-        ProvisioningSettings(
-            **settings.model_dump(),
-            carrier_latency_ms=20,
-            carrier_suspended_iccids=SUSPENDED,
-            carrier_usage_interval_s=INTERVAL_S,
-            carrier_usage_mean_mb=MEAN_MB,
+def provisioning_with(carrier: Carrier) -> Callable[[ServiceSettings], FastAPI]:
+    def build(settings: ServiceSettings) -> FastAPI:
+        return build_app(
+            ProvisioningSettings(**settings.model_dump(), carrier_api_base=carrier.base_url)
         )
-    )
+
+    return build
 
 
 Received = tuple[bytes, dict[str, str], UsageReported]
@@ -79,7 +80,16 @@ async def test_a_line_the_carrier_topped_up_gets_usage_reports_and_no_other_line
     kafka: KafkaUnderTest, postgres: PostgresUnderTest
 ) -> None:
     active, never_topped_up = random_iccid(), random_iccid()
-    async with service_running(provisioning_reporting_usage, "provisioning", kafka, postgres):
+    reporting = {
+        **kafka.settings(CARRIER),  # the carrier's own principal on the broker
+        "carrier_suspended_iccids": frozenset({SUSPENDED}),
+        "carrier_usage_interval_s": INTERVAL_S,
+        "carrier_usage_mean_mb": MEAN_MB,
+    }
+    async with (
+        carrier_served(postgres, **reporting) as carrier,
+        service_running(provisioning_with(carrier), "provisioning", kafka, postgres),
+    ):
         assert await topped_up(kafka, SUSPENDED) == "TopUpFailed"
         assert await topped_up(kafka, active) == "LineToppedUp"
         received = await usage_reports(

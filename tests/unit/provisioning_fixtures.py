@@ -1,7 +1,8 @@
 """Provisioning at handler level, as its usage, alert and renewal tests drive it: its
-router in a fresh in-memory broker, its tables in a temporary SQLite file, the simulated
-carrier, a clock the test moves, its read API over the same database, and what it
-publishes to the line-events and orders topics collected."""
+router in a fresh in-memory broker, its tables in a temporary SQLite file, the carrier
+simulator through the real adapter (carrier_fixtures.py), a clock the test moves, its
+read API over the same database, and what it publishes to the line-events and orders
+topics collected."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ import httpx
 from fastapi import FastAPI
 
 from services.provisioning import api, db, handlers
-from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSimulator
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from shared import topics
 from shared.http_guard import secure
 from tests.clock import Clock
 from tests.credentials import RENEWER
+from tests.unit.carrier_fixtures import SimulatedCarrier, simulated_carrier
 from tests.unit.harness import InMemoryService, in_memory_service, running
 
 
@@ -33,6 +34,7 @@ class ProvisioningUnderTest:
     http: httpx.AsyncClient
     line_events: list[dict[str, Any]]  # what it publishes to provisioning.line-events.v1
     orders_commands: list[dict[str, Any]]  # and to orders.commands.v1 (renewal orders)
+    carrier: SimulatedCarrier
 
 
 @asynccontextmanager
@@ -40,10 +42,12 @@ async def provisioning_under_test(
     tmp_path: Path, start: datetime, **rules: Any
 ) -> AsyncIterator[ProvisioningUnderTest]:
     """`rules`: the Provisioner's other fields (alerts, renewal, ...)."""
-    async with in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service:
+    async with (
+        in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service,
+        simulated_carrier(tmp_path) as carrier,
+    ):
         clock = Clock(start)
-        carrier = CarrierSimulator(service.sessions, CarrierBehaviour())
-        provisioner = Provisioner(carrier, clock=clock, **rules)
+        provisioner = Provisioner(carrier.adapter, clock=clock, **rules)
         service.broker.context.set_global(PROVISIONER, provisioner)
         line_events = service.watch(topics.PROVISIONING_LINE_EVENTS)
         orders_commands = service.watch(topics.ORDERS_COMMANDS)
@@ -60,5 +64,5 @@ async def provisioning_under_test(
             ) as http,
         ):
             yield ProvisioningUnderTest(
-                service, provisioner, clock, http, line_events, orders_commands
+                service, provisioner, clock, http, line_events, orders_commands, carrier
             )

@@ -1,5 +1,5 @@
-"""The simulated carrier's usage reports: which lines it reports on, how much they use,
-and the loop that publishes them (in memory, on a temporary SQLite ledger)."""
+"""The carrier simulator's usage reports: which lines it reports on, how much they use,
+and the loop that publishes them (in memory, on a temporary SQLite ledger of its own)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,12 @@ import pytest
 from faststream import Context
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.message import KafkaMessage
-from sqlalchemy import MetaData, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.provisioning.carrier_simulator import (
-    CarrierBehaviour,
-    CarrierSimulator,
-    carrier_metadata,
-    simulated_carrier_topups,
-)
-from services.provisioning.carrier_usage import (
+from services.carrier_simulator import ledger as carrier_ledger
+from services.carrier_simulator.packages import PACKAGES
+from services.carrier_simulator.settings import CarrierSimulatorSettings
+from services.carrier_simulator.usage_reports import (
     BURST_CAP,
     CarrierTopUp,
     active_lines,
@@ -36,7 +32,6 @@ from services.provisioning.carrier_usage import (
     report_usage,
     usage_reports,
 )
-from services.provisioning.settings import ProvisioningSettings
 from shared import topics
 from shared.events import UsageReported
 from shared.kafka import build_broker
@@ -165,21 +160,20 @@ def test_the_same_seed_reports_the_same_usage() -> None:
 
 @pytest.fixture
 async def ledger(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    async with sqlite_sessions(tmp_path / "carrier.db", carrier_metadata) as sessions:
+    async with sqlite_sessions(tmp_path / "carrier.db", carrier_ledger.metadata) as sessions:
         yield sessions
 
 
-async def applied_topup(sessions: async_sessionmaker[AsyncSession], iccid: str) -> None:
-    carrier = CarrierSimulator(sessions, CarrierBehaviour())
-    await carrier.top_up(f"{uuid.uuid4()}:topup", iccid, data_mb=1024, validity_days=7)
-
-
-async def ended_topup(sessions: async_sessionmaker[AsyncSession], iccid: str) -> None:
-    eight_days_ago = datetime.now(UTC) - timedelta(days=8)
-    row = {"key": f"{uuid.uuid4()}:topup", "iccid": iccid, "data_mb": 1024, "validity_days": 7,
-           "outcome": "applied", "requests": 1, "recorded_at": eight_days_ago}  # fmt: skip
+async def applied_topup(
+    sessions: async_sessionmaker[AsyncSession], iccid: str, days_ago: float = 0
+) -> None:
+    """A 1 GB, 7-day top-up the carrier applied `days_ago`."""
+    applied_at = datetime.now(UTC) - timedelta(days=days_ago)
+    package = PACKAGES["eurolink-7days-1gb-topup"]
     async with sessions.begin() as session:
-        await session.execute(insert(simulated_carrier_topups).values(**row))
+        await carrier_ledger.place_order(
+            session, iccid, package, f"{uuid.uuid4()}:topup", applied_at
+        )
 
 
 Seen = list[tuple[bytes, dict[str, Any], UsageReported]]
@@ -202,8 +196,8 @@ def watched(broker: KafkaBroker, enough: int) -> tuple[Seen, asyncio.Event]:
     return seen, got_enough
 
 
-def carrier_settings(interval_s: float) -> ProvisioningSettings:
-    return ProvisioningSettings(
+def carrier_settings(interval_s: float) -> CarrierSimulatorSettings:
+    return CarrierSimulatorSettings(
         carrier_usage_interval_s=interval_s, carrier_usage_mean_mb=100, carrier_seed=3
     )
 
@@ -211,10 +205,9 @@ def carrier_settings(interval_s: float) -> ProvisioningSettings:
 async def test_the_carrier_reports_usage_of_its_active_lines_only(
     ledger: async_sessionmaker[AsyncSession],
 ) -> None:
-    active, refused, ended = random_iccid(), "8900000000000000000", random_iccid()
+    active, ended = random_iccid(), random_iccid()
     await applied_topup(ledger, active)
-    await applied_topup(ledger, refused)  # not a valid ICCID: the carrier refuses it
-    await ended_topup(ledger, ended)
+    await applied_topup(ledger, ended, days_ago=8)
     settings = carrier_settings(interval_s=0.05)
     broker = build_broker(settings, sessions=ledger)
     seen, five_reports = watched(broker, enough=5)
@@ -231,6 +224,10 @@ async def test_the_carrier_reports_usage_of_its_active_lines_only(
         assert 0 < report.used_mb <= BURST_CAP * 100
     periods = sorted((r.period_start, r.period_end) for _, _, r in seen)
     assert all(end <= later_start for (_, end), (later_start, _) in itertools.pairwise(periods))
+    # What it reported is what its usage API counts: drawn from the line's package.
+    async with ledger() as session:
+        [order] = await carrier_ledger.line_orders(session, active)
+    assert order.used_mb >= sum(report.used_mb for _, _, report in seen)
 
 
 async def test_the_carrier_reports_nothing_when_its_interval_is_zero(
@@ -241,11 +238,10 @@ async def test_the_carrier_reports_nothing_when_its_interval_is_zero(
     await asyncio.wait_for(report_usage(Runtime(settings, broker, ledger)), timeout=1)
 
 
-async def test_before_its_first_top_up_the_carrier_has_no_ledger_and_no_lines(
-    tmp_path: Path,
+async def test_before_its_first_top_up_the_carrier_has_no_lines(
+    ledger: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with sqlite_sessions(tmp_path / "empty.db", MetaData()) as sessions:
-        assert await carrier_topups(sessions) == []
+    assert await carrier_topups(ledger, datetime.now(UTC)) == []
 
 
 class BrokerAway:

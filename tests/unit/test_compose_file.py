@@ -8,15 +8,18 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import REGISTRY
+from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 import shared.metrics  # noqa: F401 - registers the business metrics
 from deploy.local.kafka import LocalKafka, secured_properties
 from deploy.local.processes import OPERATOR, SERVICES
+from services.carrier_simulator.settings import CarrierSimulatorSettings
 from services.operator.settings import OperatorSettings
 from services.orders.settings import OrdersSettings
 from services.payments.settings import PaymentsSettings
 from services.provisioning.settings import ProvisioningSettings
+from services.stripe_simulator.settings import SimulatorSettings
 from shared import limits
 from shared.access import AccessSettings
 from shared.kafka_access import PRINCIPALS
@@ -75,7 +78,7 @@ def test_the_stack_has_kafka_postgres_the_three_services_and_a_topic_ui(
 ) -> None:
     assert set(compose["services"]) == {
         "kafka", "kafka-setup", "postgres", "kafka-ui", "prometheus", "grafana", "jaeger",
-        *SERVICES, OPERATOR,
+        *SERVICES, OPERATOR, "stripe-simulator", "carrier-simulator",
     }  # fmt: skip
     assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
 
@@ -109,6 +112,32 @@ def test_each_service_owns_a_database_that_postgres_creates(
     assert url.database == name
     init_sql = (DEPLOY / "postgres" / "init-databases.sql").read_text()
     assert f"CREATE DATABASE {name};" in init_sql
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "client"),
+    [
+        ("stripe-simulator", SimulatorSettings, "payments"),
+        ("carrier-simulator", CarrierSimulatorSettings, "provisioning"),
+    ],
+)
+def test_each_simulator_is_reached_by_its_client_with_the_same_secrets(
+    compose: dict[str, Any], name: str, settings: type[BaseSettings], client: str
+) -> None:
+    simulator = compose["services"][name]
+    env = simulator["environment"]
+    assert set(env) <= {f.upper() for f in settings.model_fields}, f"{name} sets what it ignores"
+    assert simulator["command"] == ["python", "-m", f"services.{name.replace('-', '_')}"]
+    assert "ports" not in simulator, "the outside world is reached on compose's network only"
+    assert make_url(env["DATABASE_URL"]).database == name.replace("-", "_")
+    init_sql = (DEPLOY / "postgres" / "init-databases.sql").read_text()
+    assert f"CREATE DATABASE {name.replace('-', '_')};" in init_sql
+    client_env = compose["services"][client]["environment"]
+    shared = {key for key in env if key.startswith(("STRIPE_", "CARRIER_CLIENT"))}
+    assert shared, "no credentials shared"
+    assert all(client_env[key] == env[key] for key in shared if key in client_env)
+    base = client_env["STRIPE_API_BASE" if client == "payments" else "CARRIER_API_BASE"]
+    assert base.endswith(f"-http://{name}:{env['HTTP_PORT']}}}")
 
 
 def test_the_files_compose_mounts_and_builds_exist(compose: dict[str, Any]) -> None:
@@ -216,7 +245,7 @@ def test_kafka_setup_gives_every_principal_its_password_and_the_ui_reads_only(
     assert setup["command"][:3] == ["python", "-m", "shared.kafka_grants"]
     wanted = {"KAFKA_ADMIN_PASSWORD", *(f"KAFKA_{p.name.upper()}_PASSWORD" for p in PRINCIPALS)}
     assert set(setup["environment"]) == wanted
-    provisioning = compose["services"]["provisioning"]["environment"]
-    assert provisioning["CARRIER_KAFKA_USERNAME"] == "carrier"
+    carrier = compose["services"]["carrier-simulator"]["environment"]
+    assert carrier["KAFKA_USERNAME"] == "carrier"  # its usage reports, as the carrier
     ui = compose["services"]["kafka-ui"]["environment"]
     assert 'username="viewer"' in ui["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]

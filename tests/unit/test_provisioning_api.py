@@ -13,13 +13,13 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.provisioning import api, db, provisioning
-from services.provisioning.carrier_simulator import CarrierBehaviour, CarrierSimulator
 from services.provisioning.provisioning import Provisioner
 from shared import db as shared_db
 from shared.events import TopUpLine
 from shared.http_guard import secure
 from shared.logs import mask
 from tests.credentials import READER
+from tests.unit.carrier_fixtures import simulated_carrier
 
 ICCID = "8944500102198304826"
 SUSPENDED = "8944500102198304834"
@@ -34,7 +34,7 @@ class ReadApi:
     async def top_up(self, iccid: str, data_mb: int | None, **extra: int) -> TopUpLine:
         order_id = uuid.uuid4()
         command = TopUpLine(
-            order_id=order_id, iccid=iccid, package_id="pkg", data_mb=data_mb,
+            order_id=order_id, iccid=iccid, package_id="eu-1gb-7d", data_mb=data_mb,
             validity_days=7, idempotency_key=f"{order_id}:topup", **extra,
         )  # fmt: skip
         await provisioning.top_up(self.sessions, self.provisioner, command)
@@ -46,16 +46,18 @@ async def read_api(tmp_path: Path) -> AsyncIterator[ReadApi]:
     engine = shared_db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'provisioning.db'}")
     await shared_db.create_schema(engine, db.metadata)
     sessions = shared_db.sessions_for(engine)
-    carrier = CarrierSimulator(sessions, CarrierBehaviour(suspended_iccids=frozenset({SUSPENDED})))
     app = FastAPI()
     app.include_router(api.router)
     secure(app)
     app.state.sessions = sessions
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://provisioning", headers=READER
-    ) as client:
-        yield ReadApi(client, sessions, Provisioner(carrier))
+    async with (
+        simulated_carrier(tmp_path, carrier_suspended_iccids={SUSPENDED}) as carrier,
+        httpx.AsyncClient(
+            transport=transport, base_url="http://provisioning", headers=READER
+        ) as client,
+    ):
+        yield ReadApi(client, sessions, Provisioner(carrier.adapter))
     await engine.dispose()
 
 

@@ -1,5 +1,6 @@
-"""Provisioning at handler level: its router in a fresh in-memory broker, its tables and
-the simulated carrier's ledger in a temporary SQLite file, and a clock the test moves."""
+"""Provisioning at handler level: its router in a fresh in-memory broker, its tables in a
+temporary SQLite file, a clock the test moves, and the carrier simulator (its own ledger)
+reached through the real adapter (tests/unit/carrier_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -17,29 +18,26 @@ from sqlalchemy import func, select, update
 from services.provisioning import db, handlers, provisioning
 from services.provisioning.balances import Balance, StackingRule
 from services.provisioning.carrier import Applied
-from services.provisioning.carrier_simulator import (
-    CarrierBehaviour,
-    CarrierSimulator,
-    simulated_carrier_topups,
-)
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.retrier import settle_due
 from services.provisioning.topup_states import RetryPolicy, TopUpStatus
 from shared import topics
 from shared.events import TopUpLine
 from tests.clock import Clock
+from tests.unit.carrier_fixtures import SimulatedCarrier, simulated_carrier
 from tests.unit.harness import InMemoryService, in_memory_service, running
 
 ICCID = "8944500102198304826"
 SUSPENDED = "8944500102198304834"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, backoff_base_s=10, backoff_max_s=60, grace_s=30)
+CARRIER_PACKAGE = "eurolink-7days-1gb-topup"  # eu-1gb-7d's, by the catalog
 
 
 @dataclass
 class Provisioning:
     service: InMemoryService
-    carrier: CarrierSimulator
+    carrier: SimulatedCarrier
     provisioner: Provisioner
     clock: Clock
     events: list[dict[str, Any]]
@@ -63,21 +61,21 @@ class Provisioning:
         async with self.service.sessions() as session:
             return await db.balance_of(session, ICCID)
 
-    async def carrier_requests(self, command: TopUpLine) -> int | None:
-        ledger = simulated_carrier_topups
-        async with self.service.sessions() as session:
-            return await session.scalar(
-                select(ledger.c.requests).where(ledger.c.key == command.idempotency_key)
-            )
+    async def carrier_orders(self, command: TopUpLine) -> int:
+        """How many top-up orders the carrier's ledger holds for the command's key."""
+        return len(await self.carrier.orders(description=command.idempotency_key))
 
 
 @asynccontextmanager
 async def rig_with(tmp_path: Path, rule: StackingRule) -> AsyncIterator[Provisioning]:
-    async with in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service:
-        behaviour = CarrierBehaviour(suspended_iccids=frozenset({SUSPENDED}))
-        carrier = CarrierSimulator(service.sessions, behaviour)
+    async with (
+        in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service,
+        simulated_carrier(
+            tmp_path, timeout_s=0.2, carrier_hang_s=0.6, carrier_suspended_iccids={SUSPENDED}
+        ) as carrier,
+    ):
         clock = Clock(START)
-        provisioner = Provisioner(carrier, rule, POLICY, clock)
+        provisioner = Provisioner(carrier.adapter, rule, POLICY, clock)
         service.broker.context.set_global(PROVISIONER, provisioner)
         events = service.watch(topics.PROVISIONING_EVENTS)
         async with running(service.broker):
@@ -131,7 +129,8 @@ async def test_a_repeated_command_is_applied_once_and_gets_the_very_same_answer(
     assert len(rig.events) == 2
     assert rig.events[0] == rig.events[1]
     assert await rig.balance() == Balance(1024, days(7))
-    assert await rig.carrier_requests(command) == 1
+    assert await rig.carrier_orders(command) == 1
+    assert rig.carrier.top_up_requests() == 1
 
 
 async def test_a_repeated_command_while_the_first_is_retrying_is_not_answered_yet(
@@ -182,9 +181,9 @@ async def test_a_suspended_line_fails_for_good_without_retrying(rig: Provisionin
     assert (failed["type"], failed["reason"], failed["attempts"]) == (
         "TopUpFailed", "line_suspended", 1,
     )  # fmt: skip
-    assert failed["message"] == f"line {SUSPENDED} is suspended"
+    assert failed["message"] == "the carrier no longer tops this line up"
     assert await rig.retrier_pass(after_s=3600) == 0
-    assert await rig.carrier_requests(command) == 1
+    assert (await rig.carrier_orders(command), rig.carrier.top_up_requests()) == (0, 1)
 
 
 async def test_a_line_the_carrier_does_not_know_fails_as_line_unknown(rig: Provisioning) -> None:
@@ -238,9 +237,10 @@ async def test_a_timed_out_top_up_that_was_applied_is_settled_by_asking_not_by_s
     await rig.top_up(command)
     assert rig.events == []
     assert (await rig.topup(command)).status is TopUpStatus.UNKNOWN
+    rig.carrier.behaviour.timeout_rate = 0.0
     assert await rig.retrier_pass(after_s=10) == 1
     assert [e["type"] for e in rig.events] == ["LineToppedUp"]
-    assert await rig.carrier_requests(command) == 1
+    assert (await rig.carrier_orders(command), rig.carrier.top_up_requests()) == (1, 1)
     assert (await rig.topup(command)).attempts == 1
     assert await rig.balance() == Balance(1024, START + timedelta(seconds=10, days=7))
 
@@ -257,7 +257,7 @@ async def test_a_timed_out_top_up_the_carrier_never_received_is_sent_again_with_
     assert (await rig.topup(command)).status is TopUpStatus.RETRYING
     await rig.retrier_pass()  # sent again at once
     assert [e["type"] for e in rig.events] == ["LineToppedUp"]
-    assert await rig.carrier_requests(command) == 1
+    assert (await rig.carrier_orders(command), rig.carrier.top_up_requests()) == (1, 2)
     assert (await rig.topup(command)).attempts == 2
 
 
@@ -284,11 +284,11 @@ async def test_a_top_up_left_new_by_a_crash_is_asked_about_after_the_grace_perio
     # The first delivery reached the carrier, then the process died before recording it.
     async with rig.service.sessions.begin() as session:
         await db.insert_topup(session, command, START, START + timedelta(seconds=30))
-    await rig.carrier.top_up(command.idempotency_key, ICCID, 1024, 7)
+    await rig.carrier.adapter.top_up(command.idempotency_key, ICCID, CARRIER_PACKAGE)
     assert await rig.retrier_pass(after_s=29) == 0
     assert await rig.retrier_pass(after_s=1) == 1
     assert [e["type"] for e in rig.events] == ["LineToppedUp"]
-    assert await rig.carrier_requests(command) == 1
+    assert (await rig.carrier_orders(command), rig.carrier.top_up_requests()) == (1, 1)
 
 
 async def test_a_claimed_top_up_is_not_claimed_again_while_it_is_worked_on(
@@ -333,3 +333,26 @@ async def test_a_top_up_moved_on_by_someone_else_meanwhile_is_left_to_them(
             select(func.count()).select_from(db.topups).where(db.topups.c.status == "APPLIED")
         )
     assert count == 0
+
+
+async def test_a_package_the_catalog_maps_to_no_carrier_package_fails_without_a_call(
+    rig: Provisioning,
+) -> None:
+    command = top_up_line().model_copy(update={"package_id": "not-in-the-catalog"})
+    await rig.top_up(command)
+    assert [(e["type"], e["reason"]) for e in rig.events] == [("TopUpFailed", "package_unknown")]
+    assert rig.carrier.top_up_requests() == 0
+
+
+async def test_a_rate_limited_carrier_is_not_called_again_before_its_retry_after(
+    rig: Provisioning,
+) -> None:
+    await rig.carrier.adapter.usage(ICCID)  # the token first
+    rig.carrier.behaviour.rate_limit_per_s = 1
+    await rig.carrier.adapter.usage(ICCID)  # the one request of this second
+    command = top_up_line()
+    await rig.top_up(command)
+    retrying = await rig.topup(command)
+    assert retrying.status is TopUpStatus.RETRYING
+    assert retrying.last_error is not None
+    assert "429" in retrying.last_error

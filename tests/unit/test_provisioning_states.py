@@ -86,3 +86,18 @@ def test_a_settled_top_up_never_moves_again(settled: TopUpStatus) -> None:
 def test_nothing_goes_back_to_new(unsettled: TopUpStatus) -> None:
     assert not can_transition(unsettled, S.NEW)
     assert can_transition(unsettled, S.APPLIED)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "attempts", "wait_s"),
+    [
+        pytest.param(Unavailable("429", retry_after_s=30), 1, 30, id="retry-after-beyond-backoff"),
+        pytest.param(Unavailable("429", retry_after_s=0.5), 3, 4, id="backoff-beyond-retry-after"),
+        pytest.param(Unknown("429 on status", retry_after_s=12), 1, 12, id="status-rate-limited"),
+    ],
+)
+def test_a_carrier_that_says_retry_after_is_not_called_again_before(
+    outcome: Outcome, attempts: int, wait_s: float
+) -> None:
+    move = decide(outcome, attempts, POLICY)
+    assert move.retry_in == timedelta(seconds=wait_s)

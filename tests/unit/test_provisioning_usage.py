@@ -34,7 +34,7 @@ class Provisioning(ProvisioningUnderTest):
     ) -> TopUpLine:
         order_id = uuid.uuid4()
         command = TopUpLine(
-            order_id=order_id, iccid=iccid, package_id="pkg", data_mb=data_mb,
+            order_id=order_id, iccid=iccid, package_id="eu-1gb-7d", data_mb=data_mb,
             validity_days=validity_days, idempotency_key=f"{order_id}:topup", **package,
         )  # fmt: skip
         await self.service.send(topics.PROVISIONING_COMMANDS, command)

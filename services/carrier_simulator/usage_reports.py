@@ -2,10 +2,12 @@
 
 Every CARRIER_USAGE_INTERVAL_S (0, the default: never; `make run` sets 10) the carrier
 reports, for each line it has applied a top-up to that is still valid by its own ledger
-(a top-up's `recorded_at + validity_days` is in the future), the data the line used in
-the period since its last pass. It is the outside world: it publishes straight to Kafka,
-not through provisioning's outbox, and knows nothing of provisioning's balances, so it
-reports usage beyond what a line has left just as a real network would.
+(an order's `expires_at` is in the future), the data the line used in the period since
+its last pass, and draws it from the line's packages in its ledger (so that its usage
+API answers the same). It is the outside world: it publishes straight to Kafka as the
+broker principal `carrier` (KAFKA_USERNAME, KAFKA_PASSWORD), and knows nothing of
+provisioning's balances, so it reports usage beyond what a line has left just as a real
+network would.
 
 How much a line uses in a period (`period_usage_mb`):
 - idle with probability IDLE_SHARE (the phone stayed off data): an idle period gets
@@ -35,14 +37,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import inspect, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.provisioning.carrier_simulator import simulated_carrier_topups
-from services.provisioning.settings import ProvisioningSettings
+from services.carrier_simulator import ledger
+from services.carrier_simulator.settings import CarrierSimulatorSettings
 from shared import topics
-from shared.db import as_utc
 from shared.events import UsageReported
 from shared.kafka import broker_security, message_headers
 from shared.kafka_access import CARRIER, KafkaClient
@@ -116,18 +115,21 @@ def usage_reports(
     return reports
 
 
-async def report_usage(runtime: Runtime) -> None:
-    """The carrier's reporting loop, when CARRIER_USAGE_INTERVAL_S > 0."""
-    settings = specialise(runtime.settings, ProvisioningSettings)
+async def run_usage_reports(
+    settings: CarrierSimulatorSettings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The simulator's reporting loop, with its own client, when CARRIER_USAGE_INTERVAL_S > 0."""
     if settings.carrier_usage_interval_s <= 0:
         return
-    async with carrier_broker(runtime.broker, settings) as broker:
-        await _report_every_period(runtime, settings, broker)
+    async with carrier_broker(settings) as broker:
+        await report_usage(Runtime(settings, broker, sessions))
 
 
-async def _report_every_period(
-    runtime: Runtime, settings: ProvisioningSettings, broker: KafkaBroker
-) -> None:
+async def report_usage(runtime: Runtime) -> None:
+    """The carrier's reporting loop through `runtime.broker`, when CARRIER_USAGE_INTERVAL_S > 0."""
+    settings = specialise(runtime.settings, CarrierSimulatorSettings)
+    if settings.carrier_usage_interval_s <= 0:
+        return
     interval_s = settings.carrier_usage_interval_s
     # Simulated usage needs no cryptographic randomness; a seed replays a run.
     dice = random.Random(settings.carrier_seed)  # noqa: S311
@@ -137,13 +139,14 @@ async def _report_every_period(
     async def one_period() -> int:
         nonlocal period_start, unsent
         period_end = datetime.now(UTC)
-        lines = active_lines(await carrier_topups(runtime.sessions), period_end)
+        lines = active_lines(await carrier_topups(runtime.sessions, period_end), period_end)
         reports = usage_reports(
             lines, period_start, period_end,
             mean_mb_per_interval=settings.carrier_usage_mean_mb, interval_s=interval_s, dice=dice,
         )  # fmt: skip
         period_start = period_end
-        unsent = (await publish_reports(broker, [*unsent, *reports]))[-MAX_UNSENT:]
+        await draw(runtime.sessions, reports, period_end)
+        unsent = (await publish_reports(runtime.broker, [*unsent, *reports]))[-MAX_UNSENT:]
         return len(reports)
 
     log.info(
@@ -155,23 +158,11 @@ async def _report_every_period(
 
 
 @asynccontextmanager
-async def carrier_broker(
-    service_broker: KafkaBroker, settings: ProvisioningSettings
-) -> AsyncIterator[KafkaBroker]:
-    """The carrier's own client (CARRIER_KAFKA_USERNAME), or the service's when none is set."""
-    if not settings.carrier_kafka_username:
-        yield service_broker
-        return
-    client = KafkaClient(
-        settings.kafka_bootstrap_servers,
-        settings.carrier_kafka_username,
-        settings.carrier_kafka_password,
-        settings.kafka_sasl_mechanism,
-        settings.kafka_security_protocol,
-    )
+async def carrier_broker(settings: CarrierSimulatorSettings) -> AsyncIterator[KafkaBroker]:
+    """The carrier's own client: it signs in as KAFKA_USERNAME (`carrier` on a broker with ACLs)."""
     broker = KafkaBroker(
-        client.bootstrap_servers,
-        security=broker_security(client),
+        settings.kafka_bootstrap_servers,
+        security=broker_security(KafkaClient.of(settings)),
         client_id=CARRIER,
         acks="all",
         logger=log,
@@ -183,26 +174,22 @@ async def carrier_broker(
         await broker.stop()
 
 
-async def carrier_topups(sessions: async_sessionmaker[AsyncSession]) -> list[CarrierTopUp]:
-    """Every top-up the carrier applied (none before its ledger exists: the simulator
-    creates it on its first top-up)."""
-    ledger = simulated_carrier_topups
+async def carrier_topups(
+    sessions: async_sessionmaker[AsyncSession], now: datetime
+) -> list[CarrierTopUp]:
+    """Every top-up the carrier applied that is still valid at `now`."""
     async with sessions() as session:
-        connection = await session.connection()
-        if not await connection.run_sync(_has_ledger):
-            return []
-        rows = (
-            await session.execute(
-                select(ledger.c.iccid, ledger.c.recorded_at, ledger.c.validity_days).where(
-                    ledger.c.outcome == "applied"
-                )
-            )
-        ).all()
-    return [CarrierTopUp(row.iccid, as_utc(row.recorded_at), row.validity_days) for row in rows]
+        orders = await ledger.active_orders(session, now)
+    return [CarrierTopUp(o.iccid, o.created_at, o.validity_days) for o in orders]
 
 
-def _has_ledger(connection: Connection) -> bool:
-    return inspect(connection).has_table(simulated_carrier_topups.name)
+async def draw(
+    sessions: async_sessionmaker[AsyncSession], reports: list[UsageReported], now: datetime
+) -> None:
+    """What the lines used, taken from their packages in the ledger (its usage API)."""
+    async with sessions.begin() as session:
+        for report in reports:
+            await ledger.draw_usage(session, report.iccid, report.used_mb, now)
 
 
 async def publish_reports(broker: KafkaBroker, reports: list[UsageReported]) -> list[UsageReported]:
