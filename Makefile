@@ -8,6 +8,7 @@ KAFKA_JARS := var/kafka/libs/.fetched
 NODE_TOOLS := tests/node/node_modules/.installed
 STRIPE_MOCK_VERSION := v0.203.0
 STRIPE_MOCK := var/tools/bin/stripe-mock
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 PYTEST_ARGS ?=
 
 .PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz test-anywhere test-api bench bench-smoke lint format clean migration contract stripe-mock
@@ -51,8 +52,8 @@ node-tools: $(NODE_TOOLS)
 
 # Stripe's official API mock (Go), built once from the Go module proxy; the Stripe contract
 # tests (tests/contract/test_stripe_adapter_on_stripe_mock.py) run the adapter against it.
-$(STRIPE_MOCK):
-	GOBIN=$(CURDIR)/var/tools/bin GOFLAGS=-mod=mod go install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
+$(STRIPE_MOCK): | prerequisites
+	GOBIN="$(CURDIR)/var/tools/bin" GOFLAGS=-mod=mod $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
 
 stripe-mock: $(STRIPE_MOCK)
 

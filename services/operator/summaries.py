@@ -71,6 +71,15 @@ def _forfeited(body: dict[str, Any]) -> str:
     return line
 
 
+def _action(body: dict[str, Any]) -> str:
+    """What the customer is asked to do; never the link itself (it is theirs)."""
+    action = body.get("next_action")
+    kind = action.get("type") if isinstance(action, dict) else None
+    return {"redirect": "a page to open", "qr_code": "a QR code to scan"}.get(
+        str(kind), "nothing asked"
+    )
+
+
 SUMMARIES: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
     "PlaceOrder": lambda b: (
         f"{b.get('package_id')} in {b.get('currency')} by {b.get('payment_method')}{_promo(b)}"
@@ -81,10 +90,11 @@ SUMMARIES: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
     "OrderPaymentFailed": lambda b: str(b.get("reason")),
     "OrderExpired": lambda b: "payment not confirmed in time",
     "OrderRefunded": lambda b: f"{money(b.get('amount'))}: {b.get('reason')}",
+    "OrderAwaitingPayment": lambda b: f"awaiting the customer ({_action(b)})",
     "ChargePayment": lambda b: f"{money(b.get('amount'))} by {b.get('payment_method')}",
     "CancelPayment": lambda b: str(b.get("reason")),
     "RefundPayment": lambda b: f"{money(b.get('amount'))}: {b.get('reason')}",
-    "PaymentPending": lambda b: "awaiting the provider's confirmation",
+    "PaymentPending": lambda b: f"awaiting the provider's confirmation ({_action(b)})",
     "PaymentCaptured": lambda b: money(b.get("amount")),
     "PaymentDeclined": lambda b: str(b.get("reason")),
     "PaymentCancelled": lambda b: str(b.get("reason")),
