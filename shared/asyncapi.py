@@ -48,7 +48,7 @@ SNAPSHOTS: Final = REPO_ROOT / "tests" / "contract" / "snapshots"
 SERVICES: Final = ("orders", "payments", "provisioning")  # each has handlers.router
 INTERNAL_SYSTEMS: Final = "internal-systems"  # storefront, app, customer care, `topup order`
 OPERATOR: Final = "operator"  # the operator service: its dashboard, `topup dlq`, replays
-CARRIER: Final = "carrier"  # the mobile network; simulated in provisioning (carrier_usage.py)
+CARRIER: Final = "carrier"  # the mobile network; locally services/carrier_simulator
 BINDING_VERSION: Final = "0.5.0"
 
 # Who sends the topics that are not events; events (`events`, `line-events`) are sent by
@@ -64,8 +64,8 @@ SENDERS: Final[dict[str, dict[str, str]]] = {
     topics.PROVISIONING_COMMANDS: {"orders": ""},
     topics.CARRIER_USAGE: {
         CARRIER: "The carrier's usage reports, keyed by ICCID; `event_id` is the carrier's "
-        "report id, so a report delivered twice is counted once. Simulated in provisioning "
-        "(CARRIER_USAGE_INTERVAL_S > 0).",
+        "report id, so a report delivered twice is counted once. Locally the carrier "
+        "simulator publishes them (CARRIER_USAGE_INTERVAL_S > 0).",
     },
 }
 OUTBOX_SEND: Final = "Published through the transactional outbox, keyed by ICCID."

@@ -375,7 +375,7 @@ class TopUpFailed(Message):
     attempts: int
 
 
-# --- carrier.usage.v1: what the carrier reports (simulated in provisioning) ------------
+# --- carrier.usage.v1: what the carrier reports (locally: services/carrier_simulator) ---
 
 
 class UsageReported(Envelope):

@@ -118,7 +118,7 @@ PRINCIPALS: Final[tuple[Principal, ...]] = (
     ),
     Principal(
         CARRIER,
-        "the carrier's usage feed (simulated in provisioning, with its own credentials)",
+        "the carrier's usage feed (locally the carrier simulator, a process of its own)",
         writes=(topics.CARRIER_USAGE,),
     ),
     Principal(

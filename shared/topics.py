@@ -5,8 +5,9 @@ topic's schema, `kind` is `commands` (imperative messages addressed to the owner
 or `events` (past-tense facts the owner publishes; `line-events` for the ones about
 lines rather than orders), and `major` changes only on a breaking contract change,
 which then gets a new topic. One exception: `carrier.usage.v1` is written by the
-carrier (simulated in provisioning), whose reports provisioning reads. Every message is keyed
-by the line's ICCID, so everything about one line stays in one partition, in order.
+carrier (locally its simulator, a process of its own), whose reports provisioning reads.
+Every message is keyed by the line's ICCID, so everything about one line stays in one
+partition, in order.
 """
 
 from typing import Final

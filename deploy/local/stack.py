@@ -24,6 +24,9 @@ variable to change. Settings (environment variables):
                        Stripe's API and one of the eSIM partner API, processes of their own
                        (their ledgers in var/data/), paired with payments and provisioning by
                        credentials generated for each run (deploy/local/outside_world.py)
+  STRIPE_API_BASE, STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET   payments on Stripe's test mode
+                       (or stripe-mock) instead of the simulator, which is then not started;
+  CARRIER_API_BASE, CARRIER_CLIENT_ID, CARRIER_CLIENT_SECRET   the same for a carrier's sandbox
   CARRIER_USAGE_INTERVAL_S=10, LINE_SWEEP_INTERVAL_S=5   the simulated carrier reports its
                        lines' usage every 10 s and lines are checked for alerts, expiry and
                        renewal retries every 5 s, so usage alerts and an auto-renewal show
@@ -50,6 +53,7 @@ from deploy.local.outside_world import (
     SIMULATORS,
     STRIPE_SIMULATOR,
     outside_world_for,
+    simulated,
 )
 from deploy.local.ports import check_free, port_setting
 from deploy.local.postgres import LocalPostgres, cluster_dir, server_version, why_not_in_clone
@@ -160,6 +164,7 @@ def run(env: dict[str, str]) -> int:
             database_urls = {name: pg.create_database(name) for name in SERVICES}
         tokens, url_token = operator_tokens(env)
         callers = {"OPERATOR_TOKENS": tokens, "API_TOKENS": api_tokens(env)}
+        outside = simulated(env)
         everyone = {
             name: ServiceProcess(
                 name,
@@ -174,12 +179,12 @@ def run(env: dict[str, str]) -> int:
                 log_path=LOG_DIR / f"{name}.log",
                 die_with_parent=True,
             )
-            for name in (*SIMULATORS, *SERVICES)
+            for name in (*outside, *SERVICES)
         }
         world = outside_world_for({name: p.base_url for name, p in everyone.items()})
         for name, process in everyone.items():
             process.env |= world.env(name)
-        services = [everyone[name] for name in (*SIMULATORS, *SERVICES)]
+        services = list(everyone.values())
         for service in services:
             stack.callback(service.stop)
             service.start()
@@ -211,7 +216,10 @@ def wanted_ports(env: dict[str, str], db: str) -> dict[str, int]:
     """Variable -> port of everything `make run` listens on (readable errors for bad values)."""
     defaults = {
         "KAFKA_PORT": 9092,
-        **{f"{name.upper()}_PORT": DEFAULT_HTTP_PORTS[name] for name in (*SERVICES, *SIMULATORS)},
+        **{
+            f"{name.upper()}_PORT": DEFAULT_HTTP_PORTS[name]
+            for name in (*SERVICES, *simulated(env))
+        },
         "OPERATOR_PORT": OPERATOR_DEFAULT_PORT,
         **({"PG_PORT": 55432} if db == "postgres" else {}),
     }
@@ -236,9 +244,9 @@ def _print_where_to_look(
     kafka: LocalKafka, services: list[ServiceProcess], db: str, seconds: float
 ) -> None:
     print(f"\nAll up in {seconds:.1f}s (databases: {db}).", flush=True)
-    print(f"  Kafka         {kafka.bootstrap_servers}   log: {kafka.log_path}")
+    print(f"  {'Kafka':<17} {kafka.bootstrap_servers}   log: {kafka.log_path}")
     for service in services:
-        print(f"  {service.name:<13} {service.base_url}/health   log: {service.log_path}")
+        print(f"  {service.name:<17} {service.base_url}/health   log: {service.log_path}")
 
 
 def _print_dashboard(operator: ServiceProcess, token: str | None) -> None:
