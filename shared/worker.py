@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.settings import ServiceSettings
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +42,21 @@ async def every(interval_s: float, step: Callable[[], Awaitable[object]], name: 
         except Exception:
             log.exception("%s failed; trying again in %.1fs", name, interval_s)
         await asyncio.sleep(interval_s)
+
+
+async def side_by_side(
+    items: Sequence[T], step: Callable[[T], Awaitable[list[R]]], *, at_most: int
+) -> list[R]:
+    """`step` for every item, at most `at_most` at once, and their results in the items'
+    order: the outside world's latency (a provider's, a carrier's, their timeouts) is
+    waited out in parallel, so one slow answer does not hold the rest of a batch."""
+    gate = asyncio.Semaphore(at_most)
+
+    async def gated(item: T) -> list[R]:
+        async with gate:
+            return await step(item)
+
+    results: list[R] = []
+    for found in await asyncio.gather(*(gated(item) for item in items)):
+        results += found
+    return results

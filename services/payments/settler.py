@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from services.payments import payments
 from services.payments.backoff import Backoff
 from services.payments.context import provider_in
-from services.payments.db import claim_due
+from services.payments.db import Payment, claim_due
 from services.payments.payments import SessionFactory
 from services.payments.provider import PaymentProvider
 from services.payments.settings import PaymentsSettings
@@ -23,9 +23,12 @@ from services.payments.states import PaymentStatus
 from shared.kafka import Outgoing
 from shared.metrics import RECONCILER
 from shared.settings import specialise
-from shared.worker import Runtime, every
+from shared.worker import Runtime, every, side_by_side
 
 log = logging.getLogger(__name__)
+
+# Payments asked about at once: a provider's slow or lost answers are waited out together.
+SIDE_BY_SIDE = 10
 
 
 async def settler(runtime: Runtime) -> None:
@@ -52,17 +55,19 @@ async def settle_due(
     """Ask the provider about every payment whose next check is due; the answers to publish."""
     async with sessions.begin() as session:
         due = await claim_due(session, now or datetime.now(UTC), limit, backoff)
-    outgoing: list[Outgoing] = []
-    for payment in due:
+
+    async def settle(payment: Payment) -> list[Outgoing]:
         RECONCILER.labels(f"payment_{payment.status.value.lower()}_settled").inc()
-        settle = (
+        step = (
             payments.settle_refund
             if payment.status is PaymentStatus.REFUND_PENDING
             else payments.settle_charge
         )
         try:
-            outgoing += await settle(sessions, provider, backoff, payment)
+            return await step(sessions, provider, backoff, payment)
         except Exception:
             # One bad row must not hold up the others; it is due again after its backoff.
             log.exception("settling payment %s failed", payment.key)
-    return outgoing
+            return []
+
+    return await side_by_side(due, settle, at_most=SIDE_BY_SIDE)

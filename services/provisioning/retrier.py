@@ -9,11 +9,14 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.provisioning import provisioning
+from services.provisioning.db import TopUp
 from services.provisioning.provisioning import Provisioner, provisioner_of
 from shared.metrics import RECONCILER
-from shared.worker import Runtime, every
+from shared.worker import Runtime, every, side_by_side
 
 log = logging.getLogger(__name__)
+
+SIDE_BY_SIDE = 10  # top-ups followed up at once
 
 
 async def retry_and_settle(runtime: Runtime) -> None:
@@ -33,10 +36,15 @@ async def settle_due(sessions: async_sessionmaker[AsyncSession], provisioner: Pr
     others (a poison row is as bad as a poison message).
     """
     due = await provisioning.claim_due(sessions, provisioner)
-    for topup in due:
+
+    async def step(topup: TopUp) -> list[None]:
         RECONCILER.labels(f"topup_{topup.status.value.lower()}_followed_up").inc()
         try:
             await provisioning.follow_up(sessions, provisioner, topup)
         except Exception:
             log.exception("top-up %s: step failed; retried after its lease", topup.key)
+        return []
+
+    # The carrier's slow or lost answers are waited out together, not one after another.
+    await side_by_side(due, step, at_most=SIDE_BY_SIDE)
     return len(due)

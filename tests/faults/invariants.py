@@ -78,7 +78,7 @@ def every_completed_order_has_exactly_one_applied_top_up_and_no_other_order_any(
     orders = snapshot.table("orders", "orders")
     at_carrier = Counter(
         _order_of(row["key"])
-        for row in snapshot.table("carrier_simulator", "topups")
+        for row in snapshot.table("carrier_simulator", "carrier_topup_orders")
         if row["outcome"] == "applied"
     )
     in_provisioning = Counter(
@@ -135,7 +135,7 @@ def the_provider_charged_no_order_twice_and_the_carrier_topped_up_no_line_twice(
 ) -> list[str]:
     """The ledgers are keyed by idempotency key, so one key cannot be applied twice there;
     what can happen is an order charged, or a line topped up, under a second key."""
-    charges = snapshot.table("stripe_simulator", "charges")
+    charges = snapshot.table("stripe_simulator", "payment_intents")
     captured = Counter(
         _order_of(row["idempotency_key"])
         for row in charges
@@ -143,7 +143,7 @@ def the_provider_charged_no_order_twice_and_the_carrier_topped_up_no_line_twice(
     )
     applied = Counter(
         row["iccid"]
-        for row in snapshot.table("carrier_simulator", "topups")
+        for row in snapshot.table("carrier_simulator", "carrier_topup_orders")
         if row["outcome"] == "applied"
     )
     return (
@@ -161,7 +161,7 @@ def captured_minus_refunded_equals_the_completed_totals_per_currency(
     snapshot: Snapshot, _plan: LoadPlan
 ) -> list[str]:
     kept = Counter[str]()
-    for row in snapshot.table("stripe_simulator", "charges"):
+    for row in snapshot.table("stripe_simulator", "payment_intents"):
         if row["status"] in ("captured", "refunded"):  # a refunded charge was captured first
             kept[row["currency"]] += row["amount_minor"]
     for row in snapshot.table("stripe_simulator", "refunds"):

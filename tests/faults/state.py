@@ -40,7 +40,8 @@ QUERIES: dict[str, dict[str, str]] = {
     # The Stripe simulator's ledger, in the words the checks use: a succeeded intent was
     # captured (its refunds are rows of their own), a failed one declined.
     "stripe_simulator": {
-        "charges": "SELECT idempotency_key, amount AS amount_minor, upper(currency) AS currency,"
+        "payment_intents": "SELECT idempotency_key, amount AS amount_minor,"
+        " upper(currency) AS currency,"
         " CASE status WHEN 'succeeded' THEN 'captured'"
         " WHEN 'requires_payment_method' THEN 'declined' WHEN 'canceled' THEN 'cancelled'"
         " ELSE 'pending' END AS status, create_calls AS charge_calls FROM payment_intents",
@@ -52,7 +53,7 @@ QUERIES: dict[str, dict[str, str]] = {
     # The carrier simulator keeps the orders it applied (a refusal leaves no row, as the
     # partner API's own); our key is each order's description.
     "carrier_simulator": {
-        "topups": "SELECT description AS key, iccid, 'applied' AS outcome"
+        "carrier_topup_orders": "SELECT description AS key, iccid, 'applied' AS outcome"
         " FROM carrier_topup_orders",
     },
     "provisioning": {

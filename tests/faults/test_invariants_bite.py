@@ -50,7 +50,7 @@ def a_consistent_world() -> tuple[Snapshot, LoadPlan]:
         },
         "payments": {"outbox": empty_outbox},
         "stripe_simulator": {
-            "charges": [
+            "payment_intents": [
                 {"idempotency_key": f"{done}:charge", "amount_minor": 1500, "currency": "EUR",
                  "status": "captured", "charge_calls": 1},
                 {"idempotency_key": f"{refunded}:charge", "amount_minor": 1500,
@@ -62,7 +62,7 @@ def a_consistent_world() -> tuple[Snapshot, LoadPlan]:
             ],
         },
         "carrier_simulator": {
-            "topups": [
+            "carrier_topup_orders": [
                 {"key": f"{done}:topup", "iccid": CARD.body["iccid"], "outcome": "applied"},
             ],
         },
@@ -93,7 +93,7 @@ def test_a_consistent_world_violates_nothing() -> None:
 
 
 def charge_twice(t: Tables) -> None:
-    charges = t["stripe_simulator"]["charges"]
+    charges = t["stripe_simulator"]["payment_intents"]
     assert charges is not None
     charges.append({**charges[0], "idempotency_key": f"{CARD.order_id}:charge-again"})
 
@@ -123,7 +123,7 @@ def leave_outbox_rows(t: Tables) -> None:
 
 
 def drop_a_ledger(t: Tables) -> None:
-    t["carrier_simulator"]["topups"] = None
+    t["carrier_simulator"]["carrier_topup_orders"] = None
 
 
 @pytest.mark.parametrize(
