@@ -40,16 +40,18 @@ def simulation(suspended_iccids: list[str]) -> dict[str, str]:
         "PROVIDER_LATENCY_MS": "20",
         "PROVIDER_CONFIRM_AFTER_S": "1",
         "PROVIDER_TIMEOUT_RATE": "0.05",
-        "PROVIDER_HANG_S": "3",  # a lost answer: held longer than payments waits for it
-        "STRIPE_TIMEOUT_S": "2",
+        # A lost answer is held longer than payments waits for it; each one holds its
+        # partition that long, so the waits are short (the answers take ~20 ms).
+        "PROVIDER_HANG_S": "1.5",
+        "STRIPE_TIMEOUT_S": "1",
         "SETTLE_INTERVAL_S": "0.3",
         "SETTLE_BACKOFF_BASE_S": "0.3",
         "SETTLE_BACKOFF_MAX_S": "2",
         # A row whose caller was SIGKILLed mid-call is taken over after this long.
         "NEW_GRACE_S": "3",
         "CARRIER_LATENCY_MS": "20",
-        "CARRIER_HANG_S": "3",
-        "CARRIER_TIMEOUT_S": "2",
+        "CARRIER_HANG_S": "1.5",
+        "CARRIER_TIMEOUT_S": "1",
         "CARRIER_TIMEOUT_RATE": "0.05",
         "CARRIER_TRANSIENT_FAILURE_RATE": "0.05",
         "CARRIER_SUSPENDED_ICCIDS": ",".join(suspended_iccids),
