@@ -1,6 +1,7 @@
 """The whole system as an operator meets it: the three services and the operator service
 as processes on the real broker (SQLite databases in a temporary folder, the payment
-provider and the carrier simulated), real traffic through them, and a headless Chromium.
+provider and the carrier simulated, processes of their own), real traffic through them,
+and a headless Chromium.
 
 One stack serves every test of this folder (the dashboard's and the command line's);
 each test makes the orders and dead letters it looks at, with ids of its own.
@@ -15,7 +16,15 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from deploy.local.kafka import free_port
-from deploy.local.processes import SERVICES, ServiceProcess, running, service_process
+from deploy.local.outside_world import SIMULATORS
+from deploy.local.processes import (
+    SERVICES,
+    ServiceProcess,
+    running,
+    service_process,
+    simulator_processes,
+)
+from shared.kafka_access import CARRIER
 from tests.browser.stack import Stack, Traffic, drive_traffic
 from tests.e2e.conftest import SIMULATION
 from tests.infra import KafkaUnderTest
@@ -48,6 +57,13 @@ async def stack(
         )
         for name in SERVICES
     }
+    simulators = simulator_processes(
+        {name: [process] for name, process in services.items()},
+        {name: f"sqlite+aiosqlite:///{folder / name}.db" for name in SIMULATORS},
+        SIMULATION,
+        folder,
+        kafka.env(CARRIER),
+    )
     operator = ServiceProcess(
         "operator",
         free_port(),
@@ -59,7 +75,7 @@ async def stack(
         },
         log_path=folder / "operator.log",
     )
-    with running([*services.values(), operator]):
+    with running([*simulators, *services.values(), operator]):
         yield Stack(kafka, services, operator, OPERATOR, token)
 
 

@@ -16,8 +16,16 @@ from typing import Any, TypeVar
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from deploy.local.processes import SERVICES, ServiceProcess, running, service_process
+from deploy.local.outside_world import SIMULATORS
+from deploy.local.processes import (
+    SERVICES,
+    ServiceProcess,
+    running,
+    service_process,
+    simulator_processes,
+)
 from shared import topics
+from shared.kafka_access import CARRIER
 from tests.e2e.conftest import SIMULATION, SUSPENDED_ICCID
 from tests.e2e.test_saga_outcomes import final_order, publish
 from tests.factories import order_request
@@ -52,7 +60,14 @@ def traced(
         )
         for name in SERVICES
     }
-    with running(processes.values()):
+    simulators = simulator_processes(
+        {name: [process] for name, process in processes.items()},
+        {name: f"sqlite+aiosqlite:///{folder / name}.db" for name in SIMULATORS},
+        SIMULATION,
+        folder,
+        kafka.env(CARRIER),
+    )
+    with running([*simulators, *processes.values()]):
         yield processes, folder
 
 

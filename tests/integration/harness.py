@@ -10,6 +10,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastapi import FastAPI
+from pydantic import SecretStr
 
+from deploy.local.outside_world import OutsideWorld
+from services.carrier_simulator.app import build_app as build_carrier_simulator
+from services.carrier_simulator.settings import CarrierSimulatorSettings
+from services.stripe_simulator.app import build_app as build_stripe_simulator
+from services.stripe_simulator.settings import SimulatorSettings
 from shared import limits, topics
 from shared.events import Message, TopUpLine
 from shared.kafka_access import KafkaClient
@@ -25,6 +33,34 @@ from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
 from tests.credentials import OPERATOR
 from tests.infra import KafkaUnderTest, PostgresUnderTest
+from tests.unit.carrier_fixtures import served
+
+
+@asynccontextmanager
+async def outside_world(folder: Path) -> AsyncIterator[OutsideWorld]:
+    """Both simulators served on free local ports, as the processes of their own would
+    serve them (real sockets), their ledgers in `folder`; what pairs a service with its
+    simulator goes to `service_running(..., outside=...)`."""
+    world = OutsideWorld(stripe_url="", carrier_url="", payments_urls=())
+    stripe = build_stripe_simulator(
+        SimulatorSettings(
+            database_url=f"sqlite+aiosqlite:///{folder / 'stripe.db'}",
+            stripe_api_key=SecretStr(world.stripe_api_key),
+            stripe_webhook_secret=SecretStr(world.stripe_webhook_secret),
+            provider_latency_ms=5,
+            provider_confirm_after_s=1.0,
+        )
+    )
+    carrier = build_carrier_simulator(
+        CarrierSimulatorSettings(
+            database_url=f"sqlite+aiosqlite:///{folder / 'carrier.db'}",
+            carrier_client_id=world.carrier_client_id,
+            carrier_client_secret=SecretStr(world.carrier_client_secret),
+            carrier_latency_ms=5,
+        )
+    )
+    async with served(stripe) as stripe_url, served(carrier) as carrier_url:
+        yield replace(world, stripe_url=stripe_url, carrier_url=carrier_url)
 
 
 @asynccontextmanager
@@ -33,18 +69,20 @@ async def service_running(
     name: str,
     kafka: KafkaUnderTest,
     postgres: PostgresUnderTest,
+    outside: OutsideWorld | None = None,
     **settings_given: Any,
 ) -> AsyncIterator[FastAPI]:
-    """The service's app with its lifespan run: schema, topics, consumers started."""
+    """The service's app with its lifespan run: schema, topics, consumers started; with
+    `outside`, payments and provisioning talk to those simulators."""
     settings = ServiceSettings(
         service_name=name,
         **kafka.settings(name),  # the broker, and the service's own principal on it
         database_url=await postgres.create_database(name),
         **settings_given,
     )
-    # The service's own settings class reads the rest (the simulated carrier's principal)
-    # from the environment while the app is built.
-    with environment(kafka.env(name)):
+    # The service's own settings class reads the rest (where its simulator listens, with
+    # which credentials) from the environment while the app is built.
+    with environment(kafka.env(name) | (outside.env(name) if outside is not None else {})):
         app = build_app(settings)
     async with app.router.lifespan_context(app):
         yield app

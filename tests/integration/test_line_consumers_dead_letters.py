@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from tests.integration.harness import (
     dead_letter_of,
     headers_of,
     messages_about,
+    outside_world,
     produce,
     service_running,
     topped_up,
@@ -106,6 +108,7 @@ async def test_usage_reports_provisioning_cannot_read_are_dead_lettered_and_a_la
     kafka: KafkaUnderTest,
     postgres: PostgresUnderTest,
     undecodable: list[tuple[str, int, int]],
+    tmp_path: Path,
 ) -> None:
     iccid = random_iccid()
     key = iccid.encode()
@@ -116,7 +119,10 @@ async def test_usage_reports_provisioning_cannot_read_are_dead_lettered_and_a_la
     }
     counted = usage_report(iccid, 300)
 
-    async with service_running(build_app, "provisioning", kafka, postgres) as app:
+    async with (
+        outside_world(tmp_path) as world,
+        service_running(build_app, "provisioning", kafka, postgres, world) as app,
+    ):
         assert await topped_up(kafka, iccid) == "LineToppedUp"
         bad_at = {
             reason: await produce(kafka, topics.CARRIER_USAGE, body, key)
@@ -146,11 +152,15 @@ async def test_order_events_provisioning_cannot_read_are_dead_lettered_by_it_and
     kafka: KafkaUnderTest,
     postgres: PostgresUnderTest,
     undecodable: list[tuple[str, int, int]],
+    tmp_path: Path,
 ) -> None:
     iccid = random_iccid()
     key = iccid.encode()
 
-    async with service_running(build_app, "provisioning", kafka, postgres) as app:
+    async with (
+        outside_world(tmp_path) as world,
+        service_running(build_app, "provisioning", kafka, postgres, world) as app,
+    ):
         # A renewal order to settle: the line, opted in, crosses its threshold (75% of 1 GB).
         assert await topped_up(kafka, iccid) == "LineToppedUp"
         cycle = (await api(app, "GET", f"/lines/{iccid}/usage"))["cycle"]

@@ -30,7 +30,7 @@ from shared.logs import mask
 from tests.credentials import READER
 from tests.factories import order_request, random_iccid
 from tests.infra import KafkaUnderTest, PostgresUnderTest
-from tests.integration.harness import send_raw, service_running
+from tests.integration.harness import outside_world, send_raw, service_running
 
 pytestmark = pytest.mark.integration
 
@@ -47,15 +47,18 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(kafka: KafkaUnderTest, postgres: PostgresUnderTest) -> AsyncIterator[Stack]:
+async def stack(
+    kafka: KafkaUnderTest, postgres: PostgresUnderTest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     async with AsyncExitStack() as running:
         patch = running.enter_context(pytest.MonkeyPatch.context())
         patch.setenv("OPERATOR_TOKENS", TOKENS)  # orders reads it for /sagas
         orders = await running.enter_async_context(
             service_running(build_orders, "orders", kafka, postgres)
         )
+        world = await running.enter_async_context(outside_world(tmp_path_factory.mktemp("outside")))
         for build, name in ((build_payments, "payments"), (build_provisioning, "provisioning")):
-            await running.enter_async_context(service_running(build, name, kafka, postgres))
+            await running.enter_async_context(service_running(build, name, kafka, postgres, world))
         to_orders = httpx.ASGITransport(app=orders)
         settings = OperatorSettings(
             **kafka.settings("operator"),
