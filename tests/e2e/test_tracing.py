@@ -130,7 +130,7 @@ PLACED = f"{topics.ORDERS_COMMANDS} create"  # the root: a PlaceOrder comes untr
     [
         pytest.param({}, "COMPLETED", "LineToppedUp", {PLACED}, id="completed"),
         pytest.param(
-            {"iccid": SUSPENDED_ICCID, "payment_method": "paypal"},
+            {"iccid": SUSPENDED_ICCID},
             "REFUNDED",
             "PaymentRefunded",
             {PLACED},
