@@ -387,11 +387,22 @@ async def record_provider_event(
 
 
 async def _payment_key(session: AsyncSession, event: ProviderEvent) -> str | None:
-    if event.key is not None and await get_payment(session, event.key) is not None:
-        return event.key
-    if event.reference is None:
+    """The payment the event is about: by the key in its metadata, or by its intent's id.
+    An intent that is not the one the payment knows (a second intent under a key Stripe
+    had forgotten, say) does not move the payment."""
+    payment = await get_payment(session, event.key) if event.key is not None else None
+    if payment is None:
+        if event.reference is None:
+            return None
+        return await payment_key_by_reference(session, event.reference)
+    known = payment.provider_reference
+    if known and event.reference and known != event.reference:
+        log.warning(
+            "provider event %s is about intent %s, payment %s knows %s: ignored",
+            event.event_id, event.reference, payment.key, known,
+        )  # fmt: skip
         return None
-    return await payment_key_by_reference(session, event.reference)
+    return payment.key
 
 
 def charge_answer(payment: Payment) -> list[Outgoing]:

@@ -275,6 +275,21 @@ async def test_a_signed_webhook_captures_a_pending_payment_once_and_a_replay_cha
     assert status == "CAPTURED"
 
 
+async def test_a_signed_event_about_another_intent_under_our_key_changes_nothing(
+    kafka: KafkaUnderTest, postgres: PostgresUnderTest
+) -> None:
+    async with payments_and_stripe(kafka, postgres) as (app, _stripe):
+        command = charge(paying_with="tok_pending_forever")
+        await send(kafka, topics.PAYMENTS_COMMANDS, command)
+        await messages_about(kafka, topics.PAYMENTS_EVENTS, command.order_id)
+        # Our key in its metadata, but not the intent the payment was answered with.
+        payload = succeeded_event(command, f"pi_{uuid.uuid4().hex[:24]}")
+        answer = await post_webhook(app, payload, signature_header(payload, WEBHOOK_SECRET))
+        status = await payment_status(app, command.idempotency_key)
+    assert (answer.status_code, answer.json()) == (200, {"received": True, "acted": False})
+    assert status == "PENDING"
+
+
 @pytest.mark.parametrize(
     ("secret", "age_s", "why"),
     [
