@@ -144,7 +144,7 @@ def running(processes: Iterable[ServiceProcess], healthy_within: float = 90.0) -
             process.wait_healthy(timeout=healthy_within)
         yield
     finally:
-        for process in started:
+        for process in reversed(started):  # last started, first stopped: clients first
             process.stop()
         print_log_tails(p.log_path for p in started if p.log_path is not None)
 

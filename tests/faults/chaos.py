@@ -1,6 +1,7 @@
 """Chaos while the load runs, bounded in count and in time, and over by itself:
-service instances SIGKILLed and restarted, the broker killed and restarted once, and
-messages already delivered published again (same bytes, same key, same headers)."""
+service instances and the outside world's simulators SIGKILLed and restarted, the broker
+killed and restarted once, and messages already delivered published again (same bytes,
+same key, same headers)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from deploy.local.outside_world import SIMULATORS
 from deploy.local.processes import ServiceProcess
 from tests.faults.load import CONSUMED_TOPICS, MARKER_PREFIX
 from tests.faults.stack import HEALTHY_WITHIN_S, Stack, instance_label
 
 START_ATTEMPTS = 5  # a service started while the broker is down exits: start it again
+SIMULATOR_KILL_SHARE = 0.2
 
 
 @dataclass
@@ -76,7 +79,14 @@ async def kill_and_restart_random_instances(
             await asyncio.sleep(rng.uniform(2.0, 6.0))
             if loop.time() >= until:
                 break
-            candidates = [i for i in stack.instances if i.name not in down]
+            # A simulator is the whole outside world of its kind (one process, no twin):
+            # it is the victim about one kill in SIMULATOR_KILL_SHARE, not one in eight.
+            outside = rng.random() < SIMULATOR_KILL_SHARE
+            candidates = [
+                i
+                for i in stack.instances
+                if i.name not in down and (i.name in SIMULATORS) == outside
+            ]
             if not candidates:
                 continue
             victim = rng.choice(candidates)

@@ -126,7 +126,7 @@ async def start_stack(
 
 
 def stop_stack(stack: Stack) -> None:
-    for instance in stack.instances:
+    for instance in reversed(stack.instances):  # the services before their simulators
         instance.stop()
     stack.broker.stop()
 
