@@ -163,8 +163,9 @@ def configure_logging(service: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # httpx logs every request's URL at INFO: a query can hold a line or a request id.
-    for chatty in ("httpx", "httpcore"):
+    # httpx logs every request's URL at INFO: a query can hold a line or a request id;
+    # Stripe's client logs each request, and an error's whole message, unbounded.
+    for chatty in ("httpx", "httpcore", "stripe"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 

@@ -396,7 +396,7 @@ async def _payment_key(session: AsyncSession, event: ProviderEvent) -> str | Non
             return None
         return await payment_key_by_reference(session, event.reference)
     known = payment.provider_reference
-    if known and event.reference and known != event.reference:
+    if known and event.reference != known:
         log.warning(
             "provider event %s is about intent %s, payment %s knows %s: ignored",
             event.event_id, event.reference, payment.key, known,

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -65,6 +66,8 @@ REDIRECTING: Final = frozenset({"alipay", "paypal"})
 DEFAULT_RETRY_AFTER_S: Final = 1.0
 MAX_RETRY_AFTER_S: Final = 60.0
 REASON_CHARS: Final = 64
+# Stripe's ids: a prefix, an underscore, letters and digits; ours to keep in 64 characters.
+REFERENCE: Final = re.compile(r"[a-z]{1,8}_[A-Za-z0-9_]{1,55}")
 MESSAGE_CHARS: Final = 200
 
 # httpx errors that mean the request never reached Stripe.
@@ -131,7 +134,7 @@ class StripeProvider:
             )
         except stripe.CardError as declined:
             return _declined(_error_of(declined))
-        return charge_result(intent.to_dict())
+        return charge_result(_dict_of(intent))
 
     async def status(self, key: str, reference: str | None) -> ProviderResult:
         intent = await self._find_intent(key, reference)
@@ -158,7 +161,7 @@ class StripeProvider:
                 intent_id, options={"idempotency_key": f"{key}:cancel"}
             )
         )
-        return cancelled.to_dict()
+        return _dict_of(cancelled)
 
     async def refund(self, refund_key: str, charge_reference: str, amount: Money) -> ProviderResult:
         params: dict[str, Any] = {
@@ -175,7 +178,7 @@ class StripeProvider:
             )
         except stripe.InvalidRequestError as refused:
             return _declined(_error_of(refused))
-        return refund_result(made.to_dict())
+        return refund_result(_dict_of(made))
 
     async def refund_status(self, refund_key: str, charge_reference: str) -> ProviderResult:
         listed = await self._call(
@@ -183,8 +186,9 @@ class StripeProvider:
                 {"payment_intent": charge_reference, "limit": 100}
             )
         )
-        for made in listed.to_dict().get("data", []):
-            if (made.get("metadata") or {}).get("idempotency_key") == refund_key:
+        for made in _listed(_dict_of(listed)):
+            metadata = made.get("metadata")
+            if isinstance(metadata, Mapping) and metadata.get("idempotency_key") == refund_key:
                 return refund_result(made)
         return ProviderResult("not_found")
 
@@ -199,12 +203,12 @@ class StripeProvider:
                 if missing.http_status == 404:
                     return None
                 raise ProviderError(_said(missing)) from missing
-            return intent.to_dict()
+            return _dict_of(intent)
         query = f"metadata['idempotency_key']:'{_quoted(key)}'"
         found = await self._call(
             lambda: self._client.v1.payment_intents.search_async({"query": query, "limit": 10})
         )
-        intents = sorted(found.to_dict().get("data", []), key=lambda i: i.get("created") or 0)
+        intents = sorted(_listed(_dict_of(found)), key=lambda i: _created(i.get("created")))
         # The first one made under the key is ours; a second could only follow an
         # expired key, and is refunded by nobody: say so loudly.
         if len(intents) > 1:
@@ -238,11 +242,41 @@ class StripeProvider:
         except stripe.APIError as failed:
             # 5xx or 409 (the same key in flight): it may have acted, or may still.
             raise ProviderTimeout(f"Stripe answered {failed.http_status}") from failed
+        except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as unreadable:
+            # An answer the client library could not read: whatever it said is unknown.
+            raise ProviderTimeout("Stripe's answer could not be read") from unreadable
+
+
+def _dict_of(answer: object) -> dict[str, Any]:
+    """The client library's object as plain data; anything else is an unreadable answer."""
+    to_dict = getattr(answer, "to_dict", None)
+    data = to_dict() if callable(to_dict) else None
+    if not isinstance(data, dict):
+        raise ProviderTimeout("Stripe's answer could not be read")
+    return data
+
+
+def _listed(page: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The objects of a list or search answer; an answer without a list is unreadable."""
+    data = page.get("data")
+    if not isinstance(data, list):
+        raise ProviderTimeout("Stripe's list could not be read")
+    return [item for item in data if isinstance(item, dict)]
+
+
+def _created(value: object) -> int:
+    return value if isinstance(value, int) else 0
 
 
 def charge_result(intent: Mapping[str, Any]) -> ProviderResult:
-    """A PaymentIntent as payments' answer."""
+    """A PaymentIntent as payments' answer; one that cannot be read (no id of Stripe's
+    shape, a status Stripe does not document for a confirmed intent) is no answer at all:
+    the outcome stays unknown and is asked about again, never taken for a decline."""
+    if not isinstance(intent, Mapping):
+        raise ProviderTimeout("Stripe's answer could not be read")
     reference = intent.get("id")
+    if not isinstance(reference, str) or not REFERENCE.fullmatch(reference):
+        raise ProviderTimeout("Stripe's answer carries no PaymentIntent id we can keep")
     match intent.get("status"):
         case "succeeded":
             return ProviderResult("captured", reference)
@@ -250,15 +284,23 @@ def charge_result(intent: Mapping[str, Any]) -> ProviderResult:
             return ProviderResult("pending", reference, next_action=next_action_of(intent))
         case "canceled":
             return ProviderResult("cancelled", reference)
-    error = intent.get("last_payment_error") or {
-        "code": "payment_method_required",
-        "message": "The payment was not completed.",
-    }
-    return _declined(error, reference)
+        case "requires_payment_method":
+            error = intent.get("last_payment_error")
+            if not isinstance(error, Mapping):
+                error = {
+                    "code": "payment_method_required",
+                    "message": "The payment was not completed.",
+                }
+            return _declined(error, reference)
+    raise ProviderTimeout("Stripe's answer has a status we do not know")
 
 
 def refund_result(made: Mapping[str, Any]) -> ProviderResult:
+    if not isinstance(made, Mapping):
+        raise ProviderTimeout("Stripe's answer could not be read")
     reference = made.get("id")
+    if not isinstance(reference, str) or not REFERENCE.fullmatch(reference):
+        raise ProviderTimeout("Stripe's answer carries no Refund id we can keep")
     match made.get("status"):
         case "succeeded":
             return ProviderResult("refunded", reference)
@@ -270,9 +312,13 @@ def refund_result(made: Mapping[str, Any]) -> ProviderResult:
 
 def next_action_of(intent: Mapping[str, Any]) -> NextAction | None:
     """Stripe's `next_action`, as much of it as the customer needs; None when too big."""
-    action = intent.get("next_action") or {}
+    action = intent.get("next_action")
+    if not isinstance(action, Mapping):
+        return None
     kind = action.get("type")
-    details = action.get(kind) or {} if isinstance(kind, str) else {}
+    details = action.get(kind) if isinstance(kind, str) else None
+    if not isinstance(details, Mapping):
+        return None
     try:
         match kind:
             case "alipay_handle_redirect" | "redirect_to_url":
@@ -290,10 +336,13 @@ def next_action_of(intent: Mapping[str, Any]) -> NextAction | None:
 
 def _declined(error: Mapping[str, Any], reference: str | None = None) -> ProviderResult:
     reason = error.get("decline_code") or error.get("code") or "provider_declined"
-    intent = error.get("payment_intent") or {}
+    intent = error.get("payment_intent")
+    known = intent.get("id") if isinstance(intent, Mapping) else None
+    if reference is None and isinstance(known, str) and REFERENCE.fullmatch(known):
+        reference = known
     return ProviderResult(
         "declined",
-        reference or intent.get("id"),
+        reference,
         _reason(str(reason)),
         _message(error.get("message")),
     )
@@ -302,7 +351,7 @@ def _declined(error: Mapping[str, Any], reference: str | None = None) -> Provide
 def _error_of(failure: stripe.StripeError) -> Mapping[str, Any]:
     body = failure.json_body if isinstance(failure.json_body, dict) else {}
     error = body.get("error")
-    return error if isinstance(error, dict) else {"code": failure.code}
+    return error if isinstance(error, dict) else {"code": str(failure.code or "")[:64]}
 
 
 def _reason(text: str) -> str:
@@ -328,6 +377,12 @@ def _retry_after(headers: Mapping[str, str] | None) -> float:
         seconds = float((headers or {}).get("retry-after") or DEFAULT_RETRY_AFTER_S)
     except ValueError:
         seconds = DEFAULT_RETRY_AFTER_S
+    if not math.isfinite(seconds):
+        seconds = (
+            DEFAULT_RETRY_AFTER_S
+            if math.isnan(seconds)
+            else math.copysign(MAX_RETRY_AFTER_S, seconds)
+        )
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 

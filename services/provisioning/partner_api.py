@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ TOKEN_MARGIN_S: Final = 300.0  # a token is renewed this long before it expires 
 MAX_RETRY_AFTER_S: Final = 300.0  # a Retry-After is honoured up to this
 APPLIED_ORDER_STATUSES: Final = frozenset({"completed", "partially_refunded", "refunded"})
 ORDERS_PAGE: Final = "50"
+# Answers to a top-up that say the carrier did nothing (busy, rate limited, not signed in).
+NOTHING_DONE: Final = frozenset({401, 429, 503})
 
 
 @dataclass(frozen=True)
@@ -128,13 +131,21 @@ class PartnerApiCarrier:
         orders = _data(response)
         if not isinstance(orders, list):
             raise CarrierUnavailable("the carrier's order list could not be read")
-        for order in orders:
+        ours = [
+            order
+            for order in orders
             # The filter is a LIKE search: only our exact key on this line counts.
-            if isinstance(order, dict) and order.get("description") == key:
-                status = order.get("status")
-                slug = status.get("slug") if isinstance(status, dict) else None
-                if slug in APPLIED_ORDER_STATUSES:
-                    return Applied(reference=str(order.get("code") or order.get("id"))[:40])
+            if isinstance(order, dict) and order.get("description") == key
+        ]
+        for order in ours:
+            status = order.get("status")
+            slug = status.get("slug") if isinstance(status, dict) else None
+            if isinstance(slug, str) and slug in APPLIED_ORDER_STATUSES:
+                return Applied(reference=str(order.get("code") or order.get("id"))[:40])
+        if ours:
+            # An order carries our key in a state we cannot read: it exists, so it is
+            # never sent again; asked about later.
+            raise CarrierUnavailable("an order carries the key; its status is not one we know")
         return NotFound()
 
     async def usage(self, iccid: str) -> LineUsage | None:
@@ -144,15 +155,16 @@ class PartnerApiCarrier:
         if response.status_code != 200:
             raise _transient(response, effect=False)
         usage = _data(response)
-        if not isinstance(usage, dict):
-            raise CarrierUnavailable("the carrier's usage answer could not be read")
-        return LineUsage(
-            remaining_mb=int(usage.get("remaining") or 0),
-            total_mb=int(usage.get("total") or 0),
-            unlimited=bool(usage.get("is_unlimited")),
-            status=str(usage.get("status") or "UNKNOWN")[:16],
-            expires_at=_carrier_time(usage.get("expired_at")),
-        )
+        try:
+            return LineUsage(
+                remaining_mb=int(usage.get("remaining") or 0),
+                total_mb=int(usage.get("total") or 0),
+                unlimited=bool(usage.get("is_unlimited")),
+                status=str(usage.get("status") or "UNKNOWN")[:16],
+                expires_at=_carrier_time(usage.get("expired_at")),
+            )
+        except (AttributeError, TypeError, ValueError, OverflowError) as unreadable:
+            raise CarrierUnavailable("the carrier's usage answer could not be read") from unreadable
 
     async def topup_packages(self, iccid: str) -> list[TopUpPackage] | None:
         """The top-up packages the line may buy; None for a line the carrier does not know."""
@@ -161,12 +173,18 @@ class PartnerApiCarrier:
             return None
         if response.status_code != 200:
             raise _transient(response, effect=False)
-        return [
-            TopUpPackage(
-                str(item["id"]), int(item["amount"]), int(item["day"]), bool(item["is_unlimited"])
-            )
-            for item in _items(response)
-        ]
+        try:
+            return [
+                TopUpPackage(
+                    str(item["id"])[:100],
+                    int(item["amount"]),
+                    int(item["day"]),
+                    bool(item["is_unlimited"]),
+                )
+                for item in _items(response)
+            ]
+        except (KeyError, TypeError, ValueError, OverflowError) as unreadable:
+            raise CarrierUnavailable("the carrier's package list could not be read") from unreadable
 
     async def held_packages(self, iccid: str) -> list[HeldPackage] | None:
         """The packages the line holds, newest first; None for a line the carrier does not know."""
@@ -175,10 +193,17 @@ class PartnerApiCarrier:
             return None
         if response.status_code != 200:
             raise _transient(response, effect=False)
-        return [
-            HeldPackage(str(item["package"]["id"]), str(item["status"]), int(item["remaining"]))
-            for item in _items(response)
-        ]
+        try:
+            return [
+                HeldPackage(
+                    str(item["package"]["id"])[:100],
+                    str(item["status"])[:32],
+                    int(item["remaining"]),
+                )
+                for item in _items(response)
+            ]
+        except (KeyError, TypeError, ValueError, OverflowError) as unreadable:
+            raise CarrierUnavailable("the line's packages could not be read") from unreadable
 
     async def _call(
         self, method: str, path: str, *, effect: bool, **request: Any
@@ -210,10 +235,12 @@ class PartnerApiCarrier:
             if response.status_code != 200:
                 raise _transient(response, effect=False)
             granted = _data(response)
-            if not isinstance(granted, dict) or not granted.get("access_token"):
+            token = granted.get("access_token") if isinstance(granted, dict) else None
+            lifetime = granted.get("expires_in") if isinstance(granted, dict) else None
+            if not _header_safe(token) or not isinstance(lifetime, int | float):
                 raise CarrierUnavailable("the carrier's token answer could not be read")
-            lifetime_s = float(granted.get("expires_in") or 0)
-            self._token = str(granted["access_token"])
+            lifetime_s = float(lifetime) if math.isfinite(lifetime) and lifetime > 0 else 0.0
+            self._token = str(token)
             self._token_expires_at = (
                 self._clock() + lifetime_s - min(TOKEN_MARGIN_S, lifetime_s / 10)
             )
@@ -265,8 +292,10 @@ def _transient(response: httpx.Response, *, effect: bool) -> Exception:
     if status == 429:
         wait = retry_after_s(response.headers)
         return CarrierUnavailable(f"carrier rate limit (429), retry after {wait:g}s", wait)
-    if effect and status in (500, 504):
-        return CarrierTimeout(f"carrier error {status} after the top-up was sent")
+    if effect and status not in NOTHING_DONE:
+        # A top-up was sent and the answer says neither done nor refused: unknown,
+        # settled from the line's orders before it is ever sent again.
+        return CarrierTimeout(f"carrier answered {status} after the top-up was sent")
     return CarrierUnavailable(f"carrier answered {status}")
 
 
@@ -280,7 +309,20 @@ def retry_after_s(headers: Mapping[str, str]) -> float:
             seconds = (email.utils.parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
         except (TypeError, ValueError):
             seconds = 1.0
+    if not math.isfinite(seconds):
+        seconds = 1.0 if math.isnan(seconds) else math.copysign(MAX_RETRY_AFTER_S, seconds)
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _header_safe(token: object) -> bool:
+    """A bearer token we can send: printable ASCII, no spaces, of a sane length."""
+    return (
+        isinstance(token, str)
+        and 0 < len(token) <= 4096
+        and token.isascii()
+        and token.isprintable()
+        and " " not in token
+    )
 
 
 def _json(response: httpx.Response) -> Any:

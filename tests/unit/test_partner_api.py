@@ -223,8 +223,10 @@ def scripted(top_up: Callable[[httpx.Request], httpx.Response]) -> PartnerApiCar
     return PartnerApiCarrier(client, "id", SecretStr("secret"), 1.0)
 
 
-@pytest.mark.parametrize("status", [500, 504])
-async def test_a_server_error_to_a_top_up_leaves_its_outcome_unknown(status: int) -> None:
+@pytest.mark.parametrize("status", [500, 502, 504, 201, 202, 302])
+async def test_an_answer_that_is_neither_done_nor_refused_leaves_a_top_up_unknown(
+    status: int,
+) -> None:
     adapter = scripted(lambda _: httpx.Response(status, text="oops"))
     with pytest.raises(CarrierTimeout, match=str(status)):
         await adapter.top_up(new_key(), random_iccid(), ONE_GB)
@@ -269,8 +271,11 @@ async def test_the_top_up_is_sent_as_a_form_with_our_key_as_its_description() ->
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("7", 7.0), ("", 1.0), ("soon", 1.0), ("-3", 0.0), ("99999", 300.0), ("2.5", 2.5)],
-)
+    [
+        ("7", 7.0), ("", 1.0), ("soon", 1.0), ("-3", 0.0), ("99999", 300.0), ("2.5", 2.5),
+        ("nan", 1.0), ("inf", 300.0), ("-inf", 0.0), ("1e12", 300.0),
+    ],
+)  # fmt: skip
 def test_retry_after_is_read_in_seconds_and_bounded(header: str, seconds: float) -> None:
     assert retry_after_s({"retry-after": header} if header else {}) == seconds
 
@@ -284,3 +289,44 @@ async def forget_tokens(carrier: SimulatedCarrier) -> None:
     async with carrier.app.state.sessions.begin() as session:
         await session.execute(delete(ledger.access_tokens))
     carrier.app.state.simulator.tokens.clear()
+
+
+def orders_answer(key: str, status: object) -> Callable[[httpx.Request], httpx.Response]:
+    """A carrier whose order list holds one order with our key, in `status`."""
+    order = {"id": 7, "code": "20261206-000007", "description": key, "status": status}
+    return lambda _: httpx.Response(200, json={"data": [order], "meta": {}})
+
+
+@pytest.mark.parametrize(
+    "status", [{"slug": "pending"}, {"slug": ["completed"]}, "completed", None, 7]
+)
+async def test_an_order_with_our_key_in_a_state_we_cannot_read_is_never_sent_again(
+    status: object,
+) -> None:
+    key = new_key()
+    adapter = scripted(orders_answer(key, status))
+    with pytest.raises(CarrierUnavailable, match="an order carries the key"):
+        await adapter.status(key, random_iccid())
+
+
+@pytest.mark.parametrize(
+    "granted",
+    [
+        {"access_token": "t", "expires_in": "soon"},
+        {"access_token": "t", "expires_in": [1]},
+        {"access_token": "tök", "expires_in": 60},
+        {"access_token": "a\r\nb", "expires_in": 60},
+        {"access_token": "t" * 5000, "expires_in": 60},
+        {"access_token": 5, "expires_in": 60},
+    ],
+)
+async def test_a_token_answer_we_cannot_use_is_unavailable_not_a_crash(
+    granted: dict[str, object],
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": granted, "meta": {}})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://c")
+    adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 1.0)
+    with pytest.raises(CarrierUnavailable, match="token answer"):
+        await adapter.top_up(new_key(), random_iccid(), ONE_GB)
