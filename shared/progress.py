@@ -5,6 +5,8 @@
   that cannot be written. It is free again once a message of that partition completes.
 - The outbox relay is failing while its drains raise; parked rows are outbox rows the
   broker refused for good (shared/outbox.py).
+- The outside world (the payment provider, the carrier) is failing while every call to
+  it goes unanswered (unreachable, refused, timed out) for OUTSIDE_FAILING_AFTER_S.
 
 One Progress per process (`PROGRESS`): the consumers, the relay and /health share it.
 """
@@ -21,6 +23,7 @@ from prometheus_client.registry import REGISTRY, Collector
 
 STUCK_AFTER_S: Final = 30.0
 RELAY_FAILING_AFTER_S: Final = 10.0
+OUTSIDE_FAILING_AFTER_S: Final = 30.0
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Progress:
     relay_failing_since: float | None = None
     relay_error: str = ""
     parked_rows: int = 0
+    # party -> (since when its calls go unanswered, the last error in words)
+    outside_failing: dict[str, tuple[float, str]] = field(default_factory=dict)
 
     def started(self, group: str, topic: str, partition: int, offset: int) -> None:
         """A message is in hand; the same offset again keeps its first time."""
@@ -84,6 +89,24 @@ class Progress:
         self.relay_failing_since = None
         self.relay_error = ""
 
+    def outside_failed(self, party: str, error: BaseException) -> None:
+        """A call to `party` went unanswered; the first of a run of them starts the clock."""
+        since = self.outside_failing.get(party, (time.monotonic(), ""))[0]
+        self.outside_failing[party] = (since, f"{type(error).__name__}: {error}"[:300])
+
+    def outside_answered(self, party: str) -> None:
+        """`party` answered (a decline is an answer too)."""
+        self.outside_failing.pop(party, None)
+
+    def outside_down(self) -> dict[str, tuple[float, str]]:
+        """The parties unanswered for OUTSIDE_FAILING_AFTER_S: for how long, and why."""
+        now = time.monotonic()
+        return {
+            party: (now - since, error)
+            for party, (since, error) in sorted(self.outside_failing.items())
+            if now - since >= OUTSIDE_FAILING_AFTER_S
+        }
+
     def problems(self) -> list[str]:
         """Why this process is degraded, in words; empty when it is not."""
         found = [
@@ -98,6 +121,10 @@ class Progress:
             )
         if self.parked_rows:
             found.append(f"{self.parked_rows} outbox row(s) parked: the broker refused them")
+        found += [
+            f"{party} unanswered for {seconds:.0f}s: {error}"
+            for party, (seconds, error) in self.outside_down().items()
+        ]
         return found
 
 
@@ -124,6 +151,15 @@ class ProgressCollector(Collector):
         yield GaugeMetricFamily(
             "topup_outbox_relay_failing", "1 while the outbox relay's drains fail", value=failing
         )
+        down = GaugeMetricFamily(
+            "topup_outside_unanswered_seconds",
+            "How long every call to an outside party has gone unanswered (listed past the "
+            "threshold)",
+            labels=["party"],
+        )
+        for party, (seconds, _error) in self.progress.outside_down().items():
+            down.add_metric([party], seconds)
+        yield down
         yield GaugeMetricFamily(
             "topup_outbox_parked_rows",
             "Outbox rows the broker refused for good",

@@ -60,6 +60,7 @@ from shared.events import (
 from shared.kafka import Outgoing
 from shared.metrics import REFUNDS
 from shared.outbox import staged
+from shared.progress import PROGRESS
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ SessionFactory = async_sessionmaker[AsyncSession]
 ANSWER_NAMESPACE: Final = uuid.UUID("0b8f3f4e-5c1d-4d59-9a43-6a7c2e1f9d10")
 # Who changed a payment through a webhook, in the audit log.
 PROVIDER_CALLER: Final = "stripe"
+PROVIDER: Final = "the payment provider"  # its name in /health
 
 
 @dataclass(frozen=True)
@@ -453,13 +455,17 @@ def refund_answer(payment: Payment, refund: Refund | None) -> list[Outgoing]:
 async def _ask(call: Awaitable[ProviderResult]) -> Answer:
     """The provider's answer, or why there is none."""
     try:
-        return await call
+        answer = await call
     except ProviderTimeout as timeout:
         log.warning("provider did not answer in time: %s", timeout)
+        PROGRESS.outside_failed(PROVIDER, timeout)
         return Unanswered(maybe_acted=True)
     except ProviderUnavailable as unavailable:
         log.warning("provider unavailable: %s", unavailable)
+        PROGRESS.outside_failed(PROVIDER, unavailable)
         return Unanswered(maybe_acted=False, retry_after_s=unavailable.retry_after_s)
+    PROGRESS.outside_answered(PROVIDER)  # /health: the provider answers
+    return answer
 
 
 def _next_check(backoff: Backoff, payment: Payment, answer: Answer) -> datetime:

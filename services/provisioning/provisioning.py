@@ -47,10 +47,12 @@ from shared.events import LineToppedUp, TopUpFailed, TopUpLine
 from shared.kafka import Outgoing
 from shared.metrics import TOPUPS
 from shared.outbox import staged
+from shared.progress import PROGRESS
 
 log = logging.getLogger(__name__)
 
 PROVISIONER: Final = "provisioner"  # its name in the broker's context
+CARRIER: Final = "the carrier"  # its name in /health
 CLAIM_BATCH: Final = 20
 
 
@@ -131,21 +133,27 @@ async def send(provisioner: Provisioner, topup: TopUp) -> Outcome:
             True, "package_unknown", "the catalog maps this package to no carrier package"
         )
     try:
-        return await provisioner.carrier.top_up(topup.key, topup.iccid, carrier_package)
+        answer = await provisioner.carrier.top_up(topup.key, topup.iccid, carrier_package)
     except CarrierUnavailable as exc:
+        PROGRESS.outside_failed(CARRIER, exc)
         return Unavailable(f"carrier unavailable: {exc}", exc.retry_after_s)
     except CarrierTimeout as exc:
+        PROGRESS.outside_failed(CARRIER, exc)
         return Unknown(f"carrier timed out: {exc}")
+    PROGRESS.outside_answered(CARRIER)  # /health: the carrier answers
+    return answer
 
 
 async def ask(carrier: Carrier, topup: TopUp) -> Outcome:
     """What became of the key, from the line's top-ups at the carrier."""
     try:
-        return await carrier.status(topup.key, topup.iccid)
-    except CarrierUnavailable as exc:
-        return Unknown(f"carrier status not available: {exc}", exc.retry_after_s)
-    except CarrierTimeout as exc:
-        return Unknown(f"carrier status not available: {exc}")
+        answer = await carrier.status(topup.key, topup.iccid)
+    except (CarrierUnavailable, CarrierTimeout) as exc:
+        PROGRESS.outside_failed(CARRIER, exc)
+        wait = exc.retry_after_s if isinstance(exc, CarrierUnavailable) else 0.0
+        return Unknown(f"carrier status not available: {exc}", wait)
+    PROGRESS.outside_answered(CARRIER)
+    return answer
 
 
 def carrier_package_of(catalog_path: Path, package_id: str) -> str | None:
