@@ -158,20 +158,21 @@ def print_log_tails(logs: Iterable[Path], lines: int = 40) -> None:
 
 def simulator_processes(
     services: Mapping[str, Iterable[ServiceProcess]],
-    databases: Mapping[str, str],
+    databases: Mapping[str, str] | None,
     env: Mapping[str, str],
     log_dir: Path,
     carrier_kafka: Mapping[str, str],
 ) -> list[ServiceProcess]:
     """The outside world for `services` (name -> its processes): one process of each
-    simulator on a free port with its own database, each service's processes told where
-    its simulator listens and with which credentials (deploy/local/outside_world.py).
-    `carrier_kafka` is the carrier's broker settings: it publishes its usage reports."""
+    simulator on a free port with its own database (None: an SQLite file each in
+    `log_dir`), each service's processes told where its simulator listens and with which
+    credentials (deploy/local/outside_world.py). `carrier_kafka` is the carrier's broker
+    settings: it publishes its usage reports."""
     simulators = {
         name: service_process(
             name,
             carrier_kafka.get("KAFKA_BOOTSTRAP_SERVERS", ""),
-            databases[name],
+            databases[name] if databases else f"sqlite+aiosqlite:///{log_dir / name}.db",
             {**env, **(carrier_kafka if name == CARRIER_SIMULATOR else {})},
             log_dir / f"{name}.log",
         )

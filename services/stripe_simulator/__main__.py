@@ -1,3 +1,6 @@
-from services.stripe_simulator.app import build_app, run
+from services.stripe_simulator.app import build_app
+from services.stripe_simulator.settings import SimulatorSettings
+from shared.service import run
 
-run(build_app())
+settings = SimulatorSettings()
+run(build_app(settings), settings)

@@ -37,7 +37,6 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import and_, insert, or_, select, update
@@ -66,7 +65,6 @@ from services.stripe_simulator.outcomes import (
 from services.stripe_simulator.settings import NAME, SimulatorSettings
 from shared import db
 from shared.card_numbers import storable
-from shared.logs import configure_logging, uvicorn_log_config
 
 log = logging.getLogger(NAME)
 
@@ -429,7 +427,7 @@ def build_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await sim.ready()
         worker = asyncio.create_task(_background(sim), name="stripe simulator background")
-        log.info("%s ready on http://%s:%s", NAME, settings.http_host, settings.http_port)
+        log.info("%s ready on http://%s:%s", NAME, settings.http_host, settings.port)
         try:
             yield
         finally:
@@ -593,19 +591,6 @@ async def _background(sim: Simulator) -> None:
             except Exception:
                 log.exception("stripe simulator background step failed; trying again")
             await asyncio.sleep(sim.settings.tick_s)
-
-
-def run(app: FastAPI) -> None:
-    settings: SimulatorSettings = app.state.simulator.settings
-    configure_logging(NAME, settings.log_level)
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_level=settings.log_level.lower(),
-        log_config=uvicorn_log_config(),
-        access_log=False,
-    )
 
 
 async def _page(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import REPO_ROOT
+from shared.settings import ServiceSettings
 
 NAME = "stripe_simulator"
 
 
-class SimulatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+class SimulatorSettings(ServiceSettings):
+    """The common process settings (HTTP_HOST, HTTP_PORT: 8010, DATABASE_URL: default
+    var/data/stripe_simulator.db, LOG_LEVEL) and the simulator's own."""
+
+    service_name: str = NAME
 
     # The secret key it accepts (Bearer) and the secret it signs its webhooks with.
     stripe_api_key: SecretStr = SecretStr("sk_test_simulator")
@@ -19,10 +21,6 @@ class SimulatorSettings(BaseSettings):
     # Where its events go (payments' /webhooks/stripe; several, comma-separated, stand for
     # a load balancer: each event goes to the first that takes it); none: kept, not sent.
     stripe_webhook_url: str = ""
-    database_url: str = ""
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8010, ge=0, le=65535)
-    log_level: str = "INFO"
 
     # How the outside world behaves.
     provider_latency_ms: int = Field(default=100, ge=0, description="mean, jittered +-50%")
@@ -38,9 +36,3 @@ class SimulatorSettings(BaseSettings):
     webhook_retry_base_s: float = Field(default=0.5, gt=0.0)
     webhook_retry_max_s: float = Field(default=30.0, gt=0.0)
     tick_s: float = Field(default=0.2, gt=0.0)
-
-    @property
-    def resolved_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'data' / f'{NAME}.db'}"

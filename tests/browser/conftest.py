@@ -16,7 +16,6 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from deploy.local.kafka import free_port
-from deploy.local.outside_world import SIMULATORS
 from deploy.local.processes import (
     SERVICES,
     ServiceProcess,
@@ -59,7 +58,7 @@ async def stack(
     }
     simulators = simulator_processes(
         {name: [process] for name, process in services.items()},
-        {name: f"sqlite+aiosqlite:///{folder / name}.db" for name in SIMULATORS},
+        None,  # an SQLite file each, in the folder
         SIMULATION,
         folder,
         kafka.env(CARRIER),

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from deploy.local.outside_world import SIMULATORS
 from deploy.local.processes import (
     SERVICES,
     ServiceProcess,
@@ -62,7 +61,7 @@ def traced(
     }
     simulators = simulator_processes(
         {name: [process] for name, process in processes.items()},
-        {name: f"sqlite+aiosqlite:///{folder / name}.db" for name in SIMULATORS},
+        None,  # an SQLite file each, in the folder
         SIMULATION,
         folder,
         kafka.env(CARRIER),
