@@ -48,6 +48,7 @@ log = logging.getLogger("carrier_simulator")
 INVALID: Final = "the parameter is invalid"
 NOT_FOUND: Final = {"data": [], "meta": {"message": "messages.resource_not_found"}}
 UNAVAILABLE: Final = {"data": [], "meta": {"message": "Service Unavailable"}}
+GATEWAY_TIMEOUT: Final = {"data": [], "meta": {"message": "Gateway Timeout"}}
 MAX_FIELD: Final = {"iccid": 32, "package_id": 64, "description": 255}
 MAX_PAGE: Final = 100
 NO_NUMBER: Final = "This eSIM doesn't come with a phone number."
@@ -68,6 +69,7 @@ class Behaviour:
     hang_s: float = 30.0
     rate_limit_per_s: float = 0.0
     suspended_iccids: frozenset[str] = field(default_factory=frozenset)
+    request_deadline_s: float = 30.0  # a top-up not placed by then is given up (504)
 
     @classmethod
     def from_settings(cls, settings: CarrierSimulatorSettings) -> Behaviour:
@@ -79,6 +81,7 @@ class Behaviour:
             hang_s=settings.carrier_hang_s,
             rate_limit_per_s=settings.carrier_rate_limit_per_s,
             suspended_iccids=settings.carrier_suspended_iccids,
+            request_deadline_s=settings.carrier_request_deadline_s,
         )
 
 
@@ -219,6 +222,11 @@ async def top_up_packages(iccid: str, request: Request) -> JSONResponse:
 
 @router.post("/v2/orders/topups")
 async def submit_top_up_order(request: Request) -> JSONResponse:
+    """Place a top-up order. One that cannot be placed within the request deadline of its
+    arrival (slow, or waiting behind others) is given up and rolled back: a 504, nothing
+    done. So a top-up the client gave up on lands late, or never, but never later."""
+    arrived = time.monotonic()
+    await request.body()  # received whole on arrival; the client may go while it waits
     simulator = simulator_of(request)
     late = await simulator.admit(request)
     form = await request.form()
@@ -246,6 +254,8 @@ async def submit_top_up_order(request: Request) -> JSONResponse:
         order = await ledger.place_order(
             session, iccid, package, fields["description"], datetime.now(UTC)
         )
+        if time.monotonic() - arrived > simulator.behaviour.request_deadline_s:
+            raise Answer(504, GATEWAY_TIMEOUT)  # rolls the order back
     log.info("top-up order %s: %s on a line", order.code, package.package_id)
     return await answer(
         simulator, {"data": placed(order, package), "meta": {"message": "success"}}, late

@@ -30,6 +30,10 @@ class CarrierSimulatorSettings(ServiceSettings):
     carrier_timeout_rate: Rate = 0.0  # the answer held CARRIER_HANG_S ...
     carrier_timeout_applied_rate: Rate = 0.5  # ... of those, processed before (else not)
     carrier_hang_s: Seconds = 30.0  # longer than a client waits
+    # A top-up not placed within this long of its arrival is given up (504, nothing
+    # done), as a gateway's timeout would: a slow request lands late, never later than
+    # this. Provisioning's CARRIER_IN_FLIGHT_S must be longer.
+    carrier_request_deadline_s: Annotated[float, Field(gt=0.0)] = 30.0
     carrier_rate_limit_per_s: Seconds = 0.0  # requests per second; beyond: 429 (0: none)
     carrier_suspended_iccids: Annotated[frozenset[str], NoDecode] = frozenset()
     carrier_seed: int | None = None

@@ -57,6 +57,7 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
             backoff_base_s=config.retry_backoff_base_s,
             backoff_max_s=config.retry_backoff_max_s,
             grace_s=config.new_grace_s,
+            in_flight_s=config.carrier_in_flight_s,
             interval_s=config.retry_interval_s,
         ),
         alerts=AlertRules(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    case,
     insert,
     select,
     update,
@@ -150,6 +151,9 @@ topups = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),  # top-up calls sent to the carrier
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),  # None once settled
+    # When the key was last sent to the carrier (or about to be): until that send can no
+    # longer land, the carrier not knowing the key does not allow sending it again.
+    Column("last_sent_at", DateTime(timezone=True), nullable=True),
     Column("last_error", String(500), nullable=True),
     Column("failure_reason", String(64), nullable=True),
     # The answer, kept so that a repeated command gets the very same one.
@@ -181,6 +185,7 @@ class TopUp:
     data_remaining_mb: int | None
     settled_at: datetime | None
     applied_at: datetime | None
+    last_sent_at: datetime | None = None
 
 
 async def insert_topup(
@@ -201,6 +206,7 @@ async def insert_topup(
             status=TopUpStatus.NEW,
             attempts=0,
             next_attempt_at=due_at,
+            last_sent_at=now,  # the first send follows this transaction
             created_at=now,
             updated_at=now,
         ),
@@ -228,7 +234,8 @@ async def claim_due(
 ) -> list[TopUp]:
     """Unsettled top-ups whose time has come, pushed to `lease_until` so that no other
     instance takes them while this one talks to the carrier. SKIP LOCKED lets two
-    instances claim at once without waiting for, or sharing, a row."""
+    instances claim at once without waiting for, or sharing, a row. The RETRYING ones
+    are sent once claimed: their send time is recorded now, before they go."""
     rows = (
         await session.execute(
             select(topups)
@@ -243,7 +250,12 @@ async def claim_due(
         await session.execute(
             update(topups)
             .where(topups.c.idempotency_key.in_([t.key for t in claimed]))
-            .values(next_attempt_at=lease_until)
+            .values(
+                next_attempt_at=lease_until,
+                last_sent_at=case(
+                    (topups.c.status == TopUpStatus.RETRYING, now), else_=topups.c.last_sent_at
+                ),
+            )
         )
     return claimed
 
@@ -331,6 +343,7 @@ def _topup(row: Row[Any]) -> TopUp:
         data_remaining_mb=row.data_remaining_mb,
         settled_at=utc_or_none(row.settled_at),
         applied_at=utc_or_none(row.applied_at),
+        last_sent_at=utc_or_none(row.last_sent_at),
     )
 
 

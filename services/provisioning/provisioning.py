@@ -171,7 +171,8 @@ async def record_outcome(
         log.warning("outcome %r for unknown top-up %s ignored", outcome, key)
         return []
     attempts = topup.attempts + (1 if sent else 0)
-    move = decide(outcome, attempts, provisioner.retry)
+    since_sent = None if topup.last_sent_at is None else now - topup.last_sent_at
+    move = decide(outcome, attempts, provisioner.retry, since_sent)
     if not can_transition(topup.status, move.status):
         log.info("top-up %s is %s; %r ignored", key, topup.status, outcome)
         return []

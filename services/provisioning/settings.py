@@ -43,6 +43,10 @@ class ProvisioningSettings(ServiceSettings):
     # How long a carrier call may be in flight before the retrier takes the top-up
     # over (a crash between the two transactions leaves it NEW).
     new_grace_s: Seconds = 30.0
+    # How long a top-up sent to the carrier may still be placed by it (a slow request is
+    # not a lost one): the key is not sent again before, whatever the carrier's order
+    # list says. Longer than the carrier takes to act on a request or give it up.
+    carrier_in_flight_s: Seconds = 120.0
 
     # Alerts (docs/usage-alerts.md): each fires once per threshold per package cycle.
     alert_data_used_percent: Annotated[tuple[int, ...], NoDecode] = (75, 90)

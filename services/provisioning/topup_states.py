@@ -8,12 +8,18 @@ of the carrier (or its silence) calls for under the retry policy.
                             --unavailable, no attempts left-----> FAILED(retries_exhausted)
                             --timed out, status unanswered------> UNKNOWN (ask status(key))
                             --status not_found------------------> RETRYING (send now), or
-                                                                  FAILED(retries_exhausted)
+                                                                  FAILED(retries_exhausted);
+                                                                  UNKNOWN while the last send
+                                                                  may still land (in_flight_s)
 A NEW top-up left alone past the grace period (a crash between the carrier call and
 its record) is treated as UNKNOWN: the carrier is asked before anything is sent.
 
 An UNKNOWN top-up is never failed on a timer: it may have been applied, so it
-waits for the carrier to say what happened.
+waits for the carrier to say what happened. "Not among the line's orders" says only
+that the carrier has not placed it *yet*: a send that timed out may still be working
+its way through the carrier (a slow request is not a lost one). So the key is sent
+again only once its last send is older than `in_flight_s`, longer than the carrier
+takes to act on a request or give it up.
 """
 
 from __future__ import annotations
@@ -76,7 +82,15 @@ class RetryPolicy:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     grace_s: float = 30.0  # a call in flight this long is presumed lost
+    # A top-up sent this recently may still be placed by the carrier: its absence from
+    # the line's orders proves nothing yet. Longer than the carrier's own deadline for
+    # a request (CARRIER_REQUEST_DEADLINE_S on the simulator).
+    in_flight_s: float = 120.0
     interval_s: float = 0.5  # how often the retrier looks for due top-ups
+
+    @property
+    def in_flight(self) -> timedelta:
+        return timedelta(seconds=self.in_flight_s)
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after the `attempts`-th failed attempt: base, 2 x base, 4 x base ..."""
@@ -93,8 +107,11 @@ class Move:
     message: str | None = None
 
 
-def decide(outcome: Outcome, attempts: int, policy: RetryPolicy) -> Move:
-    """Where a top-up goes after `outcome`, `attempts` top-up calls having been sent."""
+def decide(
+    outcome: Outcome, attempts: int, policy: RetryPolicy, since_sent: timedelta | None = None
+) -> Move:
+    """Where a top-up goes after `outcome`, `attempts` top-up calls having been sent, the
+    last one `since_sent` ago (None: never sent, or too long ago to matter)."""
     match outcome:
         case Applied():
             return Move(TopUpStatus.APPLIED)
@@ -105,8 +122,12 @@ def decide(outcome: Outcome, attempts: int, policy: RetryPolicy) -> Move:
         case Unavailable(message=message, retry_after_s=retry_after_s):
             wait = max(policy.backoff(attempts), timedelta(seconds=retry_after_s))
             return _retry_or_give_up(attempts, policy, message, wait)
+        case NotFound() if since_sent is not None and since_sent < policy.in_flight:
+            wait, ago = policy.in_flight - since_sent, since_sent.total_seconds()
+            message = f"not among the line's orders yet; sent {ago:.0f}s ago, may still be placed"
+            return Move(TopUpStatus.UNKNOWN, retry_in=wait, message=message)
         case NotFound():
-            # Nothing reached the carrier, and we already waited before asking:
+            # Nothing reached the carrier, and its last send can no longer land:
             # send the same key again at once.
             return _retry_or_give_up(
                 attempts, policy, "the carrier never received it", wait=timedelta(0)

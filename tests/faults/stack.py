@@ -54,6 +54,10 @@ def simulation(suspended_iccids: list[str]) -> dict[str, str]:
         "CARRIER_TIMEOUT_S": "1",
         "CARRIER_TIMEOUT_RATE": "0.05",
         "CARRIER_TRANSIENT_FAILURE_RATE": "0.05",
+        # The carrier gives up a top-up it cannot place within 3 s; provisioning sends a key
+        # the carrier does not know again only once its last send is older than that.
+        "CARRIER_REQUEST_DEADLINE_S": "3",
+        "CARRIER_IN_FLIGHT_S": "8",
         "CARRIER_SUSPENDED_ICCIDS": ",".join(suspended_iccids),
         "RETRY_INTERVAL_S": "0.3",
         "RETRY_BACKOFF_BASE_S": "0.2",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,9 +68,12 @@ async def simulated_carrier(
     *,
     timeout_s: float = CLIENT_TIMEOUT_S,
     event_hooks: dict[str, list[Any]] | None = None,
+    over_sockets: bool = False,
     **settings: Any,
 ) -> AsyncIterator[SimulatedCarrier]:
-    """`settings`: the simulator's (carrier_suspended_iccids=..., carrier_token_ttl_s=...)."""
+    """`settings`: the simulator's (carrier_suspended_iccids=..., carrier_token_ttl_s=...).
+    `over_sockets`: served by uvicorn, so that a request the client gave up on goes on
+    at the carrier (in process, giving up cancels it)."""
     config = simulator_settings(tmp_path, **settings)
     app = build_app(config)
     await start(app)
@@ -82,19 +85,25 @@ async def simulated_carrier(
     hooks = {"request": [note], "response": []}
     for kind, more in (event_hooks or {}).items():
         hooks[kind] = [*hooks.get(kind, []), *more]
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://carrier.test",
-        event_hooks=hooks,
-    )
-    adapter = PartnerApiCarrier(
-        client, config.carrier_client_id, config.carrier_client_secret, timeout_s
-    )
-    try:
-        yield SimulatedCarrier(app, adapter, config, sent)
-    finally:
-        await client.aclose()
-        await app.state.engine.dispose()
+    async with AsyncExitStack() as stack:
+        if over_sockets:
+            client = httpx.AsyncClient(
+                base_url=await stack.enter_async_context(served(app)), event_hooks=hooks
+            )
+        else:
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://carrier.test",
+                event_hooks=hooks,
+            )
+        adapter = PartnerApiCarrier(
+            client, config.carrier_client_id, config.carrier_client_secret, timeout_s
+        )
+        try:
+            yield SimulatedCarrier(app, adapter, config, sent)
+        finally:
+            await client.aclose()
+            await app.state.engine.dispose()
 
 
 @asynccontextmanager

@@ -144,6 +144,20 @@ async def test_a_top_up_lost_before_it_was_processed_is_not_found_afterwards(
         assert await carrier.adapter.status(key, iccid) == NotFound()
 
 
+async def test_a_top_up_the_carrier_cannot_place_within_its_deadline_is_never_placed(
+    tmp_path: Path,
+) -> None:
+    async with simulated_carrier(
+        tmp_path, timeout_s=5, carrier_request_deadline_s=0.1, over_sockets=True
+    ) as carrier:
+        key, iccid = new_key(), random_iccid()
+        assert await carrier.adapter.status(key, iccid) == NotFound()  # the token, fast
+        carrier.behaviour.latency_ms = 400  # 0.2-0.6 s before it is placed: too late
+        with pytest.raises(CarrierTimeout, match="504"):
+            await carrier.adapter.top_up(key, iccid, ONE_GB)
+        assert await carrier.orders() == []
+
+
 async def test_only_the_exact_key_on_that_line_settles_a_top_up(tmp_path: Path) -> None:
     async with simulated_carrier(tmp_path) as carrier:
         key, iccid = new_key(), random_iccid()

@@ -4,6 +4,7 @@ reached through the real adapter (tests/unit/carrier_fixtures.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,7 +31,9 @@ from tests.unit.harness import InMemoryService, in_memory_service, running
 ICCID = "8944500102198304826"
 SUSPENDED = "8944500102198304834"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-POLICY = RetryPolicy(max_attempts=3, backoff_base_s=10, backoff_max_s=60, grace_s=30)
+POLICY = RetryPolicy(
+    max_attempts=3, backoff_base_s=10, backoff_max_s=60, grace_s=30, in_flight_s=20
+)
 CARRIER_PACKAGE = "eurolink-7days-1gb-topup"  # eu-1gb-7d's, by the catalog
 
 
@@ -67,11 +70,17 @@ class Provisioning:
 
 
 @asynccontextmanager
-async def rig_with(tmp_path: Path, rule: StackingRule) -> AsyncIterator[Provisioning]:
+async def rig_with(
+    tmp_path: Path, rule: StackingRule, *, over_sockets: bool = False
+) -> AsyncIterator[Provisioning]:
     async with (
         in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service,
         simulated_carrier(
-            tmp_path, timeout_s=0.2, carrier_hang_s=0.6, carrier_suspended_iccids={SUSPENDED}
+            tmp_path,
+            timeout_s=0.2,
+            carrier_hang_s=0.6,
+            carrier_suspended_iccids={SUSPENDED},
+            over_sockets=over_sockets,
         ) as carrier,
     ):
         clock = Clock(START)
@@ -253,12 +262,36 @@ async def test_a_timed_out_top_up_the_carrier_never_received_is_sent_again_with_
     command = top_up_line()
     await rig.top_up(command)
     rig.carrier.behaviour.timeout_rate = 0.0
-    await rig.retrier_pass(after_s=10)  # status: not found
+    await rig.retrier_pass(after_s=10)  # not found, but sent 10 s ago: it may still land
+    assert (await rig.topup(command)).status is TopUpStatus.UNKNOWN
+    await rig.retrier_pass(after_s=POLICY.in_flight_s - 10)  # not found, and it cannot land
     assert (await rig.topup(command)).status is TopUpStatus.RETRYING
     await rig.retrier_pass()  # sent again at once
     assert [e["type"] for e in rig.events] == ["LineToppedUp"]
     assert (await rig.carrier_orders(command), rig.carrier.top_up_requests()) == (1, 2)
     assert (await rig.topup(command)).attempts == 2
+
+
+async def test_a_top_up_still_on_its_way_through_the_carrier_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    async with rig_with(tmp_path, StackingRule.EXTEND, over_sockets=True) as rig:
+        await rig.carrier.adapter.status("warm-up:topup", ICCID)  # the token, fetched fast
+        rig.carrier.behaviour.latency_ms = 1000  # 0.5-1.5 s: the client gives up at 0.2 s
+        command = top_up_line()
+        await rig.top_up(command)
+        assert (await rig.topup(command)).status is TopUpStatus.UNKNOWN
+        rig.carrier.behaviour.latency_ms = 0
+        await rig.retrier_pass(after_s=10)  # asked before the carrier placed it: not found
+        assert await rig.carrier_orders(command) == 0
+        assert (await rig.topup(command)).status is TopUpStatus.UNKNOWN
+        for _ in range(300):  # the carrier places it, late
+            if await rig.carrier_orders(command):
+                break
+            await asyncio.sleep(0.01)
+        await rig.retrier_pass(after_s=POLICY.in_flight_s)
+        assert [e["type"] for e in rig.events] == ["LineToppedUp"]
+        assert (await rig.carrier_orders(command), rig.carrier.top_up_requests()) == (1, 1)
 
 
 async def test_an_unknown_top_up_stays_unknown_while_the_carrier_cannot_say(

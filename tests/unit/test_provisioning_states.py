@@ -101,3 +101,12 @@ def test_a_carrier_that_says_retry_after_is_not_called_again_before(
 ) -> None:
     move = decide(outcome, attempts, POLICY)
     assert move.retry_in == timedelta(seconds=wait_s)
+
+
+def test_a_key_not_found_while_its_last_send_may_still_land_is_not_sent_again_yet() -> None:
+    policy = RetryPolicy(in_flight_s=60)
+    waiting = decide(NotFound(), 1, policy, since_sent=timedelta(seconds=15))
+    assert (waiting.status, waiting.retry_in) == (S.UNKNOWN, timedelta(seconds=45))
+    assert "may still be placed" in str(waiting.message)
+    resent = decide(NotFound(), 1, policy, since_sent=timedelta(seconds=60))
+    assert (resent.status, resent.retry_in) == (S.RETRYING, timedelta(0))
