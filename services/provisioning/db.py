@@ -234,8 +234,12 @@ async def claim_due(
 ) -> list[TopUp]:
     """Unsettled top-ups whose time has come, pushed to `lease_until` so that no other
     instance takes them while this one talks to the carrier. SKIP LOCKED lets two
-    instances claim at once without waiting for, or sharing, a row. The RETRYING ones
-    are sent once claimed: their send time is recorded now, before they go."""
+    instances claim at once without waiting for, or sharing, a row.
+
+    A RETRYING one is sent once claimed, so it leaves the claim UNKNOWN, its send time
+    recorded: should this instance die or stall past the lease mid-call, whoever takes
+    it over asks the carrier first instead of sending it a second time. The claimed
+    copies returned still say RETRYING: what to do with them."""
     rows = (
         await session.execute(
             select(topups)
@@ -252,6 +256,10 @@ async def claim_due(
             .where(topups.c.idempotency_key.in_([t.key for t in claimed]))
             .values(
                 next_attempt_at=lease_until,
+                status=case(
+                    (topups.c.status == TopUpStatus.RETRYING, TopUpStatus.UNKNOWN.value),
+                    else_=topups.c.status,
+                ),
                 last_sent_at=case(
                     (topups.c.status == TopUpStatus.RETRYING, now), else_=topups.c.last_sent_at
                 ),

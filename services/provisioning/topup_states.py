@@ -12,7 +12,9 @@ of the carrier (or its silence) calls for under the retry policy.
                                                                   UNKNOWN while the last send
                                                                   may still land (in_flight_s)
 A NEW top-up left alone past the grace period (a crash between the carrier call and
-its record) is treated as UNKNOWN: the carrier is asked before anything is sent.
+its record) is treated as UNKNOWN: the carrier is asked before anything is sent. A
+RETRYING one is UNKNOWN from the moment the retrier claims it to send it, for the same
+reason: whoever takes it over from a retrier that died mid-call asks first.
 
 An UNKNOWN top-up is never failed on a timer: it may have been applied, so it
 waits for the carrier to say what happened. "Not among the line's orders" says only

@@ -335,6 +335,24 @@ async def test_a_claimed_top_up_is_not_claimed_again_while_it_is_worked_on(
     assert (len(first), len(second)) == (1, 0)
 
 
+async def test_a_retry_whose_sender_died_mid_call_is_asked_about_not_sent_again(
+    rig: Provisioning,
+) -> None:
+    rig.carrier.behaviour.transient_failure_rate = 1.0
+    command = top_up_line()
+    await rig.top_up(command)
+    rig.carrier.behaviour.transient_failure_rate = 0.0
+    rig.clock.advance(10)
+    # One instance claims the retry and sends it; the carrier places it; the instance dies.
+    [claimed] = await provisioning.claim_due(rig.service.sessions, rig.provisioner)
+    assert claimed.status is TopUpStatus.RETRYING
+    await rig.carrier.adapter.top_up(command.idempotency_key, ICCID, CARRIER_PACKAGE)
+    assert (await rig.topup(command)).status is TopUpStatus.UNKNOWN
+    assert await rig.retrier_pass(after_s=POLICY.grace_s) == 1  # its lease ran out: asked
+    assert [e["type"] for e in rig.events] == ["LineToppedUp"]
+    assert (await rig.carrier_orders(command), rig.carrier.top_up_requests()) == (1, 2)
+
+
 async def test_a_late_outcome_for_a_settled_top_up_changes_nothing(rig: Provisioning) -> None:
     command = top_up_line()
     await rig.top_up(command)
