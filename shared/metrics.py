@@ -25,6 +25,17 @@ REFUNDS = Counter("topup_refunds_total", "Refunds answered by the provider", ["o
 DEAD_LETTERS = Counter(
     "topup_dead_letters_total", "Messages sent to a dead-letter topic", ["topic", "reason"]
 )
+# Calls to the outside world that outlived their message (shared/late_answers.py).
+LATE_ANSWERS = Counter(
+    "topup_outside_answers_late_total",
+    "Provider or carrier answers a consumer stopped waiting for (recorded when they came)",
+    ["service"],
+)
+OUTSIDE_CALLS_OUT = Gauge(
+    "topup_outside_calls_out",
+    "Provider or carrier calls still out after their message",
+    ["service"],
+)
 OUTBOX_BACKLOG = Gauge("topup_outbox_backlog", "Outbox rows not yet published")
 OUTBOX_PUBLISHED = Counter("topup_outbox_published_total", "Outbox rows published")
 OUTBOX_PARKED = Counter(

@@ -11,6 +11,7 @@ from services.payments.settings import PaymentsSettings
 from services.payments.settler import settler
 from services.payments.stripe_provider import StripeProvider
 from shared import topics
+from shared.late_answers import LateAnswers
 from shared.service import build_service_app
 from shared.settings import ServiceSettings, specialise
 
@@ -27,16 +28,17 @@ def build_app(
     stripe_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The app for `service_settings`; plain service settings get payments' own from the
-    environment (PAYMENT_PROVIDER, STRIPE_*, SETTLE_*, NEW_GRACE_S). `stripe_transport`:
+    environment (PAYMENT_PROVIDER, STRIPE_*, SETTLE_*, NEW_GRACE_S, OUTSIDE_*). `stripe_transport`:
     tests give the Stripe simulator's app, in process."""
     payments_settings = specialise(service_settings, PaymentsSettings)
+    late = LateAnswers.of(payments_settings, SERVICE)
     app = build_service_app(
         payments_settings,
         migrations=Path(__file__).parent / "migrations",
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
         http_router=webhooks.router,
-        background=[settler],
+        background=[settler, late.closing(wait_s=payments_settings.stripe_timeout_s)],
         public_paths=webhooks.PUBLIC_PATHS,
     )
     provider = StripeProvider(
@@ -46,5 +48,5 @@ def build_app(
         return_url=payments_settings.stripe_return_url,
         transport=stripe_transport,
     )
-    provide(app.state.broker, provider, payments_settings.backoff)
+    provide(app.state.broker, provider, payments_settings.backoff, late)
     return app

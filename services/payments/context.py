@@ -8,17 +8,23 @@ from faststream.kafka import KafkaBroker
 
 from services.payments.backoff import Backoff
 from services.payments.provider import PaymentProvider
+from shared.late_answers import INLINE, LateAnswers
 
 _PROVIDER = "payment_provider"
 _BACKOFF = "payment_backoff"
+_LATE = "late_answers"
 
 Provider = Annotated[PaymentProvider, Context(_PROVIDER)]
 Checks = Annotated[Backoff, Context(_BACKOFF)]
+Late = Annotated[LateAnswers, Context(_LATE, default=INLINE)]
 
 
-def provide(broker: KafkaBroker, provider: PaymentProvider, backoff: Backoff) -> None:
+def provide(
+    broker: KafkaBroker, provider: PaymentProvider, backoff: Backoff, late: LateAnswers = INLINE
+) -> None:
     broker.context.set_global(_PROVIDER, provider)
     broker.context.set_global(_BACKOFF, backoff)
+    broker.context.set_global(_LATE, late)
 
 
 def provider_in(broker: KafkaBroker) -> PaymentProvider:

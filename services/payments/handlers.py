@@ -8,7 +8,7 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaBroker
 
 from services.payments import payments
-from services.payments.context import Checks, Provider
+from services.payments.context import Checks, Late, Provider
 from shared import topics
 from shared.events import PaymentsCommand
 from shared.kafka import Sessions, saga_subscriber
@@ -23,6 +23,7 @@ async def on_payments_command(
     sessions: Sessions,
     provider: Provider,
     backoff: Checks,
+    late: Late,
     broker: KafkaBroker,
 ) -> None:
-    await payments.handle(sessions, provider, backoff, command)
+    await payments.handle(sessions, provider, backoff, command, late)

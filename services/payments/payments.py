@@ -5,7 +5,9 @@ A provider call never happens inside a transaction: a first transaction records
 the intent (deduplicated by the idempotency key), the call follows, a second
 transaction records the answer. A crash in between leaves an open row that the
 settler asks the provider about, under the same key. Every function returns the
-messages to publish once its transactions have committed.
+messages to publish once its transactions have committed. A consumer waits for the
+call's answer OUTSIDE_PATIENCE_S at most: a slower answer is recorded when it comes, by a
+task of its own, and the consumer goes on (shared/late_answers.py).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from shared.events import (
     RefundPayment,
 )
 from shared.kafka import Outgoing
+from shared.late_answers import INLINE, LateAnswers
 from shared.metrics import REFUNDS
 from shared.outbox import staged
 from shared.progress import PROGRESS
@@ -104,19 +107,26 @@ async def handle(
     provider: PaymentProvider,
     backoff: Backoff,
     command: ChargePayment | CancelPayment | RefundPayment,
+    late: LateAnswers = INLINE,
 ) -> list[Outgoing]:
+    """`late`: how long the provider's answer is waited for before the command is left
+    to finish on its own (shared/late_answers.py); by default, in full."""
     match command:
         case ChargePayment():
-            return await charge(sessions, provider, backoff, command)
+            return await charge(sessions, provider, backoff, command, late)
         case CancelPayment():
-            return await cancel(sessions, provider, backoff, command)
+            return await cancel(sessions, provider, backoff, command, late)
         case RefundPayment():
-            return await refund(sessions, provider, backoff, command)
+            return await refund(sessions, provider, backoff, command, late)
     assert_never(command)
 
 
 async def charge(
-    sessions: SessionFactory, provider: PaymentProvider, backoff: Backoff, command: ChargePayment
+    sessions: SessionFactory,
+    provider: PaymentProvider,
+    backoff: Backoff,
+    command: ChargePayment,
+    late: LateAnswers = INLINE,
 ) -> list[Outgoing]:
     """Charge once per idempotency key; a repeated command gets the first answer again."""
     key = command.idempotency_key
@@ -146,17 +156,25 @@ async def charge(
             if not created:
                 log.info("payment %s is %s already; answering again", key, payment.status)
             return await staged(session, charge_answer(payment))
-    result = await _ask(
-        provider.charge(
-            key, command.amount, command.fee, command.payment_method, command.payment_token
+
+    async def call_and_record() -> list[Outgoing]:
+        result = await _ask(
+            provider.charge(
+                key, command.amount, command.fee, command.payment_method, command.payment_token
+            )
         )
-    )
-    async with sessions.begin() as session:
-        return await staged(session, await record_charge_answer(session, key, result, backoff))
+        async with sessions.begin() as session:
+            return await staged(session, await record_charge_answer(session, key, result, backoff))
+
+    return await late.answer(call_and_record)
 
 
 async def cancel(
-    sessions: SessionFactory, provider: PaymentProvider, backoff: Backoff, command: CancelPayment
+    sessions: SessionFactory,
+    provider: PaymentProvider,
+    backoff: Backoff,
+    command: CancelPayment,
+    late: LateAnswers = INLINE,
 ) -> list[Outgoing]:
     """Stop waiting for a charge; one the provider captured after all is reported as such."""
     key = command.idempotency_key
@@ -180,13 +198,21 @@ async def cancel(
         )
         if asked is None:
             raise PaymentChanged(key)
-    result = await _ask(cancel_at_provider(provider, key, payment.provider_reference))
-    async with sessions.begin() as session:
-        return await staged(session, await record_charge_answer(session, key, result, backoff))
+
+    async def call_and_record() -> list[Outgoing]:
+        result = await _ask(cancel_at_provider(provider, key, payment.provider_reference))
+        async with sessions.begin() as session:
+            return await staged(session, await record_charge_answer(session, key, result, backoff))
+
+    return await late.answer(call_and_record)
 
 
 async def refund(
-    sessions: SessionFactory, provider: PaymentProvider, backoff: Backoff, command: RefundPayment
+    sessions: SessionFactory,
+    provider: PaymentProvider,
+    backoff: Backoff,
+    command: RefundPayment,
+    late: LateAnswers = INLINE,
 ) -> list[Outgoing]:
     """Refund a captured charge once, in full, fee included; a repeat gets the same answer."""
     charge_key = charge_key_for(command.order_id)
@@ -223,11 +249,15 @@ async def refund(
             raise PaymentChanged(charge_key)
     reference = payment.provider_reference
     assert reference is not None, "a captured charge has the provider's reference"
-    result = await _ask(provider.refund(command.idempotency_key, reference, command.amount))
-    async with sessions.begin() as session:
-        return await staged(
-            session, await record_refund_answer(session, charge_key, result, backoff)
-        )
+
+    async def call_and_record() -> list[Outgoing]:
+        result = await _ask(provider.refund(command.idempotency_key, reference, command.amount))
+        async with sessions.begin() as session:
+            return await staged(
+                session, await record_refund_answer(session, charge_key, result, backoff)
+            )
+
+    return await late.answer(call_and_record)
 
 
 async def settle_charge(

@@ -8,10 +8,11 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from services.payments.backoff import Backoff
+from shared.late_answers import LateAnswerSettings
 from shared.settings import ServiceSettings
 
 
-class PaymentsSettings(ServiceSettings):
+class PaymentsSettings(ServiceSettings, LateAnswerSettings):
     service_name: str = "payments"
 
     # The provider: Stripe, or a server of its API (the Stripe simulator, stripe-mock).

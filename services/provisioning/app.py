@@ -16,6 +16,7 @@ from services.provisioning.retrier import retry_and_settle
 from services.provisioning.settings import ProvisioningSettings
 from services.provisioning.topup_states import RetryPolicy
 from shared import topics
+from shared.late_answers import LateAnswers
 from shared.service import build_service_app
 from shared.settings import ServiceSettings, specialise
 from shared.worker import Runtime
@@ -34,6 +35,8 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
         config.carrier_timeout_s,
     )
 
+    late = LateAnswers.of(config, config.service_name)
+
     async def close_carrier_client(_runtime: Runtime) -> None:
         try:
             await asyncio.Event().wait()  # until the service stops
@@ -46,7 +49,12 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
         kafka_router=handlers.router,
         topics=topics.ALL_TOPICS,
         http_router=api.router,
-        background=[retry_and_settle, sweep_lines, close_carrier_client],
+        background=[
+            retry_and_settle,
+            sweep_lines,
+            close_carrier_client,
+            late.closing(wait_s=config.carrier_timeout_s),
+        ],
     )
     provisioner = Provisioner(
         carrier=carrier,
@@ -69,6 +77,7 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
             retry_delay_s=config.auto_renewal_retry_delay_s,
         ),
         sweep_interval_s=config.line_sweep_interval_s,
+        late=late,
     )
     app.state.provisioner = provisioner
     app.state.broker.context.set_global(PROVISIONER, provisioner)

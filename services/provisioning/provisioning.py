@@ -45,6 +45,7 @@ from services.provisioning.topup_states import (
 from shared import topics
 from shared.events import LineToppedUp, TopUpFailed, TopUpLine
 from shared.kafka import Outgoing
+from shared.late_answers import INLINE, LateAnswers
 from shared.metrics import TOPUPS
 from shared.outbox import staged
 from shared.progress import PROGRESS
@@ -72,6 +73,9 @@ class Provisioner:
     renewal: RenewalPolicy = field(default_factory=RenewalPolicy)
     sweep_interval_s: float = 30.0
     catalog_path: Path = DEFAULT_CATALOG  # the carrier's package ids; what auto-renewal may be
+    # How long a consumer waits for the carrier before its answer is left to come on its
+    # own (shared/late_answers.py); by default, in full.
+    late: LateAnswers = INLINE
 
 
 def provisioner_of(broker: KafkaBroker) -> Provisioner:
@@ -96,10 +100,14 @@ async def top_up(
         if not first:
             log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
             return await staged(session, answer_for(topup))
-    outcome = await send(provisioner, topup)
-    async with sessions.begin() as session:
-        answer = await record_outcome(session, provisioner, topup.key, outcome, sent=True)
-        return await staged(session, answer)
+
+    async def call_and_record() -> list[Outgoing]:
+        outcome = await send(provisioner, topup)
+        async with sessions.begin() as session:
+            answer = await record_outcome(session, provisioner, topup.key, outcome, sent=True)
+            return await staged(session, answer)
+
+    return await provisioner.late.answer(call_and_record)
 
 
 async def claim_due(

@@ -12,6 +12,7 @@ from pydantic_settings import NoDecode
 
 from services.orders.catalog import DEFAULT_CATALOG
 from services.provisioning.balances import StackingRule
+from shared.late_answers import LateAnswerSettings
 from shared.settings import ServiceSettings
 
 SERVICE = "provisioning"
@@ -23,7 +24,7 @@ LOCAL_CLIENT_SECRET = "topup-local-secret"  # noqa: S105 - a local default, not 
 Seconds = Annotated[float, Field(ge=0.0)]
 
 
-class ProvisioningSettings(ServiceSettings):
+class ProvisioningSettings(ServiceSettings, LateAnswerSettings):
     service_name: str = SERVICE
     stacking_rule: StackingRule = StackingRule.EXTEND
     # What an auto-renewal may be set to (CATALOG_PATH, as for orders).

@@ -3,6 +3,7 @@ answer on payments.events.v1 out, the simulator standing in for the provider."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from services.payments.backoff import Backoff
 from services.payments.context import provide
 from services.payments.db import metadata, payments, refunds
 from services.payments.stripe_provider import StripeProvider
+from services.stripe_simulator.app import build_app
 from services.stripe_simulator.ledger import payment_intents
 from shared import topics
 from shared.events import (
@@ -30,8 +32,10 @@ from shared.events import (
     PaymentsCommand,
     RefundPayment,
 )
+from shared.late_answers import LateAnswers
 from tests.clock import Clock
 from tests.unit.harness import InMemoryService, in_memory_service, running
+from tests.unit.payments_fixtures import adapter_for, simulator_settings
 
 ICCID = "8944500102198304826"
 FEE = Money(amount_minor=45, currency="EUR")
@@ -237,3 +241,30 @@ async def test_a_refund_of_a_charge_never_captured_publishes_nothing(
     command = charge(paying_with="tok_decline")
     answers = await answers_to(tmp_path, provider, command, refund(command), refund(charge()))
     assert [a["type"] for a in answers] == ["PaymentDeclined"]
+
+
+async def test_answers_slower_than_the_patience_free_the_consumer_and_are_recorded_later(
+    tmp_path: Path, clock: Clock
+) -> None:
+    slow = build_app(simulator_settings(tmp_path, provider_latency_ms=200), clock=clock)
+    await slow.state.simulator.ready()
+    provider, late = adapter_for(slow), LateAnswers(0.02, 8, "payments")
+    captured, declined = charge(), charge(paying_with="tok_decline")
+    async with in_memory_service("payments", handlers.router, metadata, tmp_path) as service:
+        provide(service.broker, provider, Backoff(), late)
+        answers = service.watch(topics.PAYMENTS_EVENTS)
+        async with running(service.broker):
+            await service.send(topics.PAYMENTS_COMMANDS, captured)
+            await service.send(topics.PAYMENTS_COMMANDS, declined)
+            assert (answers, late.out) == ([], 2)  # both calls out, neither command held
+            for _ in range(300):
+                if late.out == 0:
+                    break
+                await asyncio.sleep(0.01)
+            await service.relay()
+    await provider.close()
+    await slow.state.simulator.engine.dispose()
+    assert sorted((a["type"], a["order_id"]) for a in answers) == sorted(
+        [("PaymentCaptured", str(captured.order_id)), ("PaymentDeclined", str(declined.order_id))]
+    )
+    assert await charge_calls(slow.state.simulator.engine) == 2
