@@ -4,7 +4,6 @@ with its inbox record and its outgoing messages (shared/inbox.py, shared/outbox.
 from datetime import timedelta
 from typing import Annotated, Any
 
-from faststream import Context
 from faststream.kafka import KafkaRouter
 
 from services.orders import orders
@@ -13,12 +12,12 @@ from services.orders.settings import OrdersSettings
 from shared import topics
 from shared.events import PaymentsEvent, ProvisioningEvent
 from shared.inbox import handle_once
-from shared.kafka import Sessions, saga_subscriber
+from shared.kafka import InContext, Sessions, saga_subscriber
 from shared.outbox import run_and_stage
 
 SERVICE = "orders"
 router = KafkaRouter()
-Settings = Annotated[OrdersSettings, Context("settings")]
+Settings = Annotated[OrdersSettings, InContext("settings")]
 
 
 @saga_subscriber(router, SERVICE, topics.ORDERS_COMMANDS)

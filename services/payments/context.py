@@ -3,20 +3,20 @@ it as typed arguments, the settler reads it from its runtime."""
 
 from typing import Annotated, cast
 
-from faststream import Context
 from faststream.kafka import KafkaBroker
 
 from services.payments.backoff import Backoff
 from services.payments.provider import PaymentProvider
+from shared.kafka import InContext
 from shared.late_answers import INLINE, LateAnswers
 
 _PROVIDER = "payment_provider"
 _BACKOFF = "payment_backoff"
 _LATE = "late_answers"
 
-Provider = Annotated[PaymentProvider, Context(_PROVIDER)]
-Checks = Annotated[Backoff, Context(_BACKOFF)]
-Late = Annotated[LateAnswers, Context(_LATE, default=INLINE)]
+Provider = Annotated[PaymentProvider, InContext(_PROVIDER)]
+Checks = Annotated[Backoff, InContext(_BACKOFF)]
+Late = Annotated[LateAnswers, InContext(_LATE, default=INLINE)]
 
 
 def provide(

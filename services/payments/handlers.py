@@ -5,7 +5,6 @@ two of them (see payments.py).
 """
 
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaBroker
 
 from services.payments import payments
 from services.payments.context import Checks, Late, Provider
@@ -24,6 +23,5 @@ async def on_payments_command(
     provider: Provider,
     backoff: Checks,
     late: Late,
-    broker: KafkaBroker,
 ) -> None:
     await payments.handle(sessions, provider, backoff, command, late)

@@ -46,6 +46,14 @@ async def test_a_slower_answer_frees_the_consumer_and_is_recorded_when_it_comes(
     assert recorded == ["slow"]
 
 
+async def test_with_no_patience_the_consumer_never_waits() -> None:
+    late, recorded = LateAnswers(0.0, 4, "test"), list[str]()
+    assert await late.answer(answered_after(0.0, recorded, "instant")) == []
+    assert (recorded, late.out) == ([], 1)
+    await settled(late)
+    assert recorded == ["instant"]
+
+
 async def test_with_too_many_calls_out_the_consumer_waits_for_the_answer_again() -> None:
     late, recorded = LateAnswers(0.02, 1, "test"), list[str]()
     assert await late.answer(answered_after(0.2, recorded, "first")) == []
@@ -60,7 +68,7 @@ async def test_without_patience_an_answer_is_waited_for_and_its_failure_is_the_m
         raise RuntimeError("the database is gone")
 
     with pytest.raises(RuntimeError, match="database is gone"):
-        await LateAnswers(0.0, 4, "test").answer(failing)
+        await LateAnswers(None, 4, "test").answer(failing)
 
 
 async def test_a_late_answer_that_cannot_be_recorded_is_logged_and_left_to_the_settler(
