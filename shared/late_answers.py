@@ -13,7 +13,9 @@ and the consumer moves on to its next message after `OUTSIDE_PATIENCE_S` at most
 Safe because the intent is recorded under its idempotency key first: a process that dies
 with calls still out leaves rows that the settler (payments) or the retrier
 (provisioning) takes over after their grace period, as after any crash mid-call, and a
-repeated command finds the row and waits for the same answer. At most
+command about the same payment or top-up (a repeat, a refund after its charge) first
+waits for the call still out about it in this process, so one key's commands are
+still handled in their order, each seeing what the one before did. At most
 `OUTSIDE_CALLS_AT_MOST` calls are out at once; beyond, the consumer waits for its
 answer as it always did (backpressure, not an unbounded pile of tasks).
 """
@@ -23,17 +25,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from shared.dead_letters import classify
 from shared.metrics import LATE_ANSWERS, OUTSIDE_CALLS_OUT
 from shared.worker import BackgroundTask, Runtime
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+RECORD_RETRY_DELAYS_S: Final = (0.1, 0.3, 1.0, 3.0)
 
 
 class LateAnswerSettings(BaseSettings):
@@ -53,7 +59,7 @@ class LateAnswers:
         self._patience_s = patience_s
         self._at_most = at_most
         self._service = service
-        self._out: set[asyncio.Task[Any]] = set()
+        self._out: dict[str, asyncio.Task[Any]] = {}  # by the key the call is about
 
     @classmethod
     def of(cls, settings: LateAnswerSettings, service: str) -> LateAnswers:
@@ -63,25 +69,41 @@ class LateAnswers:
     def out(self) -> int:
         return len(self._out)
 
-    async def answer(self, call_and_record: Callable[[], Coroutine[Any, Any, list[T]]]) -> list[T]:
-        """What `call_and_record` returns when it is done within the patience; else []
-        at once, while it goes on and records its answer on its own. Waited for in full
-        (its failure the message's) when patience is None or too many calls are out."""
-        if self._patience_s is None or len(self._out) >= self._at_most:
-            return await call_and_record()
-        task: asyncio.Task[list[T]] = asyncio.create_task(call_and_record())
+    async def answer(
+        self,
+        key: str,
+        call: Callable[[], Coroutine[Any, Any, R]],
+        record: Callable[[R], Coroutine[Any, Any, list[T]]],
+    ) -> list[T]:
+        """`record(await call())`: a call about `key` and the record of its answer, whose
+        result is returned when it is done within the patience; else [] at once, while
+        it goes on and records its answer on its own (a record that fails for a moment,
+        a database lock say, is tried again). Waited for in full (its failure the
+        message's) when patience is None, too many calls are out, or one about the same
+        key is (a caller that did not wait for `settled(key)` first)."""
+        if self._patience_s is None or len(self._out) >= self._at_most or key in self._out:
+            return await record(await call())
+        task = asyncio.create_task(_recorded(await_call=call, record=record))
         if self._patience_s > 0:
             done, _ = await asyncio.wait({task}, timeout=self._patience_s)
             if task in done:
                 return task.result()
-        self._out.add(task)  # a strong reference while it runs
-        task.add_done_callback(self._finished)
+        self._out[key] = task  # a strong reference while it runs
+        task.add_done_callback(lambda finished: self._finished(key, finished))
         LATE_ANSWERS.labels(self._service).inc()
         OUTSIDE_CALLS_OUT.labels(self._service).set(len(self._out))
         return []
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._out.discard(task)
+    async def settled(self, key: str) -> None:
+        """Once the call still out about `key` in this process, if any, has recorded its
+        answer (or failed to): the next command about it sees what it did."""
+        task = self._out.get(key)
+        if task is not None:
+            await asyncio.wait({task})  # never cancels it, even if this wait is
+
+    def _finished(self, key: str, task: asyncio.Task[Any]) -> None:
+        if self._out.get(key) is task:
+            del self._out[key]
         OUTSIDE_CALLS_OUT.labels(self._service).set(len(self._out))
         if task.cancelled():
             return
@@ -99,7 +121,7 @@ class LateAnswers:
         (their rows are taken over after the grace period, as after a crash)."""
         if not self._out:
             return
-        _, pending = await asyncio.wait(set(self._out), timeout=wait_s)
+        _, pending = await asyncio.wait(set(self._out.values()), timeout=wait_s)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -114,6 +136,24 @@ class LateAnswers:
                 await self.close(wait_s)
 
         return close_late_answers
+
+
+async def _recorded(
+    await_call: Callable[[], Coroutine[Any, Any, R]],
+    record: Callable[[R], Coroutine[Any, Any, list[T]]],
+) -> list[T]:
+    """The call's answer, recorded; a transient failure to record it (what a consumer
+    would retry: shared/dead_letters.py `classify`) is tried again, backing off."""
+    answer = await await_call()
+    for delay in (*RECORD_RETRY_DELAYS_S, None):
+        try:
+            return await record(answer)
+        except Exception as failed:
+            if delay is None or classify(failed) is not None:
+                raise
+            log.warning("recording a late answer failed (%r); again in %.1fs", failed, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
 
 INLINE = LateAnswers(None, 1, "inline")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, assert_never
@@ -130,6 +130,7 @@ async def charge(
 ) -> list[Outgoing]:
     """Charge once per idempotency key; a repeated command gets the first answer again."""
     key = command.idempotency_key
+    await late.settled(key)
     now = _now()
     refusal = _refusal(command)
     async with sessions.begin() as session:
@@ -157,16 +158,15 @@ async def charge(
                 log.info("payment %s is %s already; answering again", key, payment.status)
             return await staged(session, charge_answer(payment))
 
-    async def call_and_record() -> list[Outgoing]:
-        result = await _ask(
+    return await late.answer(
+        key,
+        lambda: _ask(
             provider.charge(
                 key, command.amount, command.fee, command.payment_method, command.payment_token
             )
-        )
-        async with sessions.begin() as session:
-            return await staged(session, await record_charge_answer(session, key, result, backoff))
-
-    return await late.answer(call_and_record)
+        ),
+        charge_recorder(sessions, key, backoff),
+    )
 
 
 async def cancel(
@@ -178,6 +178,7 @@ async def cancel(
 ) -> list[Outgoing]:
     """Stop waiting for a charge; one the provider captured after all is reported as such."""
     key = command.idempotency_key
+    await late.settled(key)
     async with sessions.begin() as session:
         payment = await get_payment(session, key, lock=True)
         if payment is None:
@@ -199,12 +200,11 @@ async def cancel(
         if asked is None:
             raise PaymentChanged(key)
 
-    async def call_and_record() -> list[Outgoing]:
-        result = await _ask(cancel_at_provider(provider, key, payment.provider_reference))
-        async with sessions.begin() as session:
-            return await staged(session, await record_charge_answer(session, key, result, backoff))
-
-    return await late.answer(call_and_record)
+    return await late.answer(
+        key,
+        lambda: _ask(cancel_at_provider(provider, key, payment.provider_reference)),
+        charge_recorder(sessions, key, backoff),
+    )
 
 
 async def refund(
@@ -216,6 +216,7 @@ async def refund(
 ) -> list[Outgoing]:
     """Refund a captured charge once, in full, fee included; a repeat gets the same answer."""
     charge_key = charge_key_for(command.order_id)
+    await late.settled(charge_key)
     async with sessions.begin() as session:
         payment = await get_payment(session, charge_key, lock=True)
         problem = _refund_problem(payment, command)
@@ -250,14 +251,11 @@ async def refund(
     reference = payment.provider_reference
     assert reference is not None, "a captured charge has the provider's reference"
 
-    async def call_and_record() -> list[Outgoing]:
-        result = await _ask(provider.refund(command.idempotency_key, reference, command.amount))
-        async with sessions.begin() as session:
-            return await staged(
-                session, await record_refund_answer(session, charge_key, result, backoff)
-            )
-
-    return await late.answer(call_and_record)
+    return await late.answer(
+        charge_key,
+        lambda: _ask(provider.refund(command.idempotency_key, reference, command.amount)),
+        refund_recorder(sessions, charge_key, backoff),
+    )
 
 
 async def settle_charge(
@@ -268,10 +266,7 @@ async def settle_charge(
         result = await _ask(cancel_at_provider(provider, payment.key, payment.provider_reference))
     else:
         result = await _ask(_status_or_charge(provider, payment))
-    async with sessions.begin() as session:
-        return await staged(
-            session, await record_charge_answer(session, payment.key, result, backoff)
-        )
+    return await charge_recorder(sessions, payment.key, backoff)(result)
 
 
 async def settle_refund(
@@ -281,10 +276,33 @@ async def settle_refund(
         refund = await get_refund(session, payment.key)
     assert refund is not None, "inserted with the move to REFUND_PENDING"
     result = await _ask(_refund_status_or_refund(provider, refund, payment))
-    async with sessions.begin() as session:
-        return await staged(
-            session, await record_refund_answer(session, payment.key, result, backoff)
-        )
+    return await refund_recorder(sessions, payment.key, backoff)(result)
+
+
+Recorder = Callable[[Answer], Coroutine[Any, Any, list[Outgoing]]]
+
+
+def charge_recorder(sessions: SessionFactory, key: str, backoff: Backoff) -> Recorder:
+    """Records a charge's answer (of a call, a settling question) in a transaction of its
+    own, with the messages it calls for."""
+
+    async def record(answer: Answer) -> list[Outgoing]:
+        async with sessions.begin() as session:
+            return await staged(session, await record_charge_answer(session, key, answer, backoff))
+
+    return record
+
+
+def refund_recorder(sessions: SessionFactory, charge_key: str, backoff: Backoff) -> Recorder:
+    """Records a refund's answer, as `charge_recorder` a charge's."""
+
+    async def record(answer: Answer) -> list[Outgoing]:
+        async with sessions.begin() as session:
+            return await staged(
+                session, await record_refund_answer(session, charge_key, answer, backoff)
+            )
+
+    return record
 
 
 async def cancel_at_provider(

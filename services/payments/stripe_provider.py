@@ -56,6 +56,7 @@ from services.payments.provider import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from shared.bounded_answers import BoundedTransport
 from shared.events import Money, NextAction, PaymentMethod
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,11 @@ class StripeProvider:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         http = stripe.HTTPXClient(timeout=timeout_s)
-        if transport is not None:
-            # Tests run the simulator in-process: the same client, another transport.
-            http._client_async = httpx.AsyncClient(transport=transport)
+        # Stripe's client library with an HTTPX client of ours: every answer read to a
+        # bound (shared/bounded_answers.py); tests give the simulator's app as `transport`.
+        http._client_async = httpx.AsyncClient(
+            timeout=timeout_s, transport=BoundedTransport(transport)
+        )
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base},

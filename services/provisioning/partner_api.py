@@ -45,6 +45,7 @@ from services.provisioning.carrier import (
     LineUsage,
     NotFound,
 )
+from shared.bounded_answers import BoundedTransport
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ class PartnerApiCarrier:
     def connect(
         cls, base_url: str, client_id: str, client_secret: SecretStr, timeout_s: float
     ) -> PartnerApiCarrier:
-        client = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout_s))
+        client = httpx.AsyncClient(
+            base_url=base_url, timeout=httpx.Timeout(timeout_s), transport=BoundedTransport()
+        )
         return cls(client, client_id, client_secret, timeout_s)
 
     async def aclose(self) -> None:

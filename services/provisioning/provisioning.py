@@ -89,6 +89,7 @@ async def top_up(
     sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner, command: TopUpLine
 ) -> list[Outgoing]:
     """The first delivery of a TopUpLine calls the carrier; a repeat gets the first answer."""
+    await provisioner.late.settled(command.idempotency_key)
     now = provisioner.clock()
     async with sessions.begin() as session:
         # Until the grace period is over the retrier leaves this call alone.
@@ -101,13 +102,12 @@ async def top_up(
             log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
             return await staged(session, answer_for(topup))
 
-    async def call_and_record() -> list[Outgoing]:
-        outcome = await send(provisioner, topup)
+    async def record(outcome: Outcome) -> list[Outgoing]:
         async with sessions.begin() as session:
             answer = await record_outcome(session, provisioner, topup.key, outcome, sent=True)
             return await staged(session, answer)
 
-    return await provisioner.late.answer(call_and_record)
+    return await provisioner.late.answer(topup.key, lambda: send(provisioner, topup), record)
 
 
 async def claim_due(

@@ -40,6 +40,10 @@ SIMULATION = {
     "CARRIER_LATENCY_MS": "20",
     "CARRIER_HANG_S": "3",  # as the provider's: longer than provisioning waits
     "CARRIER_TIMEOUT_S": "2",
+    # A top-up the carrier gave up (its deadline) may be sent again soon after, so that a
+    # slow moment on a busy machine does not hold a test's order for minutes.
+    "CARRIER_REQUEST_DEADLINE_S": "3",
+    "CARRIER_IN_FLIGHT_S": "6",
     "CARRIER_SUSPENDED_ICCIDS": SUSPENDED_ICCID,
     "RETRY_INTERVAL_S": "0.3",
     # Usage, alerts and auto-renewal: the tests publish the carrier's usage reports.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from services.provisioning.carrier import (
     NotFound,
 )
 from services.provisioning.partner_api import PartnerApiCarrier, retry_after_s
+from shared.bounded_answers import MAX_ANSWER_BYTES, BoundedTransport
 from tests.factories import random_iccid
 from tests.unit.carrier_fixtures import SimulatedCarrier, simulated_carrier
 
@@ -343,4 +344,43 @@ async def test_a_token_answer_we_cannot_use_is_unavailable_not_a_crash(
     client = httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://c")
     adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 1.0)
     with pytest.raises(CarrierUnavailable, match="token answer"):
+        await adapter.top_up(new_key(), random_iccid(), ONE_GB)
+
+
+async def test_an_answer_too_large_leaves_a_top_up_unknown_and_is_never_read_whole() -> None:
+    sent: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(10_000):  # 640 MB, if anyone read it all
+            sent.append(1)
+            yield b"x" * 65_536
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/token":
+            granted = {"token_type": "Bearer", "expires_in": 3600, "access_token": "t"}
+            return httpx.Response(200, json={"data": granted, "meta": {"message": "success"}})
+        return httpx.Response(200, content=endless())
+
+    bounded = BoundedTransport(httpx.MockTransport(answer))
+    client = httpx.AsyncClient(transport=bounded, base_url="http://c")
+    adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 5.0)
+    with pytest.raises(CarrierTimeout, match="AnswerTooLarge"):
+        await adapter.top_up(new_key(), random_iccid(), ONE_GB)
+    assert len(sent) * 65_536 <= MAX_ANSWER_BYTES + 2 * 65_536
+    with pytest.raises(CarrierUnavailable, match="AnswerTooLarge"):
+        await adapter.status(new_key(), random_iccid())
+
+
+async def test_an_answer_declaring_a_size_over_the_bound_is_not_read_at_all() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/token":
+            granted = {"token_type": "Bearer", "expires_in": 3600, "access_token": "t"}
+            return httpx.Response(200, json={"data": granted, "meta": {"message": "success"}})
+        return httpx.Response(200, headers={"Content-Length": str(10**12)}, content=b"{}")
+
+    client = httpx.AsyncClient(
+        transport=BoundedTransport(httpx.MockTransport(answer)), base_url="http://c"
+    )
+    adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 5.0)
+    with pytest.raises(CarrierTimeout, match="AnswerTooLarge"):
         await adapter.top_up(new_key(), random_iccid(), ONE_GB)

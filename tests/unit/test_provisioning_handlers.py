@@ -35,6 +35,9 @@ POLICY = RetryPolicy(
     max_attempts=3, backoff_base_s=10, backoff_max_s=60, grace_s=30, in_flight_s=20
 )
 CARRIER_PACKAGE = "eurolink-7days-1gb-topup"  # eu-1gb-7d's, by the catalog
+# Long enough for a first request on a busy machine (a token, a SQLite commit), short
+# enough that the timeout tests stay quick.
+CLIENT_TIMEOUT_S = 0.5
 
 
 @dataclass
@@ -77,8 +80,8 @@ async def rig_with(
         in_memory_service("provisioning", handlers.router, db.metadata, tmp_path) as service,
         simulated_carrier(
             tmp_path,
-            timeout_s=0.2,
-            carrier_hang_s=0.6,
+            timeout_s=CLIENT_TIMEOUT_S,
+            carrier_hang_s=CLIENT_TIMEOUT_S * 3,
             carrier_suspended_iccids={SUSPENDED},
             over_sockets=over_sockets,
         ) as carrier,
@@ -277,7 +280,7 @@ async def test_a_top_up_still_on_its_way_through_the_carrier_is_not_sent_again(
 ) -> None:
     async with rig_with(tmp_path, StackingRule.EXTEND, over_sockets=True) as rig:
         await rig.carrier.adapter.status("warm-up:topup", ICCID)  # the token, fetched fast
-        rig.carrier.behaviour.latency_ms = 1000  # 0.5-1.5 s: the client gives up at 0.2 s
+        rig.carrier.behaviour.latency_ms = 2000  # 1-3 s: the client gives up before
         command = top_up_line()
         await rig.top_up(command)
         assert (await rig.topup(command)).status is TopUpStatus.UNKNOWN
@@ -285,7 +288,7 @@ async def test_a_top_up_still_on_its_way_through_the_carrier_is_not_sent_again(
         await rig.retrier_pass(after_s=10)  # asked before the carrier placed it: not found
         assert await rig.carrier_orders(command) == 0
         assert (await rig.topup(command)).status is TopUpStatus.UNKNOWN
-        for _ in range(300):  # the carrier places it, late
+        for _ in range(500):  # the carrier places it, late
             if await rig.carrier_orders(command):
                 break
             await asyncio.sleep(0.01)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,8 +15,10 @@ import pytest
 
 from services.payments.app import build_app
 from services.payments.provider import ProviderTimeout
-from services.payments.stripe_provider import _retry_after, charge_result
+from services.payments.stripe_provider import StripeProvider, _retry_after, charge_result
 from services.stripe_simulator.app import signature_header
+from shared.bounded_answers import MAX_ANSWER_BYTES
+from shared.events import Money
 from shared.settings import ServiceSettings
 
 SECRET = "whsec_unit_shapes"
@@ -64,6 +68,26 @@ async def post(payload: str, signature: str) -> httpx.Response:
         return await client.post(
             "/webhooks/stripe", content=payload, headers={"Stripe-Signature": signature}
         )
+
+
+async def test_an_answer_too_large_to_read_is_an_unknown_outcome_never_read_whole() -> None:
+    chunks: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(10_000):  # 640 MB, if anyone read it all
+            chunks.append(1)
+            yield b"x" * 65_536
+
+    provider = StripeProvider(
+        "sk_test_unit",
+        api_base="http://stripe.test",
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=endless())),
+    )
+    eur = Money(amount_minor=1000, currency="EUR")
+    with pytest.raises(ProviderTimeout):
+        await provider.charge(f"{uuid.uuid4()}:charge", eur, eur, "card", "tok_visa")
+    await provider.close()
+    assert len(chunks) * 65_536 <= MAX_ANSWER_BYTES + 2 * 65_536
 
 
 def event(**overrides: Any) -> str:
