@@ -60,6 +60,7 @@ class LateAnswers:
         self._at_most = at_most
         self._service = service
         self._out: dict[str, asyncio.Task[Any]] = {}  # by the key the call is about
+        self._detached: set[asyncio.Task[Any]] = set()  # those the consumer left behind
 
     @classmethod
     def of(cls, settings: LateAnswerSettings, service: str) -> LateAnswers:
@@ -84,12 +85,13 @@ class LateAnswers:
         if self._patience_s is None or len(self._out) >= self._at_most or key in self._out:
             return await record(await call())
         task = asyncio.create_task(_recorded(await_call=call, record=record))
+        self._out[key] = task  # a strong reference while it runs, whatever befalls us
+        task.add_done_callback(lambda finished: self._finished(key, finished))
         if self._patience_s > 0:
             done, _ = await asyncio.wait({task}, timeout=self._patience_s)
             if task in done:
                 return task.result()
-        self._out[key] = task  # a strong reference while it runs
-        task.add_done_callback(lambda finished: self._finished(key, finished))
+        self._detached.add(task)
         LATE_ANSWERS.labels(self._service).inc()
         OUTSIDE_CALLS_OUT.labels(self._service).set(len(self._out))
         return []
@@ -105,8 +107,10 @@ class LateAnswers:
         if self._out.get(key) is task:
             del self._out[key]
         OUTSIDE_CALLS_OUT.labels(self._service).set(len(self._out))
-        if task.cancelled():
-            return
+        detached = task in self._detached
+        self._detached.discard(task)
+        if task.cancelled() or not detached:
+            return  # an answer within the patience: its failure was the message's
         failure = task.exception()
         if failure is not None:
             # The row stays open: the settler or the retrier takes it over after its grace.

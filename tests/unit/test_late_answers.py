@@ -149,3 +149,14 @@ async def test_a_second_call_about_a_key_with_one_out_is_waited_for_in_full() ->
     assert await late.answer("order-1", *answered_after(0.1, recorded, "charge")) == []
     assert await late.answer("order-1", *answered_after(0.0, recorded, "again")) == ["again"]
     await settled(late)
+
+
+async def test_a_failure_within_the_patience_is_the_messages_and_not_logged_as_late(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    late, tries = LateAnswers(0.5, 4, "test"), list[int]()
+    refused = BusinessRuleViolation("the payment is not ours")
+    with caplog.at_level(logging.ERROR), pytest.raises(BusinessRuleViolation):
+        await late.answer("k", *failing_to_record(refused, tries))
+    await asyncio.sleep(0)
+    assert (late.out, caplog.text) == (0, "")
