@@ -7,6 +7,10 @@ through `BoundedTransport`: an answer that declares, or turns out to carry, more
 `MAX_ANSWER_BYTES` is broken off as a transport error (`AnswerTooLarge`), which the
 adapters already read as "no usable answer": unknown after a call that may have acted,
 unavailable after one that did not.
+
+The bound is on what is read, so nothing may grow after it: every request asks for the
+answer as is (`Accept-Encoding: identity`), and an answer compressed anyway is refused
+unread (a few hundred bytes of nested gzip unpack to gigabytes).
 """
 
 from __future__ import annotations
@@ -54,7 +58,15 @@ class BoundedTransport(httpx.AsyncBaseTransport):
         self._limit = limit
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["Accept-Encoding"] = "identity"
         response = await self._inner.handle_async_request(request)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            await response.aclose()
+            raise AnswerTooLarge(
+                "a compressed answer (Content-Encoding), not read: its size is unknown",
+                request=request,
+            )
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared[:20]) > self._limit:
             await response.aclose()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 from pydantic import Field
@@ -61,6 +61,7 @@ class LateAnswers:
         self._service = service
         self._out: dict[str, asyncio.Task[Any]] = {}  # by the key the call is about
         self._detached: set[asyncio.Task[Any]] = set()  # those the consumer left behind
+        self._closing = False
 
     @classmethod
     def of(cls, settings: LateAnswerSettings, service: str) -> LateAnswers:
@@ -80,9 +81,14 @@ class LateAnswers:
         result is returned when it is done within the patience; else [] at once, while
         it goes on and records its answer on its own (a record that fails for a moment,
         a database lock say, is tried again). Waited for in full (its failure the
-        message's) when patience is None, too many calls are out, or one about the same
-        key is (a caller that did not wait for `settled(key)` first)."""
-        if self._patience_s is None or len(self._out) >= self._at_most or key in self._out:
+        message's) when patience is None, the service is stopping, too many calls are out,
+        or one about the same key is (a caller that did not wait for `settled(key)`)."""
+        if (
+            self._patience_s is None
+            or self._closing
+            or len(self._out) >= self._at_most
+            or key in self._out
+        ):
             return await record(await call())
         task = asyncio.create_task(_recorded(await_call=call, record=record))
         self._out[key] = task  # a strong reference while it runs, whatever befalls us
@@ -109,10 +115,12 @@ class LateAnswers:
         OUTSIDE_CALLS_OUT.labels(self._service).set(len(self._out))
         detached = task in self._detached
         self._detached.discard(task)
-        if task.cancelled() or not detached:
-            return  # an answer within the patience: its failure was the message's
-        failure = task.exception()
-        if failure is not None:
+        failure = None if task.cancelled() else task.exception()  # always retrieved
+        if failure is not None and not detached:
+            # Within the patience its failure is the message's; unless the consumer was
+            # stopped while it waited: then nobody else will say it.
+            log.debug("a call about %s failed: %s", key, type(failure).__name__)
+        elif failure is not None:
             # The row stays open: the settler or the retrier takes it over after its grace.
             log.error(
                 "a late answer could not be recorded (%s: %s); left to the settler",
@@ -121,23 +129,31 @@ class LateAnswers:
             )
 
     async def close(self, wait_s: float) -> None:
-        """At shutdown: the calls still out get `wait_s` to finish, then are cancelled
-        (their rows are taken over after the grace period, as after a crash)."""
-        if not self._out:
-            return
-        _, pending = await asyncio.wait(set(self._out.values()), timeout=wait_s)
+        """At shutdown: from now on every answer is waited for in full (the consumers may
+        still be taking messages), and the calls out get `wait_s` in all to finish, then
+        are cancelled (their rows are taken over after the grace period, as after a
+        crash)."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while self._out and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._out.values()), timeout=left)
+        pending = list(self._out.values())
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    def closing(self, wait_s: float) -> BackgroundTask:
-        """A background task for the service: waits until it stops, then closes."""
+    def closing(self, wait_s: float, *then: Callable[[], Awaitable[None]]) -> BackgroundTask:
+        """A background task for the service: waits until it stops, closes, then runs
+        `then` in order (closing the client the calls use, say: not before)."""
 
         async def close_late_answers(_runtime: Runtime) -> None:
             try:
                 await asyncio.Event().wait()
             finally:
                 await self.close(wait_s)
+                for step in then:
+                    await step()
 
         return close_late_answers
 

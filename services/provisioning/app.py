@@ -1,7 +1,6 @@
 """Builds the provisioning service: its broker, database, HTTP API, the carrier's API
 client and the retrier."""
 
-import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -19,7 +18,6 @@ from shared import topics
 from shared.late_answers import LateAnswers
 from shared.service import build_service_app
 from shared.settings import ServiceSettings, specialise
-from shared.worker import Runtime
 
 
 def settings() -> ProvisioningSettings:
@@ -37,12 +35,6 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
 
     late = LateAnswers.of(config, config.service_name)
 
-    async def close_carrier_client(_runtime: Runtime) -> None:
-        try:
-            await asyncio.Event().wait()  # until the service stops
-        finally:
-            await carrier.aclose()
-
     app = build_service_app(
         config,
         migrations=Path(__file__).parent / "migrations",
@@ -52,8 +44,8 @@ def build_app(service_settings: ServiceSettings | None = None) -> FastAPI:
         background=[
             retry_and_settle,
             sweep_lines,
-            close_carrier_client,
-            late.closing(wait_s=config.carrier_timeout_s),
+            # At shutdown the calls still out finish first, then their client closes.
+            late.closing(config.carrier_timeout_s, carrier.aclose),
         ],
     )
     provisioner = Provisioner(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from services.orders.catalog import DEFAULT_CATALOG
@@ -82,3 +82,15 @@ class ProvisioningSettings(ServiceSettings, LateAnswerSettings):
         if any(d < 1 for d in value):
             raise ValueError("ALERT_DAYS_BEFORE_EXPIRY: each at least 1 (0 is validity_ended)")
         return tuple(sorted(set(value), reverse=True))
+
+    @model_validator(mode="after")
+    def _in_flight_outlasts_a_call(self) -> ProvisioningSettings:
+        # Shorter than our own wait, the rule would let a top-up we merely stopped waiting
+        # for be sent again while the carrier may still place it: a line topped up twice.
+        if self.carrier_in_flight_s <= self.carrier_timeout_s:
+            raise ValueError(
+                f"CARRIER_IN_FLIGHT_S ({self.carrier_in_flight_s:g}) must be longer than "
+                f"CARRIER_TIMEOUT_S ({self.carrier_timeout_s:g}), and than the carrier "
+                "takes to act on a request or give it up"
+            )
+        return self

@@ -160,3 +160,29 @@ async def test_a_failure_within_the_patience_is_the_messages_and_not_logged_as_l
         await late.answer("k", *failing_to_record(refused, tries))
     await asyncio.sleep(0)
     assert (late.out, caplog.text) == (0, "")
+
+
+async def test_while_stopping_answers_are_waited_for_and_none_is_left_behind() -> None:
+    late, recorded = LateAnswers(0.0, 4, "test"), list[str]()
+    await late.answer("a", *answered_after(0.05, recorded, "before"))
+    closing = asyncio.create_task(late.close(wait_s=2))
+    await asyncio.sleep(0)
+    # A consumer still taking messages while the service stops: waited for in full.
+    assert await late.answer("b", *answered_after(0.05, recorded, "during")) == ["during"]
+    await closing
+    assert (sorted(recorded), late.out) == (["before", "during"], 0)
+
+
+async def test_the_calls_client_is_closed_only_after_the_calls_out_are_done() -> None:
+    late, recorded, order = LateAnswers(0.0, 4, "test"), list[str](), list[str]()
+
+    async def close_client() -> None:
+        order.append(f"client closed after {recorded}")
+
+    await late.answer("a", *answered_after(0.05, recorded, "answered"))
+    stopping = asyncio.create_task(late.closing(2, close_client)(None))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    stopping.cancel()  # the service stops
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert order == ["client closed after ['answered']"]

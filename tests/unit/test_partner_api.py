@@ -4,6 +4,7 @@ edge cases (a few against answers no simulator gives, through httpx.MockTranspor
 
 from __future__ import annotations
 
+import gzip
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -384,3 +385,28 @@ async def test_an_answer_declaring_a_size_over_the_bound_is_not_read_at_all() ->
     adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 5.0)
     with pytest.raises(CarrierTimeout, match="AnswerTooLarge"):
         await adapter.top_up(new_key(), random_iccid(), ONE_GB)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip", "deflate", "br", "GZIP"])
+async def test_a_compressed_answer_is_refused_unread_and_none_is_asked_for(encoding: str) -> None:
+    asked_for: list[str] = []
+    bomb = gzip.compress(gzip.compress(b"{" + b" " * 50_000_000 + b"}"))  # ~50 MB unpacked
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked_for.append(request.headers.get("accept-encoding", ""))
+        if request.url.path == "/v2/token":
+            granted = {"token_type": "Bearer", "expires_in": 3600, "access_token": "t"}
+            return httpx.Response(200, json={"data": granted, "meta": {"message": "success"}})
+
+        async def wire() -> AsyncIterator[bytes]:  # as sent: httpx would unpack bytes given whole
+            yield bomb
+
+        return httpx.Response(200, headers={"Content-Encoding": encoding}, content=wire())
+
+    client = httpx.AsyncClient(
+        transport=BoundedTransport(httpx.MockTransport(answer)), base_url="http://c"
+    )
+    adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 5.0)
+    with pytest.raises(CarrierTimeout, match="AnswerTooLarge"):
+        await adapter.top_up(new_key(), random_iccid(), ONE_GB)
+    assert set(asked_for) == {"identity"}

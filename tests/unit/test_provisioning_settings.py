@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from services.carrier_simulator.settings import CarrierSimulatorSettings
 from services.provisioning.app import build_app, settings
@@ -80,3 +81,12 @@ def test_the_app_is_built_from_plain_settings_with_a_carrier_and_the_rules() -> 
     assert app.state.broker.context.get("provisioner") is provisioner
     assert provisioner.retry.max_attempts == app.state.settings.carrier_max_attempts
     assert isinstance(provisioner.carrier, PartnerApiCarrier)
+
+
+def test_an_in_flight_window_no_longer_than_a_call_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARRIER_TIMEOUT_S", "5")
+    monkeypatch.setenv("CARRIER_IN_FLIGHT_S", "5")
+    with pytest.raises(ValidationError, match="CARRIER_IN_FLIGHT_S"):
+        ProvisioningSettings()

@@ -4,6 +4,7 @@ never a 500, never a crash of the settler."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 import uuid
@@ -88,6 +89,25 @@ async def test_an_answer_too_large_to_read_is_an_unknown_outcome_never_read_whol
         await provider.charge(f"{uuid.uuid4()}:charge", eur, eur, "card", "tok_visa")
     await provider.close()
     assert len(chunks) * 65_536 <= MAX_ANSWER_BYTES + 2 * 65_536
+
+
+async def test_a_compressed_answer_is_an_unknown_outcome_never_unpacked() -> None:
+    bomb = gzip.compress(gzip.compress(b'{"id": "pi_1", "status": "succeeded"' + b" " * 10**7))
+
+    async def wire() -> AsyncIterator[bytes]:
+        yield bomb
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(200, headers={"Content-Encoding": "gzip, gzip"}, content=wire())
+
+    provider = StripeProvider(
+        "sk_test_unit", api_base="http://stripe.test", transport=httpx.MockTransport(answer)
+    )
+    eur = Money(amount_minor=1000, currency="EUR")
+    with pytest.raises(ProviderTimeout):
+        await provider.charge(f"{uuid.uuid4()}:charge", eur, eur, "card", "tok_visa")
+    await provider.close()
 
 
 def event(**overrides: Any) -> str:
