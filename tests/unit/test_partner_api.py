@@ -4,10 +4,9 @@ edge cases (a few against answers no simulator gives, through httpx.MockTranspor
 
 from __future__ import annotations
 
-import gzip
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from services.provisioning.partner_api import PartnerApiCarrier, retry_after_s
 from shared.bounded_answers import MAX_ANSWER_BYTES, BoundedTransport
 from tests.factories import random_iccid
 from tests.unit.carrier_fixtures import SimulatedCarrier, simulated_carrier
+from tests.unit.outsized_answers import CHUNK, endless, gzip_bomb
 
 ONE_GB = "eurolink-7days-1gb-topup"
 FIVE_GB = "eurolink-30days-5gb-topup"
@@ -235,7 +235,9 @@ def scripted(top_up: Callable[[httpx.Request], httpx.Response]) -> PartnerApiCar
             return httpx.Response(200, json={"data": granted, "meta": {"message": "success"}})
         return top_up(request)
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://c")
+    # Bounded, as the adapter's own client is (shared/bounded_answers.py).
+    bounded = BoundedTransport(httpx.MockTransport(answer))
+    client = httpx.AsyncClient(transport=bounded, base_url="http://c")
     return PartnerApiCarrier(client, "id", SecretStr("secret"), 1.0)
 
 
@@ -350,39 +352,18 @@ async def test_a_token_answer_we_cannot_use_is_unavailable_not_a_crash(
 
 async def test_an_answer_too_large_leaves_a_top_up_unknown_and_is_never_read_whole() -> None:
     sent: list[int] = []
-
-    async def endless() -> AsyncIterator[bytes]:
-        for _ in range(10_000):  # 640 MB, if anyone read it all
-            sent.append(1)
-            yield b"x" * 65_536
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v2/token":
-            granted = {"token_type": "Bearer", "expires_in": 3600, "access_token": "t"}
-            return httpx.Response(200, json={"data": granted, "meta": {"message": "success"}})
-        return httpx.Response(200, content=endless())
-
-    bounded = BoundedTransport(httpx.MockTransport(answer))
-    client = httpx.AsyncClient(transport=bounded, base_url="http://c")
-    adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 5.0)
+    adapter = scripted(lambda _: httpx.Response(200, content=endless(sent)))
     with pytest.raises(CarrierTimeout, match="AnswerTooLarge"):
         await adapter.top_up(new_key(), random_iccid(), ONE_GB)
-    assert len(sent) * 65_536 <= MAX_ANSWER_BYTES + 2 * 65_536
+    assert len(sent) * CHUNK <= MAX_ANSWER_BYTES + 2 * CHUNK
     with pytest.raises(CarrierUnavailable, match="AnswerTooLarge"):
         await adapter.status(new_key(), random_iccid())
 
 
 async def test_an_answer_declaring_a_size_over_the_bound_is_not_read_at_all() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v2/token":
-            granted = {"token_type": "Bearer", "expires_in": 3600, "access_token": "t"}
-            return httpx.Response(200, json={"data": granted, "meta": {"message": "success"}})
-        return httpx.Response(200, headers={"Content-Length": str(10**12)}, content=b"{}")
-
-    client = httpx.AsyncClient(
-        transport=BoundedTransport(httpx.MockTransport(answer)), base_url="http://c"
+    adapter = scripted(
+        lambda _: httpx.Response(200, headers={"Content-Length": str(10**12)}, content=b"{}")
     )
-    adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 5.0)
     with pytest.raises(CarrierTimeout, match="AnswerTooLarge"):
         await adapter.top_up(new_key(), random_iccid(), ONE_GB)
 
@@ -390,23 +371,11 @@ async def test_an_answer_declaring_a_size_over_the_bound_is_not_read_at_all() ->
 @pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip", "deflate", "br", "GZIP"])
 async def test_a_compressed_answer_is_refused_unread_and_none_is_asked_for(encoding: str) -> None:
     asked_for: list[str] = []
-    bomb = gzip.compress(gzip.compress(b"{" + b" " * 50_000_000 + b"}"))  # ~50 MB unpacked
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def bomb(request: httpx.Request) -> httpx.Response:
         asked_for.append(request.headers.get("accept-encoding", ""))
-        if request.url.path == "/v2/token":
-            granted = {"token_type": "Bearer", "expires_in": 3600, "access_token": "t"}
-            return httpx.Response(200, json={"data": granted, "meta": {"message": "success"}})
+        return httpx.Response(200, headers={"Content-Encoding": encoding}, content=gzip_bomb())
 
-        async def wire() -> AsyncIterator[bytes]:  # as sent: httpx would unpack bytes given whole
-            yield bomb
-
-        return httpx.Response(200, headers={"Content-Encoding": encoding}, content=wire())
-
-    client = httpx.AsyncClient(
-        transport=BoundedTransport(httpx.MockTransport(answer)), base_url="http://c"
-    )
-    adapter = PartnerApiCarrier(client, "id", SecretStr("secret"), 5.0)
     with pytest.raises(CarrierTimeout, match="AnswerTooLarge"):
-        await adapter.top_up(new_key(), random_iccid(), ONE_GB)
-    assert set(asked_for) == {"identity"}
+        await scripted(bomb).top_up(new_key(), random_iccid(), ONE_GB)
+    assert asked_for == ["identity"]

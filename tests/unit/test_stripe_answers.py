@@ -4,11 +4,9 @@ never a 500, never a crash of the settler."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,6 +19,7 @@ from services.stripe_simulator.app import signature_header
 from shared.bounded_answers import MAX_ANSWER_BYTES
 from shared.events import Money
 from shared.settings import ServiceSettings
+from tests.unit.outsized_answers import CHUNK, endless, gzip_bomb
 
 SECRET = "whsec_unit_shapes"
 
@@ -71,43 +70,30 @@ async def post(payload: str, signature: str) -> httpx.Response:
         )
 
 
-async def test_an_answer_too_large_to_read_is_an_unknown_outcome_never_read_whole() -> None:
-    chunks: list[int] = []
-
-    async def endless() -> AsyncIterator[bytes]:
-        for _ in range(10_000):  # 640 MB, if anyone read it all
-            chunks.append(1)
-            yield b"x" * 65_536
-
-    provider = StripeProvider(
-        "sk_test_unit",
-        api_base="http://stripe.test",
-        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=endless())),
-    )
-    eur = Money(amount_minor=1000, currency="EUR")
-    with pytest.raises(ProviderTimeout):
-        await provider.charge(f"{uuid.uuid4()}:charge", eur, eur, "card", "tok_visa")
-    await provider.close()
-    assert len(chunks) * 65_536 <= MAX_ANSWER_BYTES + 2 * 65_536
-
-
-async def test_a_compressed_answer_is_an_unknown_outcome_never_unpacked() -> None:
-    bomb = gzip.compress(gzip.compress(b'{"id": "pi_1", "status": "succeeded"' + b" " * 10**7))
-
-    async def wire() -> AsyncIterator[bytes]:
-        yield bomb
-
-    def answer(request: httpx.Request) -> httpx.Response:
+def provider_answering(answer: httpx.Response) -> StripeProvider:
+    def serve(request: httpx.Request) -> httpx.Response:
         assert request.headers["accept-encoding"] == "identity"
-        return httpx.Response(200, headers={"Content-Encoding": "gzip, gzip"}, content=wire())
+        return answer
 
-    provider = StripeProvider(
-        "sk_test_unit", api_base="http://stripe.test", transport=httpx.MockTransport(answer)
+    return StripeProvider(
+        "sk_test_unit", api_base="http://stripe.test", transport=httpx.MockTransport(serve)
     )
+
+
+@pytest.mark.parametrize("outsized", ["endless", "gzip bomb"])
+async def test_an_outsized_answer_is_an_unknown_outcome_never_read_whole(outsized: str) -> None:
+    sent: list[int] = []
+    answer = (
+        httpx.Response(200, content=endless(sent))
+        if outsized == "endless"
+        else httpx.Response(200, headers={"Content-Encoding": "gzip, gzip"}, content=gzip_bomb())
+    )
+    provider = provider_answering(answer)
     eur = Money(amount_minor=1000, currency="EUR")
     with pytest.raises(ProviderTimeout):
         await provider.charge(f"{uuid.uuid4()}:charge", eur, eur, "card", "tok_visa")
     await provider.close()
+    assert len(sent) * CHUNK <= MAX_ANSWER_BYTES + 2 * CHUNK
 
 
 def event(**overrides: Any) -> str:
