@@ -75,7 +75,9 @@ class BoundedTransport(httpx.AsyncBaseTransport):
                 request=request,
             )
         stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
+        if not isinstance(stream, httpx.AsyncByteStream):  # no transport of httpx's own
+            await response.aclose()
+            raise AnswerTooLarge("an answer that cannot be read to a bound", request=request)
         return httpx.Response(
             status_code=response.status_code,
             headers=response.headers,
