@@ -32,21 +32,22 @@ def build_app(
     tests give the Stripe simulator's app, in process."""
     payments_settings = specialise(service_settings, PaymentsSettings)
     late = LateAnswers.of(payments_settings, SERVICE)
-    app = build_service_app(
-        payments_settings,
-        migrations=Path(__file__).parent / "migrations",
-        kafka_router=handlers.router,
-        topics=topics.ALL_TOPICS,
-        http_router=webhooks.router,
-        background=[settler, late.closing(wait_s=payments_settings.stripe_timeout_s)],
-        public_paths=webhooks.PUBLIC_PATHS,
-    )
     provider = StripeProvider(
         payments_settings.stripe_api_key.get_secret_value(),
         api_base=payments_settings.stripe_api_base,
         timeout_s=payments_settings.stripe_timeout_s,
         return_url=payments_settings.stripe_return_url,
         transport=stripe_transport,
+    )
+    app = build_service_app(
+        payments_settings,
+        migrations=Path(__file__).parent / "migrations",
+        kafka_router=handlers.router,
+        topics=topics.ALL_TOPICS,
+        http_router=webhooks.router,
+        # At shutdown the calls still out finish first, then Stripe's client closes.
+        background=[settler, late.closing(payments_settings.stripe_timeout_s, provider.close)],
+        public_paths=webhooks.PUBLIC_PATHS,
     )
     provide(app.state.broker, provider, payments_settings.backoff, late)
     return app
