@@ -79,18 +79,22 @@ async def insert_once(session: AsyncSession, statement: Insert) -> bool:
     to commit, then skips it). `INSERT ... ON CONFLICT DO NOTHING RETURNING` says
     so in one round trip, where a savepoint around a plain INSERT took three.
     """
-    dialect = session.get_bind().dialect.name
     table = statement.table
     # The statement's own values, as given to `.values()` (compiling it to read them
     # back would cost more than the INSERT).
     values = {str(getattr(c, "key", c)): v.value for c, v in (statement._values or {}).items()}
     guarded = (
-        _INSERT_IGNORING_CONFLICTS[dialect](table)
+        insert_ignoring_conflicts(session, table)
         .values(**values)
-        .on_conflict_do_nothing()
         .returning(*table.primary_key.columns)  # type: ignore[attr-defined]
     )
     return (await session.execute(guarded)).first() is not None
+
+
+def insert_ignoring_conflicts(session: AsyncSession, table: Any) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING` into `table`, in the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    return _INSERT_IGNORING_CONFLICTS[dialect](table).on_conflict_do_nothing()
 
 
 _INSERT_IGNORING_CONFLICTS: Final[dict[str, Any]] = {

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import insert_once
+from shared.db import insert_ignoring_conflicts, insert_once
 from shared.outbox import Step, stage
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,22 @@ async def first_delivery(session: AsyncSession, event_id: uuid.UUID, message_typ
             event_id=event_id, message_type=message_type, processed_at=datetime.now(UTC)
         ),
     )
+
+
+async def first_deliveries(
+    session: AsyncSession, messages: list[tuple[uuid.UUID, str]]
+) -> set[uuid.UUID]:
+    """Record a batch's `(event_id, type)`s in one statement; the ids not seen before.
+    A repeat inside the batch is in the answer once: the caller acts on its first."""
+    if not messages:
+        return set()
+    now = datetime.now(UTC)
+    statement = (
+        insert_ignoring_conflicts(session, processed_messages)
+        .values([{"event_id": e, "message_type": t, "processed_at": now} for e, t in messages])
+        .returning(processed_messages.c.event_id)
+    )
+    return set((await session.execute(statement)).scalars().all())
 
 
 async def handle_once(

@@ -14,6 +14,8 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote
@@ -198,17 +200,24 @@ class LogContext(BaseMiddleware):
     on the carrier's usage reports), so nothing is parsed twice."""
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
-        headers = msg.headers or {}
-        names: tuple[str, ...] = ("type", "event_id", "order_id")
-        fields = [(k, str(headers[k])) for k in names if k in headers]
-        key = getattr(msg.raw_message, "key", None)
-        if isinstance(key, bytes):
-            fields.append(("iccid", mask(key.decode(errors="replace"))))
-        token = _context.set(tuple(fields))
-        try:
+        with about_message(msg.headers or {}, getattr(msg.raw_message, "key", None)):
             return await call_next(msg)
-        finally:
-            _context.reset(token)
+
+
+@contextmanager
+def about_message(headers: Mapping[str, Any], key: Any) -> Iterator[None]:
+    """Every line logged inside is about the message with these headers and this key
+    (the line's ICCID, masked): what LogContext binds, for consumers outside FastStream
+    (shared/batches.py)."""
+    names: tuple[str, ...] = ("type", "event_id", "order_id")
+    fields = [(k, str(headers[k])) for k in names if k in headers]
+    if isinstance(key, bytes):
+        fields.append(("iccid", mask(key.decode(errors="replace"))))
+    token = _context.set(tuple(fields))
+    try:
+        yield
+    finally:
+        _context.reset(token)
 
 
 _LAST_LOGGED: dict[str, float] = {}

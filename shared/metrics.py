@@ -36,6 +36,18 @@ OUTSIDE_CALLS_OUT = Gauge(
     "Provider or carrier calls still out after their message",
     ["service"],
 )
+# Consumers (shared/batches.py): how messages were handled, and the batches they came in.
+CONSUMED = Counter(
+    "topup_messages_consumed_total",
+    "Messages handled by a batch consumer: in a batch, or one at a time",
+    ["topic", "path"],
+)
+BATCH_SIZES = Histogram(
+    "topup_consumer_batch_size",
+    "Records of one partition handled together",
+    ["topic"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
 OUTBOX_BACKLOG = Gauge("topup_outbox_backlog", "Outbox rows not yet published")
 OUTBOX_PUBLISHED = Counter("topup_outbox_published_total", "Outbox rows published")
 OUTBOX_PARKED = Counter(

@@ -98,8 +98,14 @@ def add_outbox_to(metadata: MetaData) -> Table:
 
 async def stage(session: AsyncSession, outgoing: Iterable[Outgoing]) -> int:
     """Store messages to publish once `session`'s transaction commits."""
+    return await stage_rows(session, rows_for(outgoing))
+
+
+def rows_for(outgoing: Iterable[Outgoing]) -> list[dict[str, Any]]:
+    """The outbox rows of `outgoing`, each under the trace context current now: a batch
+    (shared/batches.py) makes them message by message and stores them all at once."""
     now = datetime.now(UTC)
-    rows = [
+    return [
         {
             "topic": topic,
             "key": message.iccid,
@@ -109,6 +115,10 @@ async def stage(session: AsyncSession, outgoing: Iterable[Outgoing]) -> int:
         }
         for topic, message in outgoing
     ]
+
+
+async def stage_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Store rows made by `rows_for`, in one statement, to publish after the commit."""
     return await _insert(session, rows)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import db, outbox, tracing
 from shared.access import Callers
 from shared.audit import ensure_audit_topic
+from shared.batches import start_batch_consumers
 from shared.http_errors import GUARDED, HEALTH_ANSWERS, known_query_only
 from shared.http_guard import PUBLIC_PATHS, secure
 from shared.kafka import build_broker, ensure_topics
@@ -56,6 +57,12 @@ def build_service_app(
         await ensure_topics(settings, topics)
         await ensure_audit_topic(settings)  # what a service's API changes is audited there
         await broker.start()
+        # The subscribers declared `in_batches` are fed by batch consumers of their own.
+        batches = await start_batch_consumers(
+            broker.subscribers, sessions, broker.context,
+            max_records=settings.consumer_batch_max_records,
+            one_at_a_time=settings.tracing_enabled,  # each message its own span
+        )  # fmt: skip
         runtime = Runtime(settings, broker, sessions)
         tasks = [
             asyncio.create_task(task(runtime), name=task.__name__)
@@ -70,6 +77,7 @@ def build_service_app(
             for running in tasks:
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(consumer.stop() for consumer in batches))
             await broker.stop()
             await engine.dispose()
             tracing.stop()  # exports the spans still buffered

@@ -41,11 +41,14 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str = "INFO"
+    # /health says degraded when a partition is held at one offset this long (shared/progress.py).
+    partition_stuck_after_s: float = Field(default=30.0, gt=0)
+    # The most records a consumer handles in one fetch, across its partitions
+    # (shared/batches.py); 1 handles every message in its own transaction.
+    consumer_batch_max_records: int = Field(default=500, ge=1, le=10_000)
     # Tracing (shared/tracing.py, docs/tracing.md): off unless TRACING_ENABLED=true; then
     # spans go to OTLP/HTTP when the standard OTEL_EXPORTER_OTLP_ENDPOINT is set, else
     # as JSON lines to TRACING_FILE, else to stdout.
-    # /health says degraded when a partition is held at one offset this long (shared/progress.py).
-    partition_stuck_after_s: float = Field(default=30.0, gt=0)
     tracing_enabled: bool = False
     tracing_file: str = ""
     otel_exporter_otlp_endpoint: str = ""

@@ -1,0 +1,323 @@
+"""Batch-native consumption: what has arrived on a partition, handled in one transaction.
+
+A subscriber declared with `saga_subscriber` (shared/kafka.py) handles one message at a
+time through FastStream, with every middleware (metrics, tracing, log context, dead
+letters and their retries). `in_batches` gives it a second way, the fast one:
+
+- One aiokafka consumer per (service, topic) group takes what has arrived (`getmany`:
+  at once when records are buffered, no sleep after an empty poll, so at low load a
+  batch is one message and latency does not grow).
+- Each partition's records are handled in one database transaction: the inbox rows in
+  one statement (a repeat is found from what it returns), then the service's step for
+  each message, in offset order (one line's messages stay in order), each under its
+  message's log context; the outbox rows in one statement; commit. The partitions of a
+  fetch are handled side by side; then each one's offset is committed once.
+- Anything else goes one message at a time through the subscriber itself, as before:
+  a record over the contract's size, one the batch cannot parse, and every record of a
+  batch whose transaction failed. So one bad message is dead-lettered alone, with
+  today's reasons, and the rest go on. A message that FastStream gives back (its
+  dead letter could not be written) is sought back and delivered again, and nothing
+  after it on its partition is committed.
+- While tracing is on, every message goes one at a time, each its own span.
+
+The guarantees are today's (docs/guarantees.md): offsets are committed only after the
+transaction that recorded the messages; a crash in between delivers them again and the
+inbox skips what was done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from faststream._internal.endpoint.subscriber.usecase import SubscriberUsecase  # pinned
+from faststream.kafka.subscriber.usecase import ConcurrentBetweenPartitionsSubscriber
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import outbox
+from shared.inbox import first_deliveries
+from shared.limits import MAX_MESSAGE_BYTES
+from shared.logs import about_message, now_and_then
+from shared.metrics import BATCH_SIZES, CONSUMED
+from shared.outbox import Step
+from shared.progress import PROGRESS
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+
+
+class Context(Protocol):
+    """What a step reads its service's shared objects from (FastStream's ContextRepo)."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+
+# How long a fetch waits for a first record when none is buffered (the broker answers
+# as soon as one arrives: this is only how often an idle loop looks up).
+FETCH_WAIT_MS: Final = 500
+
+
+@dataclass(frozen=True)
+class Batched(Generic[M]):
+    """How a subscriber's messages are handled many at a time.
+
+    `parse`: the message from its bytes (raising: it goes one at a time, to be refused
+    there); `step`: what one message does, the same function the one-at-a-time handler
+    runs, given the broker's context (settings and what the service shares); `inbox`:
+    the message's `(event_id, type)` to record once, or None for a message whose own
+    key makes it idempotent."""
+
+    parse: Callable[[bytes], M]
+    step: Callable[[M, Context], Step]
+    inbox: Callable[[M], tuple[uuid.UUID, str]] | None = None
+
+
+class BatchedSubscriber(ConcurrentBetweenPartitionsSubscriber):
+    """A saga subscriber whose records are fetched by a `BatchConsumer`: FastStream
+    starts no consumer of its own for it, and it handles, one at a time, what the batch
+    consumer hands it (in tests, what TestKafkaBroker delivers)."""
+
+    __slots__ = ()
+
+    async def start(self) -> None:
+        await SubscriberUsecase.start(self)  # the handler's model, without a consumer
+        self._post_start()
+
+    async def stop(self) -> None:
+        await SubscriberUsecase.stop(self)  # waits for the message in hand
+
+
+_BATCHED: dict[int, tuple[BatchedSubscriber, Batched[Any]]] = {}
+
+
+def in_batches(
+    subscriber: Any,
+    parse: Callable[[bytes], M],
+    inbox: Callable[[M], tuple[uuid.UUID, str]] | None = None,
+) -> Callable[[Callable[[M, Context], Step]], Callable[[M, Context], Step]]:
+    """Decorates the step of `subscriber`'s messages: they are then handled in batches."""
+
+    def register(
+        step: Callable[[M, Context], Step],
+    ) -> Callable[[M, Context], Step]:
+        if not isinstance(subscriber, ConcurrentBetweenPartitionsSubscriber):
+            raise TypeError("in_batches: a subscriber made by saga_subscriber")
+        # Same layout (no slots of its own): only start and stop change.
+        subscriber.__class__ = BatchedSubscriber
+        _BATCHED[id(subscriber)] = (
+            cast(BatchedSubscriber, subscriber),
+            Batched(parse, step, inbox),
+        )
+        return step
+
+    return register
+
+
+def batched(subscribers: list[Any]) -> list[tuple[BatchedSubscriber, Batched[Any]]]:
+    """Those of `subscribers` handled in batches, with how."""
+    found = [_BATCHED.get(id(s)) for s in subscribers]
+    return [entry for entry in found if entry is not None and entry[0] in subscribers]
+
+
+@dataclass
+class _Answer:
+    """What the one-at-a-time path did with a record: FastStream's ack policy acks
+    (commit) or gives it back (seek); the batch consumer commits and seeks itself."""
+
+    given_back: bool = False
+
+    async def commit(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def seek(self, partition: Any, offset: int) -> None:
+        self.given_back = True
+
+
+class BatchConsumer:
+    """One consumer group's records, fetched with aiokafka and handled in batches."""
+
+    def __init__(
+        self,
+        subscriber: BatchedSubscriber,
+        how: Batched[Any],
+        sessions: async_sessionmaker[AsyncSession],
+        context: Context,
+        *,
+        max_records: int,
+        one_at_a_time: bool = False,
+    ) -> None:
+        self.subscriber, self.how, self.sessions = subscriber, how, sessions
+        self.context = context
+        self.max_records = max_records
+        self.one_at_a_time = one_at_a_time
+        self.group = str(subscriber.group_id)
+        self.consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        sub = self.subscriber
+        consumer = sub.builder(
+            group_id=sub.group_id, client_id=sub.client_id, **sub._connection_args
+        )
+        consumer.subscribe(topics=sub.topic_names_for_subscribe)
+        await consumer.start()
+        self.consumer = consumer
+        self._task = asyncio.create_task(self._run(consumer), name=f"batches {self.group}")
+
+    async def stop(self) -> None:
+        """The batch in hand is finished and committed; then the consumer leaves."""
+        self._stopping = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), FETCH_WAIT_MS / 1000 + 30)
+            except TimeoutError:
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._stopping:
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=FETCH_WAIT_MS, max_records=self.max_records
+                )
+            except ConsumerStoppedError:
+                return
+            except KafkaError as error:
+                if now_and_then(f"fetch:{self.group}"):
+                    log.error("%s cannot fetch (%r); trying again", self.group, error)
+                await asyncio.sleep(1)
+                continue
+            if not fetched:
+                continue
+            done = await asyncio.gather(
+                *(self._partition(consumer, tp, records) for tp, records in fetched.items())
+            )
+            offsets = {tp: OffsetAndMetadata(o, "") for tp, o in done if o is not None}
+            if offsets:
+                await self._commit(consumer, offsets)
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as lost:
+            # The partitions went to another member in a rebalance: it gets these records
+            # again from the last commit, and the inbox skips what was done here.
+            log.warning("%s: offsets not committed (%s); redelivered to the new owner",
+                        self.group, type(lost).__name__)  # fmt: skip
+        except KafkaError as error:
+            log.warning("%s: offsets not committed (%r); the records come again", self.group,
+                        error)  # fmt: skip
+
+    async def _partition(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> tuple[TopicPartition, int | None]:
+        """The offset to commit for `tp` after handling `records` (None: nothing done)."""
+        where = (self.group, tp.topic, tp.partition)
+        BATCH_SIZES.labels(tp.topic).observe(len(records))
+        PROGRESS.started(*where, records[0].offset)
+        if not self.one_at_a_time and await self._batch(records):
+            PROGRESS.finished(*where)
+            CONSUMED.labels(tp.topic, "batch").inc(len(records))
+            return tp, records[-1].offset + 1
+        for index, record in enumerate(records):
+            PROGRESS.started(*where, record.offset)
+            answer = _Answer()
+            record.consumer = answer  # what FastStream acks with
+            await self.subscriber.consume(record)
+            if answer.given_back:
+                PROGRESS.given_back(*where)
+                consumer.seek(tp, record.offset)
+                return tp, (record.offset if index else None)
+            CONSUMED.labels(tp.topic, "one").inc()
+        PROGRESS.finished(*where)
+        return tp, records[-1].offset + 1
+
+    async def _batch(self, records: list[ConsumerRecord]) -> bool:
+        """Whether `records` were handled in one transaction (False: nothing of it stays)."""
+        parsed = []
+        for record in records:
+            value = record.value or b""
+            if len(value) > MAX_MESSAGE_BYTES:
+                return False
+            try:
+                parsed.append((record, self.how.parse(value)))
+            except Exception:  # refused one at a time, with its reason
+                return False
+        try:
+            async with self.sessions.begin() as session:
+                await self._apply(session, parsed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if now_and_then(f"batch:{self.group}:{type(error).__name__}"):
+                log.warning("%s: a batch of %d failed (%r); one at a time instead",
+                            self.group, len(records), error)  # fmt: skip
+            return False
+        return True
+
+    async def _apply(self, session: AsyncSession, parsed: list[tuple[ConsumerRecord, Any]]) -> None:
+        inbox = self.how.inbox
+        keys = [inbox(message) for _, message in parsed] if inbox is not None else []
+        fresh = await first_deliveries(session, keys)
+        rows: list[dict[str, Any]] = []
+        for index, (record, message) in enumerate(parsed):
+            with about_message(_headers(record), record.key):
+                if inbox is not None:
+                    event_id, message_type = keys[index]
+                    if event_id not in fresh:
+                        log.info("%s %s already processed; redelivery skipped",
+                                 message_type, event_id)  # fmt: skip
+                        continue
+                    fresh.discard(event_id)  # a repeat later in the batch is skipped too
+                rows += outbox.rows_for(await self.how.step(message, self.context)(session))
+        await outbox.stage_rows(session, rows)
+
+
+def _headers(record: ConsumerRecord) -> dict[str, str]:
+    return {
+        str(name): (value or b"").decode(errors="replace") for name, value in record.headers or ()
+    }
+
+
+def parse_json_object(value: bytes) -> dict[str, Any]:
+    """A JSON object, as FastStream hands a `dict` parameter."""
+    body = json.loads(value)
+    if not isinstance(body, dict):
+        raise ValueError("not a JSON object")
+    return body
+
+
+async def start_batch_consumers(
+    subscribers: list[Any],
+    sessions: async_sessionmaker[AsyncSession],
+    context: Context,
+    *,
+    max_records: int,
+    one_at_a_time: bool,
+) -> list[BatchConsumer]:
+    """A batch consumer for each of `subscribers` handled in batches, started."""
+    consumers = [
+        BatchConsumer(
+            sub, how, sessions, context, max_records=max_records, one_at_a_time=one_at_a_time
+        )
+        for sub, how in batched(subscribers)
+    ]
+    started = time.monotonic()
+    await asyncio.gather(*(c.start() for c in consumers))  # side by side: one rebalance
+    log.debug("%d batch consumers started in %.1fs", len(consumers), time.monotonic() - started)
+    return consumers
