@@ -32,7 +32,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
@@ -75,11 +75,28 @@ class Batched(Generic[M]):
     there); `step`: what one message does, the same function the one-at-a-time handler
     runs, given the broker's context (settings and what the service shares); `inbox`:
     the message's `(event_id, type)` to record once, or None for a message whose own
-    key makes it idempotent."""
+    key makes it idempotent.
+
+    For a service that calls the outside world: `key`, what a message is about (a
+    payment, a top-up): a batch is cut before a message whose key is already in it, so
+    one key's commands are handled one transaction after the other; `settle`, awaited
+    for each key before its transaction, until no call about it is still out (the one
+    an earlier transaction asked for). A step asks for calls with `after_commit`."""
 
     parse: Callable[[bytes], M]
     step: Callable[[M, Context], Step]
     inbox: Callable[[M], tuple[uuid.UUID, str]] | None = None
+    key: Callable[[M], str] | None = None
+    settle: Callable[[str, Context], Awaitable[None]] | None = None
+
+
+AFTER_COMMIT: Final = "after_commit"
+
+
+def after_commit(session: AsyncSession, action: Callable[[], Awaitable[Any]]) -> None:
+    """Run `action` once `session`'s transaction has committed (a call to the outside
+    world whose intent it recorded); the actions of a batch run side by side."""
+    session.info.setdefault(AFTER_COMMIT, []).append(action)
 
 
 class BatchedSubscriber(ConcurrentBetweenPartitionsSubscriber):
@@ -104,20 +121,19 @@ def in_batches(
     subscriber: Any,
     parse: Callable[[bytes], M],
     inbox: Callable[[M], tuple[uuid.UUID, str]] | None = None,
+    *,
+    key: Callable[[M], str] | None = None,
+    settle: Callable[[str, Context], Awaitable[None]] | None = None,
 ) -> Callable[[Callable[[M, Context], Step]], Callable[[M, Context], Step]]:
     """Decorates the step of `subscriber`'s messages: they are then handled in batches."""
 
-    def register(
-        step: Callable[[M, Context], Step],
-    ) -> Callable[[M, Context], Step]:
+    def register(step: Callable[[M, Context], Step]) -> Callable[[M, Context], Step]:
         if not isinstance(subscriber, ConcurrentBetweenPartitionsSubscriber):
             raise TypeError("in_batches: a subscriber made by saga_subscriber")
         # Same layout (no slots of its own): only start and stop change.
         subscriber.__class__ = BatchedSubscriber
-        _BATCHED[id(subscriber)] = (
-            cast(BatchedSubscriber, subscriber),
-            Batched(parse, step, inbox),
-        )
+        how = Batched(parse, step, inbox, key, settle)
+        _BATCHED[id(subscriber)] = (cast(BatchedSubscriber, subscriber), how)
         return step
 
     return register
@@ -230,15 +246,19 @@ class BatchConsumer:
         where = (self.group, tp.topic, tp.partition)
         BATCH_SIZES.labels(tp.topic).observe(len(records))
         PROGRESS.started(*where, records[0].offset)
-        if not self.one_at_a_time and await self._batch(records):
+        done = 0 if self.one_at_a_time else await self._batch(records)
+        CONSUMED.labels(tp.topic, "batch").inc(done)
+        if done == len(records):
             PROGRESS.finished(*where)
-            CONSUMED.labels(tp.topic, "batch").inc(len(records))
             return tp, records[-1].offset + 1
-        for index, record in enumerate(records):
+        for index, record in enumerate(records[done:], start=done):
             PROGRESS.started(*where, record.offset)
             answer = _Answer()
             record.consumer = answer  # what FastStream acks with
-            await self.subscriber.consume(record)
+            # A stopped subscriber takes nothing (FastStream returns at once): given back.
+            answer.given_back = not self.subscriber.running
+            if not answer.given_back:
+                await self.subscriber.consume(record)
             if answer.given_back:
                 PROGRESS.given_back(*where)
                 consumer.seek(tp, record.offset)
@@ -247,27 +267,48 @@ class BatchConsumer:
         PROGRESS.finished(*where)
         return tp, records[-1].offset + 1
 
-    async def _batch(self, records: list[ConsumerRecord]) -> bool:
-        """Whether `records` were handled in one transaction (False: nothing of it stays)."""
+    async def _batch(self, records: list[ConsumerRecord]) -> int:
+        """How many of `records`, from the first, were handled in batches (the rest go one
+        at a time): none when one cannot be parsed; else round after round, each in one
+        transaction, until one fails (nothing of it stays)."""
         parsed = []
         for record in records:
             value = record.value or b""
             if len(value) > MAX_MESSAGE_BYTES:
-                return False
+                return 0
             try:
                 parsed.append((record, self.how.parse(value)))
             except Exception:  # refused one at a time, with its reason
-                return False
+                return 0
+        done = 0
+        for round_ in _rounds(parsed, self.how.key):
+            if not await self._round(round_):
+                break
+            done += len(round_)
+        return done
+
+    async def _round(self, parsed: list[tuple[ConsumerRecord, Any]]) -> bool:
+        """Whether `parsed` was handled in one transaction, its calls made after it."""
+        how = self.how
+        if how.key is not None and how.settle is not None:
+            await asyncio.gather(*(how.settle(how.key(m), self.context) for _, m in parsed))
         try:
             async with self.sessions.begin() as session:
                 await self._apply(session, parsed)
+                actions = session.info.pop(AFTER_COMMIT, [])  # run only once committed
         except asyncio.CancelledError:
             raise
         except Exception as error:
             if now_and_then(f"batch:{self.group}:{type(error).__name__}"):
                 log.warning("%s: a batch of %d failed (%r); one at a time instead",
-                            self.group, len(records), error)  # fmt: skip
+                            self.group, len(parsed), error)  # fmt: skip
             return False
+        for failed in await asyncio.gather(*(a() for a in actions), return_exceptions=True):
+            if isinstance(failed, Exception):
+                # Its intent is recorded: the settler (or retrier) takes it over, as after
+                # a crash mid-call.
+                log.error("%s: a call after a batch failed (%r); left to the settler",
+                          self.group, failed)  # fmt: skip
         return True
 
     async def _apply(self, session: AsyncSession, parsed: list[tuple[ConsumerRecord, Any]]) -> None:
@@ -286,6 +327,24 @@ class BatchConsumer:
                     fresh.discard(event_id)  # a repeat later in the batch is skipped too
                 rows += outbox.rows_for(await self.how.step(message, self.context)(session))
         await outbox.stage_rows(session, rows)
+
+
+def _rounds(
+    parsed: list[tuple[ConsumerRecord, Any]], key: Callable[[Any], str] | None
+) -> list[list[tuple[ConsumerRecord, Any]]]:
+    """`parsed` cut before each message whose key is already in its round."""
+    if key is None:
+        return [parsed]
+    rounds: list[list[tuple[ConsumerRecord, Any]]] = [[]]
+    keys: set[str] = set()
+    for record, message in parsed:
+        about = key(message)
+        if about in keys:
+            rounds.append([])
+            keys.clear()
+        keys.add(about)
+        rounds[-1].append((record, message))
+    return rounds
 
 
 def _headers(record: ConsumerRecord) -> dict[str, str]:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, TypeVar
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings
@@ -174,6 +175,21 @@ async def _recorded(
             log.warning("recording a late answer failed (%r); again in %.1fs", failed, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class OutsideCall(Generic[R, T]):
+    """A call to the outside world that a transaction asked for: made once it has
+    committed (its intent recorded under `key`), its answer recorded by `record` in a
+    transaction of its own. A consumer's batch (shared/batches.py) makes its calls side
+    by side; a message handled alone makes its one."""
+
+    key: str
+    call: Callable[[], Coroutine[Any, Any, R]]
+    record: Callable[[R], Coroutine[Any, Any, list[T]]]
+
+    async def made(self, late: LateAnswers) -> list[T]:
+        return await late.answer(self.key, self.call, self.record)
 
 
 INLINE = LateAnswers(None, 1, "inline")

@@ -7,6 +7,7 @@ from faststream.kafka import KafkaBroker
 
 from services.payments.backoff import Backoff
 from services.payments.provider import PaymentProvider
+from shared.batches import Context
 from shared.kafka import InContext
 from shared.late_answers import INLINE, LateAnswers
 
@@ -27,5 +28,17 @@ def provide(
     broker.context.set_global(_LATE, late)
 
 
-def provider_in(broker: KafkaBroker) -> PaymentProvider:
-    return cast(PaymentProvider, broker.context.get(_PROVIDER))
+def provider_in(where: KafkaBroker | Context) -> PaymentProvider:
+    return cast(PaymentProvider, _context(where).get(_PROVIDER))
+
+
+def backoff_in(context: Context) -> Backoff:
+    return cast(Backoff, context.get(_BACKOFF))
+
+
+def late_in(context: Context) -> LateAnswers:
+    return cast(LateAnswers, context.get(_LATE, INLINE))
+
+
+def _context(where: KafkaBroker | Context) -> Context:
+    return where.context if isinstance(where, KafkaBroker) else where

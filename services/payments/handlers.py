@@ -1,22 +1,50 @@
 """Payments' subscriber: parse, call one function, publish.
 
-The function runs its own transactions, because the provider is called between
-two of them (see payments.py).
-"""
+A command's first transaction records its intent; the provider is called after it
+commits, and a transaction of its own records the answer (see payments.py). Commands
+are handled in batches (shared/batches.py): one transaction records the intents of
+a batch, and their calls go out side by side; two commands about one payment are never
+in one transaction, and the second waits for the first's call."""
+
+from typing import Any
 
 from faststream.kafka import KafkaRouter
+from pydantic import TypeAdapter
 
 from services.payments import payments
-from services.payments.context import Checks, Late, Provider
+from services.payments.context import Checks, Late, Provider, backoff_in, late_in, provider_in
 from shared import topics
+from shared.batches import Context, after_commit, in_batches
 from shared.events import PaymentsCommand
-from shared.kafka import Sessions, saga_subscriber
+from shared.kafka import Outgoing, Sessions, saga_subscriber
+from shared.outbox import Step
 
 SERVICE = "payments"
 router = KafkaRouter()
 
+commands = saga_subscriber(router, SERVICE, topics.PAYMENTS_COMMANDS)
+_command = TypeAdapter[Any](PaymentsCommand)
 
-@saga_subscriber(router, SERVICE, topics.PAYMENTS_COMMANDS)
+
+async def _settled(key: str, context: Context) -> None:
+    await late_in(context).settled(key)
+
+
+@in_batches(commands, _command.validate_json, key=payments.key_of, settle=_settled)
+def command_step(command: Any, context: Context) -> Step:
+    sessions, provider, backoff = context.get("sessions"), provider_in(context), backoff_in(context)
+    late = late_in(context)
+
+    async def step(session: Any) -> list[Outgoing]:
+        outgoing, call = await payments.intend(session, sessions, provider, backoff, command)
+        if call is not None:
+            after_commit(session, lambda: call.made(late))
+        return outgoing
+
+    return step
+
+
+@commands
 async def on_payments_command(
     command: PaymentsCommand,
     sessions: Sessions,

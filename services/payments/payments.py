@@ -60,9 +60,9 @@ from shared.events import (
     RefundPayment,
 )
 from shared.kafka import Outgoing
-from shared.late_answers import INLINE, LateAnswers
+from shared.late_answers import INLINE, LateAnswers, OutsideCall
 from shared.metrics import REFUNDS
-from shared.outbox import staged
+from shared.outbox import stage, staged
 from shared.progress import PROGRESS
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class Unanswered:
 
 
 Answer = ProviderResult | Unanswered
+Recorder = Callable[[Answer], Coroutine[Any, Any, list[Outgoing]]]
 
 
 class PaymentChanged(Exception):
@@ -102,22 +103,52 @@ _STATUS_AFTER: Final[dict[ProviderStatus, PaymentStatus]] = {
 }
 
 
+Intent = tuple[list[Outgoing], OutsideCall[Answer, Outgoing] | None]
+"""What a command does in its first transaction: the messages to stage now, and the
+call to the provider to make after the commit (None: the answer is known already)."""
+
+Command = ChargePayment | CancelPayment | RefundPayment
+
+
+def key_of(command: Command) -> str:
+    """The payment a command is about: its charge's idempotency key."""
+    if isinstance(command, RefundPayment):
+        return charge_key_for(command.order_id)
+    return command.idempotency_key
+
+
 async def handle(
     sessions: SessionFactory,
     provider: PaymentProvider,
     backoff: Backoff,
-    command: ChargePayment | CancelPayment | RefundPayment,
+    command: Command,
     late: LateAnswers = INLINE,
 ) -> list[Outgoing]:
     """`late`: how long the provider's answer is waited for before the command is left
-    to finish on its own (shared/late_answers.py); by default, in full."""
+    to finish on its own (shared/late_answers.py); by default, in full. The call still
+    out about the same payment, if any, is waited for first."""
+    await late.settled(key_of(command))
+    async with sessions.begin() as session:
+        outgoing, call = await intend(session, sessions, provider, backoff, command)
+        await stage(session, outgoing)
+    return outgoing if call is None else await call.made(late)
+
+
+async def intend(
+    session: AsyncSession,
+    sessions: SessionFactory,
+    provider: PaymentProvider,
+    backoff: Backoff,
+    command: Command,
+) -> Intent:
+    """The command's first transaction (`session`'s), in a consumer's batch or alone."""
     match command:
         case ChargePayment():
-            return await charge(sessions, provider, backoff, command, late)
+            return await charge_intent(session, sessions, provider, backoff, command)
         case CancelPayment():
-            return await cancel(sessions, provider, backoff, command, late)
+            return await cancel_intent(session, sessions, provider, backoff, command)
         case RefundPayment():
-            return await refund(sessions, provider, backoff, command, late)
+            return await refund_intent(session, sessions, provider, backoff, command)
     assert_never(command)
 
 
@@ -128,45 +159,7 @@ async def charge(
     command: ChargePayment,
     late: LateAnswers = INLINE,
 ) -> list[Outgoing]:
-    """Charge once per idempotency key; a repeated command gets the first answer again."""
-    key = command.idempotency_key
-    await late.settled(key)
-    now = _now()
-    refusal = _refusal(command)
-    async with sessions.begin() as session:
-        created = await insert_once(
-            session,
-            insert(payments).values(
-                idempotency_key=key,
-                order_id=command.order_id,
-                iccid=command.iccid,
-                amount_minor=command.amount.amount_minor,
-                currency=command.amount.currency,
-                fee_minor=command.fee.amount_minor,
-                payment_method=command.payment_method,
-                payment_token=storable(command.payment_token),
-                attempts=0 if refusal else 1,
-                created_at=now,
-                updated_at=now,
-                **(refusal or {"status": PaymentStatus.NEW, "next_check_at": backoff.grace(now)}),
-            ),
-        )
-        if not created or refusal:
-            payment = await get_payment(session, key)
-            assert payment is not None, "just inserted, or inserted before"
-            if not created:
-                log.info("payment %s is %s already; answering again", key, payment.status)
-            return await staged(session, charge_answer(payment))
-
-    return await late.answer(
-        key,
-        lambda: _ask(
-            provider.charge(
-                key, command.amount, command.fee, command.payment_method, command.payment_token
-            )
-        ),
-        charge_recorder(sessions, key, backoff),
-    )
+    return await handle(sessions, provider, backoff, command, late)
 
 
 async def cancel(
@@ -176,35 +169,7 @@ async def cancel(
     command: CancelPayment,
     late: LateAnswers = INLINE,
 ) -> list[Outgoing]:
-    """Stop waiting for a charge; one the provider captured after all is reported as such."""
-    key = command.idempotency_key
-    await late.settled(key)
-    async with sessions.begin() as session:
-        payment = await get_payment(session, key, lock=True)
-        if payment is None:
-            log.warning("cancel of unknown payment %s: nothing was charged", key)
-            cancelled = PaymentCancelled(
-                **_envelope(key, command, "PaymentCancelled"), reason=command.reason
-            )
-            return await staged(session, [(topics.PAYMENTS_EVENTS, cancelled)])
-        if payment.status not in OPEN:
-            return await staged(session, charge_answer(payment))
-        # Recorded before the call: if it times out, the settler goes on cancelling.
-        asked = await update_payment(
-            session,
-            payment,
-            cancel_reason=command.reason,
-            attempts=payment.attempts + 1,
-            next_check_at=backoff.grace(_now()),
-        )
-        if asked is None:
-            raise PaymentChanged(key)
-
-    return await late.answer(
-        key,
-        lambda: _ask(cancel_at_provider(provider, key, payment.provider_reference)),
-        charge_recorder(sessions, key, backoff),
-    )
+    return await handle(sessions, provider, backoff, command, late)
 
 
 async def refund(
@@ -214,46 +179,132 @@ async def refund(
     command: RefundPayment,
     late: LateAnswers = INLINE,
 ) -> list[Outgoing]:
+    return await handle(sessions, provider, backoff, command, late)
+
+
+async def charge_intent(
+    session: AsyncSession,
+    sessions: SessionFactory,
+    provider: PaymentProvider,
+    backoff: Backoff,
+    command: ChargePayment,
+) -> Intent:
+    """Charge once per idempotency key; a repeated command gets the first answer again."""
+    key = command.idempotency_key
+    now = _now()
+    refusal = _refusal(command)
+    created = await insert_once(
+        session,
+        insert(payments).values(
+            idempotency_key=key,
+            order_id=command.order_id,
+            iccid=command.iccid,
+            amount_minor=command.amount.amount_minor,
+            currency=command.amount.currency,
+            fee_minor=command.fee.amount_minor,
+            payment_method=command.payment_method,
+            payment_token=storable(command.payment_token),
+            attempts=0 if refusal else 1,
+            created_at=now,
+            updated_at=now,
+            **(refusal or {"status": PaymentStatus.NEW, "next_check_at": backoff.grace(now)}),
+        ),
+    )
+    if not created or refusal:
+        payment = await get_payment(session, key)
+        assert payment is not None, "just inserted, or inserted before"
+        if not created:
+            log.info("payment %s is %s already; answering again", key, payment.status)
+        return charge_answer(payment), None
+    amount, fee, method, token = (
+        command.amount, command.fee, command.payment_method, command.payment_token
+    )  # fmt: skip
+    return [], OutsideCall(
+        key,
+        lambda: _ask(provider.charge(key, amount, fee, method, token)),
+        charge_recorder(sessions, key, backoff),
+    )
+
+
+async def cancel_intent(
+    session: AsyncSession,
+    sessions: SessionFactory,
+    provider: PaymentProvider,
+    backoff: Backoff,
+    command: CancelPayment,
+) -> Intent:
+    """Stop waiting for a charge; one the provider captured after all is reported as such."""
+    key = command.idempotency_key
+    payment = await get_payment(session, key, lock=True)
+    if payment is None:
+        log.warning("cancel of unknown payment %s: nothing was charged", key)
+        cancelled = PaymentCancelled(
+            **_envelope(key, command, "PaymentCancelled"), reason=command.reason
+        )
+        return [(topics.PAYMENTS_EVENTS, cancelled)], None
+    if payment.status not in OPEN:
+        return charge_answer(payment), None
+    # Recorded before the call: if it times out, the settler goes on cancelling.
+    asked = await update_payment(
+        session,
+        payment,
+        cancel_reason=command.reason,
+        attempts=payment.attempts + 1,
+        next_check_at=backoff.grace(_now()),
+    )
+    if asked is None:
+        raise PaymentChanged(key)
+    reference = payment.provider_reference
+    return [], OutsideCall(
+        key,
+        lambda: _ask(cancel_at_provider(provider, key, reference)),
+        charge_recorder(sessions, key, backoff),
+    )
+
+
+async def refund_intent(
+    session: AsyncSession,
+    sessions: SessionFactory,
+    provider: PaymentProvider,
+    backoff: Backoff,
+    command: RefundPayment,
+) -> Intent:
     """Refund a captured charge once, in full, fee included; a repeat gets the same answer."""
     charge_key = charge_key_for(command.order_id)
-    await late.settled(charge_key)
-    async with sessions.begin() as session:
-        payment = await get_payment(session, charge_key, lock=True)
-        problem = _refund_problem(payment, command)
-        if payment is None or problem:
-            # Refused, and dead-lettered (not dropped): an operator must look at it.
-            raise BusinessRuleViolation(f"refund {command.idempotency_key} refused: {problem}")
-        now = _now()
-        created = await insert_once(
-            session,
-            insert(refunds).values(
-                idempotency_key=command.idempotency_key,
-                charge_key=charge_key,
-                amount_minor=command.amount.amount_minor,
-                currency=command.amount.currency,
-                created_at=now,
-            ),
-        )
-        if not created:
-            log.info("payment %s is %s already; answering again", charge_key, payment.status)
-            return await staged(
-                session, refund_answer(payment, await get_refund(session, charge_key))
-            )
-        asked = await update_payment(
-            session,
-            payment,
-            status=PaymentStatus.REFUND_PENDING,
-            attempts=1,
-            next_check_at=backoff.grace(now),
-        )
-        if asked is None:
-            raise PaymentChanged(charge_key)
+    payment = await get_payment(session, charge_key, lock=True)
+    problem = _refund_problem(payment, command)
+    if payment is None or problem:
+        # Refused, and dead-lettered (not dropped): an operator must look at it.
+        raise BusinessRuleViolation(f"refund {command.idempotency_key} refused: {problem}")
+    now = _now()
+    created = await insert_once(
+        session,
+        insert(refunds).values(
+            idempotency_key=command.idempotency_key,
+            charge_key=charge_key,
+            amount_minor=command.amount.amount_minor,
+            currency=command.amount.currency,
+            created_at=now,
+        ),
+    )
+    if not created:
+        log.info("payment %s is %s already; answering again", charge_key, payment.status)
+        return refund_answer(payment, await get_refund(session, charge_key)), None
+    asked = await update_payment(
+        session,
+        payment,
+        status=PaymentStatus.REFUND_PENDING,
+        attempts=1,
+        next_check_at=backoff.grace(now),
+    )
+    if asked is None:
+        raise PaymentChanged(charge_key)
     reference = payment.provider_reference
     assert reference is not None, "a captured charge has the provider's reference"
-
-    return await late.answer(
+    refund_key, amount = command.idempotency_key, command.amount
+    return [], OutsideCall(
         charge_key,
-        lambda: _ask(provider.refund(command.idempotency_key, reference, command.amount)),
+        lambda: _ask(provider.refund(refund_key, reference, amount)),
         refund_recorder(sessions, charge_key, backoff),
     )
 
@@ -277,9 +328,6 @@ async def settle_refund(
     assert refund is not None, "inserted with the move to REFUND_PENDING"
     result = await _ask(_refund_status_or_refund(provider, refund, payment))
     return await refund_recorder(sessions, payment.key, backoff)(result)
-
-
-Recorder = Callable[[Answer], Coroutine[Any, Any, list[Outgoing]]]
 
 
 def charge_recorder(sessions: SessionFactory, key: str, backoff: Backoff) -> Recorder:

@@ -1,15 +1,23 @@
-"""Provisioning's subscribers: parse, call one function, publish (through the outbox)."""
+"""Provisioning's subscribers: parse, call one function, publish (through the outbox).
 
-from typing import Annotated
+Top-up commands are handled in batches (shared/batches.py): one transaction records the
+top-ups of a batch, and their carrier calls go out side by side; two commands about one
+top-up are never in one transaction, and the second waits for the first's call."""
+
+from typing import Annotated, cast
 
 from faststream.kafka import KafkaRouter
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.provisioning import provisioning, renewals, usage
 from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.settings import SERVICE
 from shared import topics
+from shared.batches import Context, after_commit, in_batches
 from shared.events import OrdersEvent, TopUpLine, UsageReported
-from shared.kafka import InContext, Sessions, saga_subscriber
+from shared.kafka import InContext, Outgoing, Sessions, saga_subscriber
+from shared.outbox import Step
 
 router = KafkaRouter()
 
@@ -17,7 +25,36 @@ router = KafkaRouter()
 ProvisionerDep = Annotated[Provisioner, InContext(PROVISIONER)]
 
 
-@saga_subscriber(router, SERVICE, topics.PROVISIONING_COMMANDS)
+top_ups = saga_subscriber(router, SERVICE, topics.PROVISIONING_COMMANDS)
+
+
+def _provisioner(context: Context) -> Provisioner:
+    return cast(Provisioner, context.get(PROVISIONER))
+
+
+async def _settled(key: str, context: Context) -> None:
+    await _provisioner(context).late.settled(key)
+
+
+@in_batches(
+    top_ups,
+    TypeAdapter(TopUpLine).validate_json,
+    key=lambda command: command.idempotency_key,
+    settle=_settled,
+)
+def top_up_step(command: TopUpLine, context: Context) -> Step:
+    sessions, provisioner = context.get("sessions"), _provisioner(context)
+
+    async def step(session: AsyncSession) -> list[Outgoing]:
+        outgoing, call = await provisioning.top_up_intent(session, sessions, provisioner, command)
+        if call is not None:
+            after_commit(session, lambda: call.made(provisioner.late))
+        return outgoing
+
+    return step
+
+
+@top_ups
 async def on_top_up_line(
     command: TopUpLine, sessions: Sessions, provisioner: ProvisionerDep
 ) -> None:

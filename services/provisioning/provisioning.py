@@ -45,9 +45,9 @@ from services.provisioning.topup_states import (
 from shared import topics
 from shared.events import LineToppedUp, TopUpFailed, TopUpLine
 from shared.kafka import Outgoing
-from shared.late_answers import INLINE, LateAnswers
+from shared.late_answers import INLINE, LateAnswers, OutsideCall
 from shared.metrics import TOPUPS
-from shared.outbox import staged
+from shared.outbox import stage, staged
 from shared.progress import PROGRESS
 
 log = logging.getLogger(__name__)
@@ -88,26 +88,43 @@ def provisioner_of(broker: KafkaBroker) -> Provisioner:
 async def top_up(
     sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner, command: TopUpLine
 ) -> list[Outgoing]:
-    """The first delivery of a TopUpLine calls the carrier; a repeat gets the first answer."""
+    """The first delivery of a TopUpLine calls the carrier; a repeat gets the first answer.
+    The call still out about the same top-up, if any, is waited for first."""
     await provisioner.late.settled(command.idempotency_key)
-    now = provisioner.clock()
     async with sessions.begin() as session:
-        # Until the grace period is over the retrier leaves this call alone.
-        due_at = now + timedelta(seconds=provisioner.retry.grace_s)
-        first = await db.insert_topup(session, command, now, due_at)
-        topup = await db.find_topup(session, command.idempotency_key)
-        if topup is None:  # pragma: no cover - the row was just inserted or found by its key
-            raise RuntimeError(f"top-up {command.idempotency_key} vanished")
-        if not first:
-            log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
-            return await staged(session, answer_for(topup))
+        outgoing, call = await top_up_intent(session, sessions, provisioner, command)
+        await stage(session, outgoing)
+    return outgoing if call is None else await call.made(provisioner.late)
+
+
+TopUpIntent = tuple[list[Outgoing], OutsideCall[Outcome, Outgoing] | None]
+
+
+async def top_up_intent(
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    provisioner: Provisioner,
+    command: TopUpLine,
+) -> TopUpIntent:
+    """The command's first transaction (`session`'s): the top-up recorded NEW under its
+    key, and the carrier call to make after the commit; a repeat's answer instead."""
+    now = provisioner.clock()
+    # Until the grace period is over the retrier leaves this call alone.
+    due_at = now + timedelta(seconds=provisioner.retry.grace_s)
+    first = await db.insert_topup(session, command, now, due_at)
+    topup = await db.find_topup(session, command.idempotency_key)
+    if topup is None:  # pragma: no cover - the row was just inserted or found by its key
+        raise RuntimeError(f"top-up {command.idempotency_key} vanished")
+    if not first:
+        log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
+        return answer_for(topup), None
 
     async def record(outcome: Outcome) -> list[Outgoing]:
         async with sessions.begin() as session:
             answer = await record_outcome(session, provisioner, topup.key, outcome, sent=True)
             return await staged(session, answer)
 
-    return await provisioner.late.answer(topup.key, lambda: send(provisioner, topup), record)
+    return [], OutsideCall(topup.key, lambda: send(provisioner, topup), record)
 
 
 async def claim_due(

@@ -1,0 +1,240 @@
+"""Batch consumption (shared/batches.py), on orders' subscribers over SQLite: a
+partition's records in one transaction, and one at a time whatever a batch cannot take."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from faststream.kafka import KafkaMessage
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.orders import handlers
+from services.orders.db import metadata, order_transitions, orders
+from services.orders.settings import OrdersSettings
+from services.payments.db import payments
+from services.payments.stripe_provider import StripeProvider
+from services.stripe_simulator.ledger import payment_intents
+from shared import outbox, topics
+from shared.batches import BatchConsumer, _rounds, batched
+from shared.events import Envelope, Money, PaymentCaptured, order_id_for
+from shared.inbox import processed_messages
+from shared.kafka import message_headers
+from shared.limits import MAX_MESSAGE_BYTES
+from shared.metrics import CONSUMED
+from shared.topics import dead_letter_topic
+from tests.factories import order_request
+from tests.unit.harness import InMemoryService, in_memory_service, running
+from tests.unit.test_dead_letters import raw_body
+from tests.unit.test_payments_handlers import charge, payments_service
+
+PRICE = Money(amount_minor=1586, currency="EUR")
+FEE = Money(amount_minor=0, currency="EUR")
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[InMemoryService]:
+    settings = OrdersSettings(payment_timeout_s=60)
+    async with in_memory_service("orders", handlers.router, metadata, tmp_path, settings) as svc:
+        yield svc
+
+
+class Consumer:
+    """What a batch consumer asks of aiokafka's while handling a fetch: where to seek."""
+
+    def __init__(self) -> None:
+        self.sought: list[tuple[TopicPartition, int]] = []
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+
+def consumer_of(service: InMemoryService, topic: str) -> BatchConsumer:
+    [(subscriber, how)] = [
+        (sub, how)
+        for sub, how in batched(service.broker.subscribers)
+        if sub.topics[0].name == topic
+    ]
+    return BatchConsumer(subscriber, how, service.sessions, service.broker.context, max_records=500)
+
+
+def dead_letters(service: InMemoryService, topic: str) -> list[KafkaMessage]:
+    """What reaches `topic`'s dead-letter topic, whatever its bytes."""
+    dead: list[KafkaMessage] = []
+
+    @service.broker.subscriber(dead_letter_topic(topic), group_id="t-dlt", decoder=raw_body)
+    async def collect(msg: KafkaMessage) -> None:
+        dead.append(msg)
+
+    return dead
+
+
+def records(topic: str, *bodies: Envelope | dict[str, Any] | bytes) -> list[ConsumerRecord]:
+    made = []
+    for offset, body in enumerate(bodies, start=10):
+        if isinstance(body, Envelope):
+            value, key = body.model_dump_json().encode(), body.iccid.encode()
+            headers = [(k, v.encode()) for k, v in message_headers(body).items()]
+        elif isinstance(body, dict):
+            value, key, headers = json.dumps(body).encode(), str(body["iccid"]).encode(), []
+        else:
+            value, key, headers = body, b"89440000000000000000", []
+        made.append(
+            ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, len(key), len(value), headers)
+        )
+    return made
+
+
+def captured(request: dict[str, Any]) -> PaymentCaptured:
+    order_id = order_id_for(request["request_id"])
+    return PaymentCaptured(
+        order_id=order_id, iccid=request["iccid"], amount=PRICE, fee=FEE, provider_reference="p"
+    )
+
+
+async def count(service: InMemoryService, table: Any, *where: Any) -> int:
+    async with service.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(table).where(*where)) or 0)
+
+
+def consumed(topic: str, path: str) -> float:
+    return float(CONSUMED.labels(topic, path)._value.get())
+
+
+async def test_three_order_requests_are_placed_in_one_batch_and_their_offset_committed_once(
+    service: InMemoryService,
+) -> None:
+    requests = [order_request() for _ in range(3)]
+    batch = records(topics.ORDERS_COMMANDS, *requests)
+    before = consumed(topics.ORDERS_COMMANDS, "batch")
+    consumer = Consumer()
+    async with running(service.broker):
+        _tp, commit = await consumer_of(service, topics.ORDERS_COMMANDS)._partition(
+            consumer, TopicPartition(topics.ORDERS_COMMANDS, 0), batch
+        )
+    assert commit == 13  # the offset after the last record: committed once for all
+    assert consumed(topics.ORDERS_COMMANDS, "batch") - before == 3
+    assert await count(service, orders, orders.c.state == "PAYMENT_PENDING") == 3
+    # Each order announced and charged: two outbox rows per order, stored together.
+    assert await count(service, outbox.outbox) == 6
+    assert consumer.sought == []
+
+
+async def test_a_repeat_inside_a_batch_is_acted_on_once(service: InMemoryService) -> None:
+    request = order_request()
+    async with running(service.broker):
+        await service.send(topics.ORDERS_COMMANDS, request)
+        payment = captured(request)
+        batch = records(topics.PAYMENTS_EVENTS, payment, payment, payment)
+        _, commit = await consumer_of(service, topics.PAYMENTS_EVENTS)._partition(
+            Consumer(), TopicPartition(topics.PAYMENTS_EVENTS, 0), batch
+        )
+    assert commit == 13
+    order_id = order_id_for(request["request_id"])
+    moved = order_transitions.c
+    assert await count(service, order_transitions, moved.order_id == order_id,
+                       moved.to_state == "TOPUP_PENDING") == 1  # fmt: skip
+    assert await count(service, processed_messages) == 1
+    assert (
+        await count(service, outbox.outbox, outbox.outbox.c.topic == topics.PROVISIONING_COMMANDS)
+        == 1
+    )
+
+
+async def test_a_batch_that_fails_goes_one_at_a_time_and_only_the_bad_message_is_dead_lettered(
+    service: InMemoryService,
+) -> None:
+    dead = service.watch(dead_letter_topic(topics.PAYMENTS_EVENTS))
+    known, unknown = order_request(), order_request()  # `unknown` is never placed
+    before = consumed(topics.PAYMENTS_EVENTS, "one")
+    async with running(service.broker):
+        await service.send(topics.ORDERS_COMMANDS, known)
+        batch = records(topics.PAYMENTS_EVENTS, captured(unknown), captured(known))
+        _, commit = await consumer_of(service, topics.PAYMENTS_EVENTS)._partition(
+            Consumer(), TopicPartition(topics.PAYMENTS_EVENTS, 0), batch
+        )
+    assert commit == 12
+    assert consumed(topics.PAYMENTS_EVENTS, "one") - before == 2
+    assert len(dead) == 1
+    assert dead[0]["order_id"] == str(order_id_for(unknown["request_id"]))
+    assert await count(service, orders, orders.c.state == "TOPUP_PENDING") == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"{not json", b"[1, 2]", b"x" * (MAX_MESSAGE_BYTES + 1)],
+    ids=["undecodable", "not-an-object", "too-large"],
+)
+async def test_a_record_the_batch_cannot_parse_is_refused_alone_and_the_others_are_placed(
+    service: InMemoryService, bad: bytes
+) -> None:
+    dead = dead_letters(service, topics.ORDERS_COMMANDS)
+    requests = [order_request(), order_request()]
+    batch = records(topics.ORDERS_COMMANDS, requests[0], bad, requests[1])
+    async with running(service.broker):
+        _, commit = await consumer_of(service, topics.ORDERS_COMMANDS)._partition(
+            Consumer(), TopicPartition(topics.ORDERS_COMMANDS, 0), batch
+        )
+    assert commit == 13
+    assert [m.headers["dlq.source.offset"] for m in dead] == ["11"]
+    assert await count(service, orders, orders.c.state == "PAYMENT_PENDING") == 2
+
+
+async def test_a_message_given_back_is_sought_and_nothing_after_it_is_committed(
+    service: InMemoryService,
+) -> None:
+    requests = [order_request() for _ in range(3)]
+    batch = records(topics.ORDERS_COMMANDS, requests[0], b"{not json", requests[2])
+    batches = consumer_of(service, topics.ORDERS_COMMANDS)
+    consume = batches.subscriber.consume
+
+    async def dead_letter_topic_away(record: ConsumerRecord) -> Any:
+        if record.offset == 11:  # its dead letter cannot be written: FastStream seeks back
+            record.consumer.seek(TopicPartition(record.topic, record.partition), record.offset)
+            return None
+        return await consume(record)
+
+    consumer = Consumer()
+    async with running(service.broker):
+        batches.subscriber.consume = dead_letter_topic_away  # type: ignore[method-assign,assignment]
+        tp, commit = await batches._partition(
+            consumer, TopicPartition(topics.ORDERS_COMMANDS, 0), batch
+        )
+    assert commit == 11  # the first is done; the second comes again, and the third after it
+    assert consumer.sought == [(tp, 11)]
+    assert await count(service, orders) == 1
+
+
+def test_a_batch_is_cut_before_a_second_message_about_the_same_key() -> None:
+    parsed = [(None, key) for key in ["a", "b", "a", "c", "b", "b"]]
+    rounds = _rounds(parsed, key=lambda message: message)
+    assert [[m for _, m in r] for r in rounds] == [["a", "b"], ["a", "c", "b"], ["b"]]
+    assert _rounds(parsed, key=None) == [parsed]
+
+
+async def test_a_batch_of_charges_charges_each_once_and_a_repeat_gets_the_first_answer_again(
+    tmp_path: Path, provider: StripeProvider, provider_engine: AsyncEngine
+) -> None:
+    first, second = charge(), charge()
+    async with payments_service(tmp_path, provider) as service:
+        answers = service.watch(topics.PAYMENTS_EVENTS)
+        async with running(service.broker):
+            batch = records(topics.PAYMENTS_COMMANDS, first, second, first)
+            _, commit = await consumer_of(service, topics.PAYMENTS_COMMANDS)._partition(
+                Consumer(), TopicPartition(topics.PAYMENTS_COMMANDS, 0), batch
+            )
+            await service.relay()
+        assert commit == 13
+        assert await count(service, payments, payments.c.status == "CAPTURED") == 2
+    async with provider_engine.connect() as connection:
+        intents = await connection.scalar(select(func.count()).select_from(payment_intents))
+    assert intents == 2  # the repeat, in a round of its own, got the first answer again
+    assert sorted(a["order_id"] for a in answers) == sorted(
+        [str(first.order_id), str(second.order_id), str(first.order_id)]
+    )
+    assert {a["type"] for a in answers} == {"PaymentCaptured"}
