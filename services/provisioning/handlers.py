@@ -4,7 +4,7 @@ Top-up commands are handled in batches (shared/batches.py): one transaction reco
 top-ups of a batch, and their carrier calls go out side by side; two commands about one
 top-up are never in one transaction, and the second waits for the first's call."""
 
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from faststream.kafka import KafkaRouter
 from pydantic import TypeAdapter
@@ -61,14 +61,30 @@ async def on_top_up_line(
     await provisioning.top_up(sessions, provisioner, command)
 
 
-@saga_subscriber(router, SERVICE, topics.CARRIER_USAGE)
+usage_reports = saga_subscriber(router, SERVICE, topics.CARRIER_USAGE)
+order_events = saga_subscriber(router, SERVICE, topics.ORDERS_EVENTS)
+
+
+@in_batches(usage_reports, TypeAdapter(UsageReported).validate_json)
+def usage_step(report: UsageReported, context: Context) -> Step:
+    provisioner = _provisioner(context)
+    return lambda session: usage.count_usage(session, provisioner, report)
+
+
+@in_batches(order_events, TypeAdapter[Any](OrdersEvent).validate_json)
+def order_event_step(event: Any, context: Context) -> Step:
+    provisioner = _provisioner(context)
+    return lambda session: renewals.settle_renewal(session, provisioner, event)
+
+
+@usage_reports
 async def on_usage_reported(
     report: UsageReported, sessions: Sessions, provisioner: ProvisionerDep
 ) -> None:
     await usage.record_usage(sessions, provisioner, report)
 
 
-@saga_subscriber(router, SERVICE, topics.ORDERS_EVENTS)
+@order_events
 async def on_order_event(
     event: OrdersEvent, sessions: Sessions, provisioner: ProvisionerDep
 ) -> None:

@@ -193,17 +193,31 @@ async def on_order_event(
     """Settle the renewal order an order event is about; other orders' events are skipped
     before touching the database. The row's status is the guard: a redelivered event
     finds it settled already and changes nothing."""
-    if not is_renewal(event.request_id) or isinstance(event, OrderPlaced):
-        return  # OrderPlaced: the renewal order is under way, as its row says already
-    now = provisioner.clock()
+    if not concerns_a_renewal(event):
+        return
     async with sessions.begin() as session:
-        renewal = await rdb.find_renewal_order(session, event.request_id, lock=True)
-        if renewal is None:
-            log.warning("%s for unknown renewal order %s ignored", event.type, event.request_id)
-            return
-        decision = decide(event, renewal.attempt, provisioner.renewal, now)
-        if decision is not None:
-            await stage(session, await _settle(session, renewal, decision, now))
+        await stage(session, await settle_renewal(session, provisioner, event))
+
+
+def concerns_a_renewal(event: OrdersEvent) -> bool:
+    # OrderPlaced: the renewal order is under way, as its row says already.
+    return is_renewal(event.request_id) and not isinstance(event, OrderPlaced)
+
+
+async def settle_renewal(
+    session: AsyncSession, provisioner: Provisioner, event: OrdersEvent
+) -> list[Outgoing]:
+    """`on_order_event` in `session`'s transaction (a consumer's batch, or its own); a
+    session that runs no statement for another order's event never takes a connection."""
+    if not concerns_a_renewal(event):
+        return []
+    now = provisioner.clock()
+    renewal = await rdb.find_renewal_order(session, event.request_id, lock=True)
+    if renewal is None:
+        log.warning("%s for unknown renewal order %s ignored", event.type, event.request_id)
+        return []
+    decision = decide(event, renewal.attempt, provisioner.renewal, now)
+    return [] if decision is None else await _settle(session, renewal, decision, now)
 
 
 async def _settle(

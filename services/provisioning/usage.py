@@ -91,37 +91,43 @@ async def record_usage(
     sessions: async_sessionmaker[AsyncSession], provisioner: Provisioner, report: UsageReported
 ) -> list[Outgoing]:
     """Count a usage report once against the line's cycle and raise what it crossed."""
-    now = provisioner.clock()
     async with sessions.begin() as session:
-        if not await usage_db.insert_usage_report(session, report, now):
-            USAGE_REPORTS.labels("redelivered").inc()
-            log.info("usage report %s for line %s counted before", report.event_id, report.iccid)
-            return []
-        line = await usage_db.locked_cycle(session, report.iccid)
-        if line is None:
-            # Kept as it came (all of it overage), for whoever reconciles with the carrier.
-            USAGE_REPORTS.labels("no_cycle").inc()
-            log.warning(
-                "usage report %s: line %s has no package cycle; %d MB recorded as overage",
-                report.event_id, report.iccid, report.used_mb,
-            )  # fmt: skip
-            return []
-        line, outgoing = await _expire_if_ended(session, line, now)
-        taken = take(line.balance, report.used_mb, now)
-        line = await usage_db.save_usage(
-            session, line, taken.balance, report.used_mb, taken.overage_mb, now
-        )
-        await usage_db.settle_usage_report(
-            session, report.event_id, line.order_id, taken.applied_mb, taken.overage_mb
-        )
-        USAGE_REPORTS.labels("counted").inc()
-        if taken.overage_mb:
-            log.warning(
-                "line %s used %d MB beyond its balance (report %s)",
-                line.iccid, taken.overage_mb, report.event_id,
-            )  # fmt: skip
-        outgoing += await raise_alerts(session, provisioner, line, now)
-        return await staged(session, outgoing)
+        return await staged(session, await count_usage(session, provisioner, report))
+
+
+async def count_usage(
+    session: AsyncSession, provisioner: Provisioner, report: UsageReported
+) -> list[Outgoing]:
+    """`record_usage` in `session`'s transaction (a consumer's batch, or its own)."""
+    now = provisioner.clock()
+    if not await usage_db.insert_usage_report(session, report, now):
+        USAGE_REPORTS.labels("redelivered").inc()
+        log.info("usage report %s for line %s counted before", report.event_id, report.iccid)
+        return []
+    line = await usage_db.locked_cycle(session, report.iccid)
+    if line is None:
+        # Kept as it came (all of it overage), for whoever reconciles with the carrier.
+        USAGE_REPORTS.labels("no_cycle").inc()
+        log.warning(
+            "usage report %s: line %s has no package cycle; %d MB recorded as overage",
+            report.event_id, report.iccid, report.used_mb,
+        )  # fmt: skip
+        return []
+    line, outgoing = await _expire_if_ended(session, line, now)
+    taken = take(line.balance, report.used_mb, now)
+    line = await usage_db.save_usage(
+        session, line, taken.balance, report.used_mb, taken.overage_mb, now
+    )
+    await usage_db.settle_usage_report(
+        session, report.event_id, line.order_id, taken.applied_mb, taken.overage_mb
+    )
+    USAGE_REPORTS.labels("counted").inc()
+    if taken.overage_mb:
+        log.warning(
+            "line %s used %d MB beyond its balance (report %s)",
+            line.iccid, taken.overage_mb, report.event_id,
+        )  # fmt: skip
+    return outgoing + await raise_alerts(session, provisioner, line, now)
 
 
 async def check_line(
