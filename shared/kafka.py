@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream._internal.context import Context as FastStreamContext  # pinned (requirements.lock)
 from faststream.kafka import KafkaBroker, KafkaRouter
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # Kafka default (ACK_FIRST) commits before handling: at-most-once, wrong for a saga.
 SAGA_ACK_POLICY: Final = AckPolicy.NACK_ON_ERROR
 
-DEFAULT_PARTITIONS: Final = 3
+DEFAULT_PARTITIONS: Final = 3  # KAFKA_PARTITIONS' default (shared/settings.py)
 
 
 class InContext(FastStreamContext):
@@ -162,6 +162,9 @@ async def ensure_topics(
             await asyncio.sleep(delay)
     try:
         existing = set(await admin.list_topics())
+        await _report_other_partition_counts(
+            admin, [t for t in topics if t in existing], partitions
+        )
         missing = [
             NewTopic(name=t, num_partitions=partitions, replication_factor=1)
             for t in topics
@@ -174,6 +177,27 @@ async def ensure_topics(
                 log.debug("another process created the topics first")
     finally:
         await admin.close()
+
+
+async def _report_other_partition_counts(
+    admin: AIOKafkaAdminClient, topics: list[str], partitions: int
+) -> None:
+    """Existing topics keep their partitions: said once at start, never changed."""
+    if not topics:
+        return
+    try:
+        described = await admin.describe_topics(topics)
+    except KafkaError as error:  # only a report: never a reason not to start
+        log.debug("topics not described (%r)", error)
+        return
+    for topic in described:
+        count = len(topic.get("partitions") or ())
+        if count and count != partitions:
+            log.warning(
+                "topic %s has %d partitions, KAFKA_PARTITIONS says %d: kept as it is "
+                "(more partitions would move a line's messages out of order)",
+                topic.get("topic"), count, partitions,
+            )  # fmt: skip
 
 
 Outgoing = tuple[str, Message]

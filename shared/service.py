@@ -54,7 +54,7 @@ def build_service_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await migrate(engine, migrations)
-        await ensure_topics(settings, topics)
+        await ensure_topics(settings, topics, settings.kafka_partitions)
         await ensure_audit_topic(settings)  # what a service's API changes is audited there
         await broker.start()
         # The subscribers declared `in_batches` are fed by batch consumers of their own.
@@ -74,10 +74,12 @@ def build_service_app(
         try:
             yield
         finally:
+            # The batches in hand finish first; then the background tasks (the calls
+            # still out among them) and the one-at-a-time subscribers stop.
+            await asyncio.gather(*(consumer.stop() for consumer in batches))
             for running in tasks:
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.gather(*(consumer.stop() for consumer in batches))
             await broker.stop()
             await engine.dispose()
             tracing.stop()  # exports the spans still buffered

@@ -46,6 +46,10 @@ class ServiceSettings(BaseSettings):
     # The most records a consumer handles in one fetch, across its partitions
     # (shared/batches.py); 1 handles every message in its own transaction.
     consumer_batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    # Partitions of each topic a service creates (an existing topic keeps its own: more
+    # partitions would move a line's key to another one, out of order). The unit of
+    # parallelism between a consumer group's members, and within one (shared/batches.py).
+    kafka_partitions: int = Field(default=3, ge=1, le=64)
     # Tracing (shared/tracing.py, docs/tracing.md): off unless TRACING_ENABLED=true; then
     # spans go to OTLP/HTTP when the standard OTEL_EXPORTER_OTLP_ENDPOINT is set, else
     # as JSON lines to TRACING_FILE, else to stdout.

@@ -65,7 +65,8 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await ensure_topics(kafka, topics.ALL_TOPICS)  # waits for the broker
+        # waits for the broker
+        await ensure_topics(kafka, topics.ALL_TOPICS, config.kafka_partitions)
         await ensure_audit_topic(kafka)
         await audit.start()
         sampling = asyncio.create_task(sampler.run(), name="topic sampler")

@@ -26,7 +26,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.local.kafka import LocalKafka
 from deploy.local.postgres import LocalPostgres
-from tests.bench import profiling, raw_relay, report, stack
+from deploy.local.processes import SERVICES
+from tests.bench import batch_sizes, profiling, raw_relay, report, stack
 from tests.bench.driver import ClosedLoop, Driver, OpenLoop, Phase, Timing, run_phase
 from tests.bench.invariants import Verdict, check
 from tests.bench.resources import ResourceMeter
@@ -212,12 +213,19 @@ async def _saga(
             bench.meter.track(instance.name, instance.process.pid)
         baseline = await baseline_before_the_load(services)
         target = Saga()
+        ours = [(i.name, i.base_url) for i in services.instances if i.name in SERVICES]
         async with driving(kafka.bootstrap_servers, target) as driver:
             steps, measured = await bench.maximum(driver, sizes.ramp_levels)
             at_best = ClosedLoop(measured.concurrency or 1)
+            # Batch sizes over the closed loop at its best, once more: the phase measured.
+            before = await batch_sizes.read(ours)
+            closed = await bench.measure(driver, "saga closed loop (batches)", at_best,
+                                         sizes.closed_s / 4)  # fmt: skip
+            seen = batch_sizes.quantiles(before, await batch_sizes.read(ours))
             figures: dict[str, Any] = {
                 "ramp": [s.figures() for s in steps],
                 "closed_loop": measured.figures(),
+                "batch_sizes": {"throughput_per_s": closed.throughput, "by_topic": seen},
                 "open_loop": await _open_loops(bench, driver, measured.throughput),
             }
             if options.profile:
@@ -231,8 +239,14 @@ async def _saga(
 
 
 async def _open_loops(bench: Bench, driver: Driver, maximum: float) -> list[dict[str, Any]]:
-    """Orders on schedule at each share of the closed-loop maximum."""
+    """Orders on schedule at each fixed rate, then at each share of the closed-loop
+    maximum."""
     phases = []
+    for rate in bench.sizes.open_rates:
+        phase = await bench.measure(
+            driver, f"saga open loop {rate:g}/s", OpenLoop(rate), bench.sizes.open_s
+        )
+        phases.append({**phase.figures(), "fraction": None, "rate": rate})
     for fraction in bench.sizes.open_fractions:
         load = OpenLoop(max(1.0, fraction * maximum))
         phase = await bench.measure(

@@ -23,6 +23,7 @@ class Sizes:
     drain_s: float  # how long to wait for the orders still in flight after a phase
     settle_s: float  # how long to wait, at the end, for every order to end
     profile_s: float  # the profiled closed-loop phase (--profile)
+    open_rates: tuple[float, ...] = (10.0,)  # open-loop phases at fixed orders/s, first
     ramp_gain: float = 0.05
     ramp_patience: int = 2
     ramp_p99_limit_ms: float = 2000.0

@@ -59,7 +59,10 @@ def test_both_the_saga_and_the_raw_relay_complete_orders(
     _, figures, _ = smoke_run
     assert figures["raw_relay"]["closed_loop"]["throughput_per_s"] > 0
     assert figures["saga"]["closed_loop"]["throughput_per_s"] > 0
-    assert len(figures["saga"]["open_loop"]) == 3
+    # At 10 sagas/s, then at a quarter, half and three quarters of the maximum.
+    assert [p.get("rate") or p["fraction"] for p in figures["saga"]["open_loop"]] == [
+        10.0, 0.25, 0.5, 0.75
+    ]  # fmt: skip
     assert figures["ratio_to_raw_relay"] > 0
 
 
@@ -95,11 +98,20 @@ def test_the_outside_worlds_cpu_is_reported_apart_from_ours(
     assert parties["ours"] == pytest.approx(services, abs=1e-5)
 
 
+def test_the_batches_the_services_took_are_reported(
+    smoke_run: tuple[int, dict[str, Any], Path],
+) -> None:
+    _, figures, _ = smoke_run
+    seen = figures["saga"]["batch_sizes"]["by_topic"]
+    assert "orders orders.commands.v1" in seen
+    assert all(s["batches"] > 0 and 1 <= s["p50"] <= s["p99"] for s in seen.values())
+
+
 def test_the_report_holds_the_targets_the_machine_and_a_chart(
     smoke_run: tuple[int, dict[str, Any], Path],
 ) -> None:
     _, figures, folder = smoke_run
-    assert len(figures["targets"]) == 4
+    assert len(figures["targets"]) == 5
     assert all(isinstance(target["met"], bool) for target in figures["targets"])
     assert figures["machine"]["cores"] >= 1
     assert figures["machine"]["git_commit"]
