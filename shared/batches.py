@@ -81,13 +81,20 @@ class Batched(Generic[M]):
     payment, a top-up): a batch is cut before a message whose key is already in it, so
     one key's commands are handled one transaction after the other; `settle`, awaited
     for each key before its transaction, until no call about it is still out (the one
-    an earlier transaction asked for). A step asks for calls with `after_commit`."""
+    an earlier transaction asked for). A step asks for calls with `after_commit`.
+
+    For a service whose steps share a unit of work: `prepare`, given the messages the
+    transaction will step through (repeats left out), before the first step (loading
+    and locking, in one statement, every row they are about); `finish`, after the last
+    (writing back what they changed, a statement per table)."""
 
     parse: Callable[[bytes], M]
     step: Callable[[M, Context], Step]
     inbox: Callable[[M], tuple[uuid.UUID, str]] | None = None
     key: Callable[[M], str] | None = None
     settle: Callable[[str, Context], Awaitable[None]] | None = None
+    prepare: Callable[[AsyncSession, list[M], Context], Awaitable[None]] | None = None
+    finish: Callable[[AsyncSession, Context], Awaitable[None]] | None = None
 
 
 AFTER_COMMIT: Final = "after_commit"
@@ -124,6 +131,8 @@ def in_batches(
     *,
     key: Callable[[M], str] | None = None,
     settle: Callable[[str, Context], Awaitable[None]] | None = None,
+    prepare: Callable[[AsyncSession, list[M], Context], Awaitable[None]] | None = None,
+    finish: Callable[[AsyncSession, Context], Awaitable[None]] | None = None,
 ) -> Callable[[Callable[[M, Context], Step]], Callable[[M, Context], Step]]:
     """Decorates the step of `subscriber`'s messages: they are then handled in batches."""
 
@@ -132,7 +141,7 @@ def in_batches(
             raise TypeError("in_batches: a subscriber made by saga_subscriber")
         # Same layout (no slots of its own): only start and stop change.
         subscriber.__class__ = BatchedSubscriber
-        how = Batched(parse, step, inbox, key, settle)
+        how = Batched(parse, step, inbox, key, settle, prepare, finish)
         _BATCHED[id(subscriber)] = (cast(BatchedSubscriber, subscriber), how)
         return step
 
@@ -312,20 +321,28 @@ class BatchConsumer:
         return True
 
     async def _apply(self, session: AsyncSession, parsed: list[tuple[ConsumerRecord, Any]]) -> None:
-        inbox = self.how.inbox
-        keys = [inbox(message) for _, message in parsed] if inbox is not None else []
-        fresh = await first_deliveries(session, keys)
-        rows: list[dict[str, Any]] = []
-        for index, (record, message) in enumerate(parsed):
-            with about_message(_headers(record), record.key):
-                if inbox is not None:
-                    event_id, message_type = keys[index]
-                    if event_id not in fresh:
-                        log.info("%s %s already processed; redelivery skipped",
-                                 message_type, event_id)  # fmt: skip
-                        continue
+        how = self.how
+        todo = parsed
+        if how.inbox is not None:
+            keys = [how.inbox(message) for _, message in parsed]
+            fresh = await first_deliveries(session, keys)
+            todo = []
+            for (record, message), (event_id, message_type) in zip(parsed, keys, strict=True):
+                if event_id in fresh:
                     fresh.discard(event_id)  # a repeat later in the batch is skipped too
-                rows += outbox.rows_for(await self.how.step(message, self.context)(session))
+                    todo.append((record, message))
+                    continue
+                with about_message(_headers(record), record.key):
+                    log.info("%s %s already processed; redelivery skipped",
+                             message_type, event_id)  # fmt: skip
+        if how.prepare is not None:
+            await how.prepare(session, [message for _, message in todo], self.context)
+        rows: list[dict[str, Any]] = []
+        for record, message in todo:
+            with about_message(_headers(record), record.key):
+                rows += outbox.rows_for(await how.step(message, self.context)(session))
+        if how.finish is not None:
+            await how.finish(session, self.context)
         await outbox.stage_rows(session, rows)
 
 

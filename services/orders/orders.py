@@ -10,16 +10,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders import saga
+from services.orders.book import OrderBook, Row
 from services.orders.catalog import Catalog
 from services.orders.db import order_transitions, orders, rejected_requests
 from services.orders.saga import OrderState, Step
 from services.orders.validation import Accepted, Rejected, parse_request, validate
 from shared import topics
-from shared.db import as_utc, insert_once
+from shared.db import as_utc
 from shared.dead_letters import BusinessRuleViolation, MalformedMessage
 from shared.events import (
     LineToppedUp,
@@ -52,82 +53,98 @@ async def place_order(
     session: AsyncSession, body: Any, catalog: Catalog, payment_timeout: timedelta
 ) -> list[Outgoing]:
     """Accept or reject an order request; a repeated request gets the first answer again."""
+    book = OrderBook.of(session)
+    request_id = body.get("request_id") if isinstance(body, dict) else None
+    if usable_request_id(request_id):
+        await book.load(session, [order_id_for(str(request_id))], with_requests=True)
+    sent = place(book, body, catalog, payment_timeout)
+    await book.flush(session)
+    return sent
+
+
+def place(
+    book: OrderBook, body: Any, catalog: Catalog, payment_timeout: timedelta
+) -> list[Outgoing]:
+    """`place_order` on a book holding the request's order and rejection, if any."""
     now = datetime.now(UTC)
     parsed = parse_request(body)
     if isinstance(parsed, Rejected):
-        return await _reject_unparsable(session, body, parsed, now)
+        return _reject_unparsable(book, body, parsed, now)
     if not usable_request_id(parsed.request_id):
         raise MalformedMessage("no usable request_id: it holds a NUL or a lone surrogate")
-    previous = await _answer_again(session, parsed.request_id, parsed)
+    previous = _answer_again(book, parsed.request_id, parsed)
     if previous is not None:
         return previous
     decision = validate(parsed, catalog, now)
     if isinstance(decision, Rejected):
-        return await _reject(session, parsed.request_id, parsed.iccid, decision, now)
-    return await _accept(session, decision, catalog.version, now + payment_timeout, now)
+        return _reject(book, parsed.request_id, parsed.iccid, decision, now)
+    return _accept(book, decision, catalog.version, now + payment_timeout, now)
 
 
-async def _accept(
-    session: AsyncSession, accepted: Accepted, catalog_version: str, due_by: datetime,
-    now: datetime,
-) -> list[Outgoing]:  # fmt: skip
+def _accept(
+    book: OrderBook, accepted: Accepted, catalog_version: str, due_by: datetime, now: datetime
+) -> list[Outgoing]:
     command, package, quote = accepted.command, accepted.package, accepted.quote
-    created = await insert_once(
-        session,
-        insert(orders).values(
-            order_id=command.order_id,
-            request_id=command.request_id,
-            iccid=command.iccid,
-            msisdn=command.msisdn,
-            email=command.email,
-            catalog_version=catalog_version,
-            package_id=package.package_id,
-            data_mb=package.data_mb,
-            fair_use_mb=package.fair_use_mb,
-            bonus_mb=quote.bonus_mb,
-            validity_days=package.validity_days,
-            promotion_code=quote.promotion_code,
-            payment_method=command.payment_method,
-            currency=quote.total.currency,
-            price_minor=quote.price.amount_minor,
-            discount_minor=quote.discount.amount_minor,
-            fee_minor=quote.fee.amount_minor,
-            total_minor=quote.total.amount_minor,
-            state=OrderState.PLACED,
-            payment_due_by=due_by,
-            created_at=now,
-            updated_at=now,
-        ),
+    row = Row(
+        order_id=command.order_id,
+        request_id=command.request_id,
+        iccid=command.iccid,
+        msisdn=command.msisdn,
+        email=command.email,
+        catalog_version=catalog_version,
+        package_id=package.package_id,
+        data_mb=package.data_mb,
+        fair_use_mb=package.fair_use_mb,
+        bonus_mb=quote.bonus_mb,
+        validity_days=package.validity_days,
+        promotion_code=quote.promotion_code,
+        payment_method=command.payment_method,
+        currency=quote.total.currency,
+        price_minor=quote.price.amount_minor,
+        discount_minor=quote.discount.amount_minor,
+        fee_minor=quote.fee.amount_minor,
+        total_minor=quote.total.amount_minor,
+        captured_minor=None,
+        state=OrderState.PLACED,
+        nudges=0,
+        payment_due_by=due_by,
+        valid_until=None,
+        created_at=now,
+        updated_at=now,
+        answer=None,
     )
-    if not created:  # a concurrent delivery of the same request won the insert
-        return await _answer_again(session, command.request_id, command) or []
-    await _record(session, command.order_id, None, OrderState.PLACED, "order placed", now)
-    row = await _load(session, command.order_id)
-    assert row is not None
     placed = _placed(row)
-    await session.execute(
-        update(orders)
-        .where(orders.c.order_id == row.order_id)
-        .values(answer=placed.model_dump_json())
-    )
-    sent = await apply_steps(session, row, saga.start(_as_order(row), command.payment_token))
+    row["answer"] = placed.model_dump_json()
+    book.add(row)  # inserted when the book is written back (by another first: rolled back)
+    book.record([_transition(row.order_id, None, OrderState.PLACED, "order placed", now)])
+    sent = apply_steps(book, row, saga.start(_as_order(row), command.payment_token))
     return [(topics.ORDERS_EVENTS, placed), *sent]
 
 
 async def on_payment_event(session: AsyncSession, event: PaymentEvent) -> list[Outgoing]:
-    row = await _locked(session, event)
-    return await apply_steps(session, row, saga.on_payment_event(_as_order(row), event))
+    book = await OrderBook.of(session).load(session, [event.order_id])
+    sent = payment_event(book, event)
+    await book.flush(session)
+    return sent
+
+
+def payment_event(book: OrderBook, event: PaymentEvent) -> list[Outgoing]:
+    row = _locked(book, event)
+    return apply_steps(book, row, saga.on_payment_event(_as_order(row), event))
 
 
 async def on_provisioning_event(session: AsyncSession, event: ProvisioningEvent) -> list[Outgoing]:
-    row = await _locked(session, event)
+    book = await OrderBook.of(session).load(session, [event.order_id])
+    sent = provisioning_event(book, event)
+    await book.flush(session)
+    return sent
+
+
+def provisioning_event(book: OrderBook, event: ProvisioningEvent) -> list[Outgoing]:
+    row = _locked(book, event)
     if isinstance(event, LineToppedUp) and row.state == OrderState.TOPUP_PENDING:
-        await session.execute(
-            update(orders)
-            .where(orders.c.order_id == event.order_id)
-            .values(valid_until=event.valid_until)
-        )
-    return await apply_steps(session, row, saga.on_provisioning_event(_as_order(row), event))
+        book.change(row, valid_until=event.valid_until)
+    return apply_steps(book, row, saga.on_provisioning_event(_as_order(row), event))
 
 
 async def expire_overdue(session: AsyncSession, now: datetime, limit: int = 100) -> list[Outgoing]:
@@ -139,10 +156,12 @@ async def expire_overdue(session: AsyncSession, now: datetime, limit: int = 100)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    book = OrderBook.of(session)
     sent: list[Outgoing] = []
-    for row in overdue.all():
+    for row in book.adopt(overdue.mappings()):
         RECONCILER.labels("order_expired").inc()
-        sent += await apply_steps(session, row, saga.on_payment_deadline(_as_order(row), now))
+        sent += apply_steps(book, row, saga.on_payment_deadline(_as_order(row), now))
+    await book.flush(session)
     return sent
 
 
@@ -158,24 +177,22 @@ async def nudge_stuck(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    book = OrderBook.of(session)
     sent: list[Outgoing] = []
-    for row in candidates.all():
+    for row in book.adopt(candidates.mappings()):
         if as_utc(row.updated_at) + min(after * 2**row.nudges, most) > now:
             continue  # nudged recently: back off
-        await session.execute(
-            update(orders).where(orders.c.order_id == row.order_id).values(nudges=row.nudges + 1)
-        )
+        book.change(row, nudges=row.nudges + 1)
         RECONCILER.labels("saga_nudged").inc()
-        sent += await apply_steps(session, row, saga.on_no_progress(_as_order(row)))
+        sent += apply_steps(book, row, saga.on_no_progress(_as_order(row)))
+    await book.flush(session)
     return sent
 
 
-async def apply_steps(session: AsyncSession, row: Row[Any], steps: list[Step]) -> list[Outgoing]:
-    """Store the steps (state, timeline entries, captured amount); return what to send.
-
-    However many steps, one UPDATE leaves the order as the last one does and one
-    INSERT writes their timeline entries, in order: two round trips, not two per step.
-    """
+def apply_steps(book: OrderBook, row: Row, steps: list[Step]) -> list[Outgoing]:
+    """Apply the steps (state, timeline entries, captured amount) to the order in the book;
+    return what to send. However many steps, the order is written back once, as the
+    last one leaves it, with their timeline entries in order."""
     if not steps:
         log.info("order %s is %s; message ignored", row.order_id, row.state)
         return []
@@ -199,23 +216,23 @@ async def apply_steps(session: AsyncSession, row: Row[Any], steps: list[Step]) -
     answers = [message for topic, message in sent if topic == topics.ORDERS_EVENTS]
     if answers:  # what a repeated request is answered with from now on
         values["answer"] = answers[-1].model_dump_json()
-    await session.execute(update(orders).where(orders.c.order_id == row.order_id).values(**values))
-    await session.execute(insert(order_transitions), timeline)
+    book.change(row, **values)
+    book.record(timeline)
     return sent
 
 
-async def _reject_unparsable(
-    session: AsyncSession, body: Any, rejected: Rejected, now: datetime
+def _reject_unparsable(
+    book: OrderBook, body: Any, rejected: Rejected, now: datetime
 ) -> list[Outgoing]:
     request_id = body.get("request_id") if isinstance(body, dict) else None
     if not usable_request_id(request_id):
         # No request_id, no order id to answer on: it goes to the dead-letter topic.
         raise MalformedMessage(f"no usable request_id; {rejected.message}")
     assert isinstance(request_id, str)
-    previous = await _answer_again(session, request_id, None)
+    previous = _answer_again(book, request_id, None)
     if previous is not None:
         return previous
-    return await _reject(session, request_id, str(body.get("iccid", "")), rejected, now)
+    return _reject(book, request_id, str(body.get("iccid", "")), rejected, now)
 
 
 def usable_request_id(value: object) -> bool:
@@ -235,41 +252,35 @@ def _storable(text: str, most: int) -> str:
     return text.encode(errors="replace").decode().replace("\x00", "")[:most]
 
 
-async def _reject(
-    session: AsyncSession, request_id: str, iccid: str, rejected: Rejected, now: datetime
+def _reject(
+    book: OrderBook, request_id: str, iccid: str, rejected: Rejected, now: datetime
 ) -> list[Outgoing]:
     REJECTIONS.labels(rejected.reason).inc()
-    await insert_once(
-        session,
-        insert(rejected_requests).values(
+    book.reject(
+        Row(
             request_id=request_id, order_id=order_id_for(request_id),
             iccid=_storable(iccid, 32),
             reason=rejected.reason, message=rejected.message, at=now,
-        ),
+        )
     )  # fmt: skip
-    return await _answer_again(session, request_id, None) or []
+    return _answer_again(book, request_id, None) or []
 
 
-async def _answer_again(
-    session: AsyncSession, request_id: str, asked: PlaceOrder | None
+def _answer_again(
+    book: OrderBook, request_id: str, asked: PlaceOrder | None
 ) -> list[Outgoing] | None:
     """The answer a request already got, or None if it is new: the order's latest answer
     (OrderPlaced while the saga runs, then its outcome), the very message, event_id and
     all; or the rejection it got. The same request_id asking for another order (`asked`
-    differs in line, package, currency, method or promotion) is refused instead."""
-    placed = (
-        await session.execute(select(orders).where(orders.c.request_id == request_id))
-    ).first()
-    if placed is not None:
+    differs in line, package, currency, method or promotion) is refused instead. The
+    book holds the request's order and rejection (an order's id is its request's)."""
+    placed = book.orders.get(order_id_for(request_id))
+    if placed is not None and placed.request_id == request_id:
         if asked is not None and (differs := _differences(placed, asked)):
             return [(topics.ORDERS_EVENTS, _reused(placed, asked, differs))]
         answer = orders_events.validate_json(placed.answer) if placed.answer else None
         return [(topics.ORDERS_EVENTS, answer or _placed(placed))]
-    rejected = (
-        await session.execute(
-            select(rejected_requests).where(rejected_requests.c.request_id == request_id)
-        )
-    ).first()
+    rejected = book.rejected.get(request_id)
     if rejected is not None:  # the same message every time: its event_id comes from the request
         answer = OrderRejected(
             event_id=uuid.uuid5(rejected.order_id, "OrderRejected"),
@@ -281,7 +292,7 @@ async def _answer_again(
     return None
 
 
-def _differences(placed: Row[Any], asked: PlaceOrder) -> list[str]:
+def _differences(placed: Any, asked: PlaceOrder) -> list[str]:
     """The fields in which a request differs from the order its request_id made."""
     same_fields = ("iccid", "package_id", "currency", "payment_method")
     differs = [name for name in same_fields if getattr(placed, name) != getattr(asked, name)]
@@ -290,7 +301,7 @@ def _differences(placed: Row[Any], asked: PlaceOrder) -> list[str]:
     return differs
 
 
-def _reused(placed: Row[Any], asked: PlaceOrder, differs: list[str]) -> OrderRejected:
+def _reused(placed: Any, asked: PlaceOrder, differs: list[str]) -> OrderRejected:
     """Not an answer about the order (it goes on): about this request, refused, on the
     line the request named (its key), so its publisher reads it where it looks."""
     REJECTIONS.labels("request_id_reused").inc()
@@ -303,12 +314,12 @@ def _reused(placed: Row[Any], asked: PlaceOrder, differs: list[str]) -> OrderRej
     )  # fmt: skip
 
 
-def _money(row: Row[Any], minor: int) -> Money:
+def _money(row: Any, minor: int) -> Money:
     """An amount of the order's currency (every amount of an order is in it)."""
     return Money(amount_minor=minor, currency=row.currency)
 
 
-def _placed(row: Row[Any]) -> OrderPlaced:
+def _placed(row: Any) -> OrderPlaced:
     return OrderPlaced(
         order_id=row.order_id,
         iccid=row.iccid,
@@ -325,7 +336,7 @@ def _placed(row: Row[Any]) -> OrderPlaced:
     )
 
 
-def _as_order(row: Row[Any]) -> saga.Order:
+def _as_order(row: Any) -> saga.Order:
     return saga.Order(
         order_id=row.order_id,
         request_id=row.request_id,
@@ -343,30 +354,17 @@ def _as_order(row: Row[Any]) -> saga.Order:
     )
 
 
-async def _locked(session: AsyncSession, event: PaymentEvent | ProvisioningEvent) -> Row[Any]:
-    """The order an event is about, locked; an event about no order of ours is dead-lettered."""
-    row = await _load(session, event.order_id, lock=True)
+def _locked(book: OrderBook, event: PaymentEvent | ProvisioningEvent) -> Row:
+    """The order an event is about (loaded locked); an event about no order of ours is
+    dead-lettered."""
+    row = book.orders.get(event.order_id)
     if row is None:
         raise BusinessRuleViolation(f"{event.type} for unknown order {event.order_id}")
     return row
 
 
-async def _load(
-    session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False
-) -> Row[Any] | None:
-    query = select(orders).where(orders.c.order_id == order_id)
-    if lock:  # two deliveries about one order cannot both move it (PostgreSQL)
-        query = query.with_for_update()
-    return (await session.execute(query)).first()
-
-
-async def _record(
-    session: AsyncSession, order_id: uuid.UUID, source: OrderState | None, target: OrderState,
-    cause: str, at: datetime,
-) -> None:  # fmt: skip
-    await session.execute(
-        insert(order_transitions).values(**_transition(order_id, source, target, cause, at))
-    )
+async def _load(session: AsyncSession, order_id: uuid.UUID) -> Any:
+    return (await session.execute(select(orders).where(orders.c.order_id == order_id))).first()
 
 
 def _transition(
@@ -432,7 +430,7 @@ async def orders_of_line(session: AsyncSession, iccid: str) -> list[dict[str, An
     return [_summary(row) for row in rows]
 
 
-def _summary(row: Row[Any]) -> dict[str, Any]:
+def _summary(row: Any) -> dict[str, Any]:
     def money(minor: int | None) -> dict[str, Any] | None:
         return None if minor is None else _money(row, minor).model_dump()
 

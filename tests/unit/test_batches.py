@@ -4,14 +4,15 @@ partition's records in one transaction, and one at a time whatever a batch canno
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaMessage
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.orders import handlers
@@ -238,3 +239,47 @@ async def test_a_batch_of_charges_charges_each_once_and_a_repeat_gets_the_first_
         [str(first.order_id), str(second.order_id), str(first.order_id)]
     )
     assert {a["type"] for a in answers} == {"PaymentCaptured"}
+
+
+@contextmanager
+def statements_counted(service: InMemoryService) -> Iterator[list[str]]:
+    """Every SQL statement the service's engine runs inside, in order."""
+    engine = service.sessions.kw["bind"].sync_engine
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+@pytest.mark.parametrize("size", [2, 12])
+async def test_a_batch_runs_as_many_statements_whatever_its_size(
+    service: InMemoryService, size: int
+) -> None:
+    requests = [order_request() for _ in range(size)]
+    async with running(service.broker):
+        with statements_counted(service) as placing:
+            await consumer_of(service, topics.ORDERS_COMMANDS)._partition(
+                Consumer(), TopicPartition(topics.ORDERS_COMMANDS, 0), records(
+                    topics.ORDERS_COMMANDS, *requests)
+            )  # fmt: skip
+        payments = [captured(r) for r in requests]
+        with statements_counted(service) as paying:
+            await consumer_of(service, topics.PAYMENTS_EVENTS)._partition(
+                Consumer(), TopicPartition(topics.PAYMENTS_EVENTS, 0), records(
+                    topics.PAYMENTS_EVENTS, *payments)
+            )  # fmt: skip
+    assert await count(service, orders, orders.c.state == "TOPUP_PENDING") == size
+    # Orders and rejections looked up; orders, timeline and outbox rows written: once each.
+    assert [s for s in placing if s not in {"BEGIN", "COMMIT"}] == [
+        "SELECT", "SELECT", "INSERT", "INSERT", "INSERT"
+    ]  # fmt: skip
+    # Inbox; orders loaded and locked; orders, timeline and outbox rows written.
+    assert [s for s in paying if s not in {"BEGIN", "COMMIT"}] == [
+        "INSERT", "SELECT", "UPDATE", "INSERT", "INSERT"
+    ]  # fmt: skip
