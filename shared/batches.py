@@ -44,6 +44,7 @@ from faststream.kafka.subscriber.usecase import ConcurrentBetweenPartitionsSubsc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import outbox
+from shared.dead_letters import classify
 from shared.inbox import first_deliveries
 from shared.limits import MAX_MESSAGE_BYTES
 from shared.logs import about_message, now_and_then
@@ -154,6 +155,14 @@ def batched(subscribers: list[Any]) -> list[tuple[BatchedSubscriber, Batched[Any
     return [entry for entry in found if entry is not None and entry[0] in subscribers]
 
 
+class _StepFailed(Exception):
+    """The step of the batch's message at `index` raised `error` (None: no step did)."""
+
+    def __init__(self, index: int | None, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index, self.error = index, error
+
+
 @dataclass
 class _Answer:
     """What the one-at-a-time path did with a record: FastStream's ack policy acks
@@ -255,49 +264,70 @@ class BatchConsumer:
         where = (self.group, tp.topic, tp.partition)
         BATCH_SIZES.labels(tp.topic).observe(len(records))
         PROGRESS.started(*where, records[0].offset)
-        done = 0 if self.one_at_a_time else await self._batch(records)
-        CONSUMED.labels(tp.topic, "batch").inc(done)
-        if done == len(records):
-            PROGRESS.finished(*where)
-            return tp, records[-1].offset + 1
-        for index, record in enumerate(records[done:], start=done):
-            PROGRESS.started(*where, record.offset)
-            answer = _Answer()
-            record.consumer = answer  # what FastStream acks with
-            # A stopped subscriber takes nothing (FastStream returns at once): given back.
-            answer.given_back = not self.subscriber.running
-            if not answer.given_back:
-                await self.subscriber.consume(record)
-            if answer.given_back:
-                PROGRESS.given_back(*where)
-                consumer.seek(tp, record.offset)
-                return tp, (record.offset if index else None)
-            CONSUMED.labels(tp.topic, "one").inc()
+        pending = records
+        while pending:
+            done, bad = (0, False) if self.one_at_a_time else await self._batch(pending)
+            CONSUMED.labels(tp.topic, "batch").inc(done)
+            alone = pending[done : done + 1] if bad else pending[done:]
+            for record in alone:
+                PROGRESS.started(*where, record.offset)
+                if not await self._one(record):
+                    PROGRESS.given_back(*where)
+                    consumer.seek(tp, record.offset)
+                    first = record.offset == records[0].offset
+                    return tp, (None if first else record.offset)
+                CONSUMED.labels(tp.topic, "one").inc()
+            pending = pending[done + len(alone) :]
         PROGRESS.finished(*where)
         return tp, records[-1].offset + 1
 
-    async def _batch(self, records: list[ConsumerRecord]) -> int:
-        """How many of `records`, from the first, were handled in batches (the rest go one
-        at a time): none when one cannot be parsed; else round after round, each in one
-        transaction, until one fails (nothing of it stays)."""
+    async def _one(self, record: ConsumerRecord) -> bool:
+        """`record` handled alone through the subscriber (and its middlewares: dead letters,
+        their retries, metrics, tracing); False when given back, to be delivered again."""
+        answer = _Answer()
+        record.consumer = answer  # what FastStream acks with
+        # A stopped subscriber takes nothing (FastStream returns at once): given back.
+        if not self.subscriber.running:
+            return False
+        await self.subscriber.consume(record)
+        return not answer.given_back
+
+    async def _batch(self, records: list[ConsumerRecord]) -> tuple[int, bool]:
+        """How many of `records`, from the first, were handled in batches, round after
+        round, each in one transaction; and what of the next: True, it is a bad message
+        (over the size limit, not parsed, or refused by its step for good: what a dead
+        letter is for) to go alone while the rest go on in batches; False, a round failed
+        otherwise (a database error, say): nothing of it stays, and the rest go one at a
+        time, each retried as it always was."""
         parsed = []
         for record in records:
             value = record.value or b""
             if len(value) > MAX_MESSAGE_BYTES:
-                return 0
+                break
             try:
                 parsed.append((record, self.how.parse(value)))
-            except Exception:  # refused one at a time, with its reason
-                return 0
+            except Exception:  # refused alone, with its reason
+                break
         done = 0
         for round_ in _rounds(parsed, self.how.key):
-            if not await self._round(round_):
-                break
-            done += len(round_)
-        return done
+            failed = await self._round(round_)
+            if failed is None:
+                done += len(round_)
+                continue
+            index, error = failed
+            if index is None or classify(error) is None:
+                return done, False
+            # The messages before the bad one did nothing (rolled back): they go again.
+            if index and await self._round(round_[:index]) is not None:
+                return done, False
+            return done + index, True
+        return done, done < len(records)
 
-    async def _round(self, parsed: list[tuple[ConsumerRecord, Any]]) -> bool:
-        """Whether `parsed` was handled in one transaction, its calls made after it."""
+    async def _round(
+        self, parsed: list[tuple[ConsumerRecord, Any]]
+    ) -> tuple[int | None, Exception] | None:
+        """None when `parsed` was handled in one transaction, its calls made after it; else
+        the failure, with the index of the message whose step raised it, if one did."""
         how = self.how
         if how.key is not None and how.settle is not None:
             await asyncio.gather(*(how.settle(how.key(m), self.context) for _, m in parsed))
@@ -308,39 +338,46 @@ class BatchConsumer:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            if now_and_then(f"batch:{self.group}:{type(error).__name__}"):
-                log.warning("%s: a batch of %d failed (%r); one at a time instead",
-                            self.group, len(parsed), error)  # fmt: skip
-            return False
-        for failed in await asyncio.gather(*(a() for a in actions), return_exceptions=True):
-            if isinstance(failed, Exception):
+            failed = error if isinstance(error, _StepFailed) else _StepFailed(None, error)
+            if now_and_then(f"batch:{self.group}:{type(failed.error).__name__}"):
+                log.warning("%s: a batch of %d failed (%s)", self.group, len(parsed),
+                            type(failed.error).__name__)  # fmt: skip
+            return failed.index, failed.error
+        for failed_call in await asyncio.gather(*(a() for a in actions), return_exceptions=True):
+            if isinstance(failed_call, Exception):
                 # Its intent is recorded: the settler (or retrier) takes it over, as after
                 # a crash mid-call.
                 log.error("%s: a call after a batch failed (%r); left to the settler",
-                          self.group, failed)  # fmt: skip
-        return True
+                          self.group, failed_call)  # fmt: skip
+        return None
 
     async def _apply(self, session: AsyncSession, parsed: list[tuple[ConsumerRecord, Any]]) -> None:
         how = self.how
-        todo = parsed
+        todo = [(index, record, message) for index, (record, message) in enumerate(parsed)]
         if how.inbox is not None:
             keys = [how.inbox(message) for _, message in parsed]
             fresh = await first_deliveries(session, keys)
             todo = []
-            for (record, message), (event_id, message_type) in zip(parsed, keys, strict=True):
+            for index, ((record, message), (event_id, message_type)) in enumerate(
+                zip(parsed, keys, strict=True)
+            ):
                 if event_id in fresh:
                     fresh.discard(event_id)  # a repeat later in the batch is skipped too
-                    todo.append((record, message))
+                    todo.append((index, record, message))
                     continue
                 with about_message(_headers(record), record.key):
                     log.info("%s %s already processed; redelivery skipped",
                              message_type, event_id)  # fmt: skip
         if how.prepare is not None:
-            await how.prepare(session, [message for _, message in todo], self.context)
+            await how.prepare(session, [message for _, _, message in todo], self.context)
         rows: list[dict[str, Any]] = []
-        for record, message in todo:
+        for index, record, message in todo:
             with about_message(_headers(record), record.key):
-                rows += outbox.rows_for(await how.step(message, self.context)(session))
+                try:
+                    outgoing = await how.step(message, self.context)(session)
+                except Exception as error:
+                    raise _StepFailed(index, error) from error
+                rows += outbox.rows_for(outgoing)
         if how.finish is not None:
             await how.finish(session, self.context)
         await outbox.stage_rows(session, rows)

@@ -59,6 +59,7 @@ from shared.events import (
     PaymentRefunded,
     RefundPayment,
 )
+from shared.grouped_records import grouped
 from shared.kafka import Outgoing
 from shared.late_answers import INLINE, LateAnswers, OutsideCall
 from shared.metrics import REFUNDS
@@ -331,12 +332,13 @@ async def settle_refund(
 
 
 def charge_recorder(sessions: SessionFactory, key: str, backoff: Backoff) -> Recorder:
-    """Records a charge's answer (of a call, a settling question) in a transaction of its
-    own, with the messages it calls for."""
+    """Records a charge's answer (of a call, a settling question), with the messages it
+    calls for, in a transaction with the answers that came meanwhile (grouped_records.py)."""
 
     async def record(answer: Answer) -> list[Outgoing]:
-        async with sessions.begin() as session:
-            return await staged(session, await record_charge_answer(session, key, answer, backoff))
+        return await grouped(sessions).record(
+            lambda session: record_charge_answer(session, key, answer, backoff)
+        )
 
     return record
 
@@ -345,10 +347,9 @@ def refund_recorder(sessions: SessionFactory, charge_key: str, backoff: Backoff)
     """Records a refund's answer, as `charge_recorder` a charge's."""
 
     async def record(answer: Answer) -> list[Outgoing]:
-        async with sessions.begin() as session:
-            return await staged(
-                session, await record_refund_answer(session, charge_key, answer, backoff)
-            )
+        return await grouped(sessions).record(
+            lambda session: record_refund_answer(session, charge_key, answer, backoff)
+        )
 
     return record
 

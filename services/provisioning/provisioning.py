@@ -44,6 +44,7 @@ from services.provisioning.topup_states import (
 )
 from shared import topics
 from shared.events import LineToppedUp, TopUpFailed, TopUpLine
+from shared.grouped_records import grouped
 from shared.kafka import Outgoing
 from shared.late_answers import INLINE, LateAnswers, OutsideCall
 from shared.metrics import TOPUPS
@@ -120,9 +121,10 @@ async def top_up_intent(
         return answer_for(topup), None
 
     async def record(outcome: Outcome) -> list[Outgoing]:
-        async with sessions.begin() as session:
-            answer = await record_outcome(session, provisioner, topup.key, outcome, sent=True)
-            return await staged(session, answer)
+        # With the answers that came meanwhile, in one transaction (grouped_records.py).
+        return await grouped(sessions).record(
+            lambda session: record_outcome(session, provisioner, topup.key, outcome, sent=True)
+        )
 
     return [], OutsideCall(topup.key, lambda: send(provisioner, topup), record)
 

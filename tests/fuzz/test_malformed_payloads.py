@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,6 +51,7 @@ from services.provisioning.provisioning import PROVISIONER, Provisioner
 from services.provisioning.renewals import renewal_request_id
 from services.stripe_simulator import app as stripe_simulator
 from shared import dead_letters, limits, topics
+from shared.batches import BatchConsumer, batched
 from shared.card_numbers import luhn_valid
 from shared.events import (
     CancelPayment,
@@ -163,6 +165,7 @@ class Rig:
         self.runner = runner
         self.consumers = consumers
         self.thrown = 0
+        self.in_batches = 0
         self._testing = AsyncExitStack()
         self._usage_reports: set[uuid.UUID] = set()
         self.runner.run(self._start_testing())
@@ -182,9 +185,16 @@ class Rig:
         consumer = self.consumers[CONSUMED_BY[topic]]
         consumer.dead.clear()  # only this payload's
         consumer.answers.clear()
+        # Every other payload as a running service takes it: a batch (of one) of the
+        # service's batch consumer, which hands what it cannot take to the subscriber.
+        as_a_batch = self.thrown % 2 == 0
+        self.in_batches += as_a_batch
 
         async def publish_and_relay() -> set[uuid.UUID]:
-            await consumer.service.broker.publish(body, topic=topic, key=key)
+            if as_a_batch:
+                await batch_of(consumer.service, topic, body, key, self.thrown)
+            else:
+                await consumer.service.broker.publish(body, topic=topic, key=key)
             await consumer.service.relay()
             return await self._new_usage_reports() if topic == topics.CARRIER_USAGE else set()
 
@@ -204,6 +214,27 @@ class Rig:
             ids = set(await session.scalars(select(provisioning_db.usage_reports.c.report_id)))
         new, self._usage_reports = ids - self._usage_reports, ids
         return new
+
+
+class _Seeks:
+    """The aiokafka consumer a batch consumer seeks with, when a record is given back."""
+
+    def seek(self, _tp: TopicPartition, _offset: int) -> None:
+        raise AssertionError("a fuzz payload was given back: its dead letter was not written")
+
+
+async def batch_of(
+    service: InMemoryService, topic: str, body: bytes, key: bytes | None, offset: int
+) -> None:
+    """`body` as one record of a fetch, through the service's batch consumer of `topic`."""
+    [(subscriber, how)] = [
+        (sub, how) for sub, how in batched(service.broker.subscribers) if topic in sub.topic_names
+    ]
+    batches = BatchConsumer(subscriber, how, service.sessions, service.broker.context,
+                            max_records=500)  # fmt: skip
+    size = len(key or b"")
+    record = ConsumerRecord(topic, 0, offset, 0, 0, key, body, None, size, len(body), [])
+    await batches._partition(_Seeks(), TopicPartition(topic, 0), [record])
 
 
 async def start(stack: AsyncExitStack, tmp: Path) -> dict[str, Consumer]:
@@ -649,7 +680,7 @@ def test_every_consumer_accounts_for_every_malformed_payload(
             f"\nfuzz: {totals.payloads} payloads in {elapsed:.1f}s "
             f"(FUZZ_EXAMPLES={EXAMPLES}): dead-lettered={totals.dead_lettered} "
             f"answered={totals.answered} rightly_silent={totals.rightly_silent} "
-            f"crashes={totals.crashes}"
+            f"crashes={totals.crashes} (through the batch consumers: {rig.in_batches})"
         )
         for what, count in sorted(totals.reasons.items()):
             print(f"fuzz:   {what}: {count}")

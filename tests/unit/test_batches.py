@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,23 +148,55 @@ async def test_a_repeat_inside_a_batch_is_acted_on_once(service: InMemoryService
     )
 
 
-async def test_a_batch_that_fails_goes_one_at_a_time_and_only_the_bad_message_is_dead_lettered(
+async def test_a_message_its_step_refuses_is_dead_lettered_alone_and_the_rest_go_on_in_batches(
     service: InMemoryService,
 ) -> None:
     dead = service.watch(dead_letter_topic(topics.PAYMENTS_EVENTS))
-    known, unknown = order_request(), order_request()  # `unknown` is never placed
-    before = consumed(topics.PAYMENTS_EVENTS, "one")
+    first, unknown, last = (
+        order_request(),
+        order_request(),
+        order_request(),
+    )  # `unknown`: never placed
+    one, batched_ = (
+        consumed(topics.PAYMENTS_EVENTS, "one"),
+        consumed(topics.PAYMENTS_EVENTS, "batch"),
+    )
     async with running(service.broker):
-        await service.send(topics.ORDERS_COMMANDS, known)
-        batch = records(topics.PAYMENTS_EVENTS, captured(unknown), captured(known))
+        await service.send(topics.ORDERS_COMMANDS, first)
+        await service.send(topics.ORDERS_COMMANDS, last)
+        batch = records(topics.PAYMENTS_EVENTS, captured(first), captured(unknown), captured(last))
         _, commit = await consumer_of(service, topics.PAYMENTS_EVENTS)._partition(
             Consumer(), TopicPartition(topics.PAYMENTS_EVENTS, 0), batch
         )
-    assert commit == 12
-    assert consumed(topics.PAYMENTS_EVENTS, "one") - before == 2
-    assert len(dead) == 1
-    assert dead[0]["order_id"] == str(order_id_for(unknown["request_id"]))
-    assert await count(service, orders, orders.c.state == "TOPUP_PENDING") == 1
+    assert commit == 13
+    assert consumed(topics.PAYMENTS_EVENTS, "one") - one == 1
+    assert consumed(topics.PAYMENTS_EVENTS, "batch") - batched_ == 2
+    assert [d["order_id"] for d in dead] == [str(order_id_for(unknown["request_id"]))]
+    assert await count(service, orders, orders.c.state == "TOPUP_PENDING") == 2
+
+
+async def test_a_batch_failing_for_another_reason_leaves_nothing_and_goes_one_at_a_time(
+    service: InMemoryService,
+) -> None:
+    requests = [order_request() for _ in range(3)]
+    batches = consumer_of(service, topics.ORDERS_COMMANDS)
+    prepare = batches.how.prepare
+    assert prepare is not None
+
+    async def database_away(session: Any, messages: list[Any], context: Any) -> None:
+        await prepare(session, messages, context)
+        raise ConnectionResetError("the database went away")  # after the book's lookups
+
+    batches.how = replace(batches.how, prepare=database_away)
+    one = consumed(topics.ORDERS_COMMANDS, "one")
+    async with running(service.broker):
+        _, commit = await batches._partition(
+            Consumer(), TopicPartition(topics.ORDERS_COMMANDS, 0),
+            records(topics.ORDERS_COMMANDS, *requests),
+        )  # fmt: skip
+    assert commit == 13
+    assert consumed(topics.ORDERS_COMMANDS, "one") - one == 3
+    assert await count(service, orders, orders.c.state == "PAYMENT_PENDING") == 3
 
 
 @pytest.mark.parametrize(
@@ -177,12 +210,14 @@ async def test_a_record_the_batch_cannot_parse_is_refused_alone_and_the_others_a
     dead = dead_letters(service, topics.ORDERS_COMMANDS)
     requests = [order_request(), order_request()]
     batch = records(topics.ORDERS_COMMANDS, requests[0], bad, requests[1])
+    one = consumed(topics.ORDERS_COMMANDS, "one")
     async with running(service.broker):
         _, commit = await consumer_of(service, topics.ORDERS_COMMANDS)._partition(
             Consumer(), TopicPartition(topics.ORDERS_COMMANDS, 0), batch
         )
     assert commit == 13
     assert [m.headers["dlq.source.offset"] for m in dead] == ["11"]
+    assert consumed(topics.ORDERS_COMMANDS, "one") - one == 1  # the others, in batches
     assert await count(service, orders, orders.c.state == "PAYMENT_PENDING") == 2
 
 
