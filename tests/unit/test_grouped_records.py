@@ -48,7 +48,7 @@ async def rows(sessions: async_sessionmaker[AsyncSession]) -> list[str]:
 async def test_answers_that_come_while_one_commits_are_recorded_together(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    group, seen = GroupedRecords(sessions), []
+    group, seen = GroupedRecords(sessions), list[int]()
     first = asyncio.create_task(group.record(writing("a", seen)))
     await asyncio.sleep(0)  # the first transaction has started
     await asyncio.gather(first, *(group.record(writing(r, seen)) for r in "bcde"))
@@ -60,7 +60,7 @@ async def test_answers_that_come_while_one_commits_are_recorded_together(
 async def test_a_failing_answer_fails_alone_and_the_others_of_its_group_are_recorded(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    group, seen = GroupedRecords(sessions), []
+    group, seen = GroupedRecords(sessions), list[int]()
     outcomes = await asyncio.gather(
         group.record(writing("a", seen)),
         group.record(writing("b", seen, fail=True)),
