@@ -28,6 +28,7 @@ inbox skips what was done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -217,6 +218,8 @@ class BatchConsumer:
                 await asyncio.wait_for(asyncio.shield(self._task), FETCH_WAIT_MS / 1000 + 30)
             except TimeoutError:
                 self._task.cancel()
+            except Exception:  # the loop's own failure: logged there; stop all the same
+                log.exception("%s: the batch loop had ended", self.group)
             await asyncio.gather(self._task, return_exceptions=True)
         if self.consumer is not None:
             await self.consumer.stop()
@@ -236,12 +239,32 @@ class BatchConsumer:
                 continue
             if not fetched:
                 continue
-            done = await asyncio.gather(
-                *(self._partition(consumer, tp, records) for tp, records in fetched.items())
+            handled = await asyncio.gather(
+                *(self._partition(consumer, tp, records) for tp, records in fetched.items()),
+                return_exceptions=True,
             )
-            offsets = {tp: OffsetAndMetadata(o, "") for tp, o in done if o is not None}
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            failed = False
+            for (tp, records), result in zip(fetched.items(), handled, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Exception):
+                        raise result  # cancelled: the service is stopping
+                    # Never a reason to stop consuming: nothing of this partition's part
+                    # of the fetch is committed, and it is read again from its first record.
+                    log.error("%s: %s[%s] could not be handled (%r); it comes again",
+                              self.group, tp.topic, tp.partition, result)  # fmt: skip
+                    self._rewind(consumer, tp, records[0].offset)
+                    failed = True
+                elif result[1] is not None:
+                    offsets[tp] = OffsetAndMetadata(result[1], "")
             if offsets:
                 await self._commit(consumer, offsets)
+            if failed:
+                await asyncio.sleep(1)
+
+    def _rewind(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        with contextlib.suppress(IllegalStateError, AssertionError):  # no longer ours
+            consumer.seek(tp, offset)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]
@@ -273,8 +296,15 @@ class BatchConsumer:
                 PROGRESS.started(*where, record.offset)
                 if not await self._one(record):
                     PROGRESS.given_back(*where)
-                    consumer.seek(tp, record.offset)
                     first = record.offset == records[0].offset
+                    try:
+                        consumer.seek(tp, record.offset)
+                    except (IllegalStateError, AssertionError) as gone:
+                        # No longer ours (a rebalance): its new owner reads it again from
+                        # the last commit; nothing of this fetch is committed here.
+                        log.warning("%s: %s[%s] went to another member (%s)", self.group,
+                                    tp.topic, tp.partition, type(gone).__name__)  # fmt: skip
+                        return tp, None
                     return tp, (None if first else record.offset)
                 CONSUMED.labels(tp.topic, "one").inc()
             pending = pending[done + len(alone) :]
@@ -302,7 +332,7 @@ class BatchConsumer:
         parsed = []
         for record in records:
             value = record.value or b""
-            if len(value) > MAX_MESSAGE_BYTES:
+            if len(value) > MAX_MESSAGE_BYTES or not _json_content(record):
                 break
             try:
                 parsed.append((record, self.how.parse(value)))
@@ -387,6 +417,8 @@ def _rounds(
     parsed: list[tuple[ConsumerRecord, Any]], key: Callable[[Any], str] | None
 ) -> list[list[tuple[ConsumerRecord, Any]]]:
     """`parsed` cut before each message whose key is already in its round."""
+    if not parsed:
+        return []
     if key is None:
         return [parsed]
     rounds: list[list[tuple[ConsumerRecord, Any]]] = [[]]
@@ -399,6 +431,16 @@ def _rounds(
         keys.add(about)
         rounds[-1].append((record, message))
     return rounds
+
+
+def _json_content(record: ConsumerRecord) -> bool:
+    """Whether FastStream would read the record as JSON too: no content-type header, or a
+    JSON one. Another (text/plain, say) makes FastStream hand its handler a string or
+    bytes; such a record goes alone, to be refused as it always was."""
+    for name, value in record.headers or ():
+        if str(name).lower() == "content-type":
+            return (value or b"").startswith(b"application/json")
+    return True
 
 
 def _headers(record: ConsumerRecord) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError
 from faststream.kafka import KafkaMessage
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -222,7 +223,7 @@ async def test_a_record_the_batch_cannot_parse_is_refused_alone_and_the_others_a
 
 
 async def test_a_message_given_back_is_sought_and_nothing_after_it_is_committed(
-    service: InMemoryService,
+    service: InMemoryService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     requests = [order_request() for _ in range(3)]
     batch = records(topics.ORDERS_COMMANDS, requests[0], b"{not json", requests[2])
@@ -237,7 +238,7 @@ async def test_a_message_given_back_is_sought_and_nothing_after_it_is_committed(
 
     consumer = Consumer()
     async with running(service.broker):
-        batches.subscriber.consume = dead_letter_topic_away  # type: ignore[method-assign,assignment]
+        monkeypatch.setattr(batches.subscriber, "consume", dead_letter_topic_away)
         tp, commit = await batches._partition(
             consumer, TopicPartition(topics.ORDERS_COMMANDS, 0), batch
         )
@@ -318,3 +319,87 @@ async def test_a_batch_runs_as_many_statements_whatever_its_size(
     assert [s for s in paying if s not in {"BEGIN", "COMMIT"}] == [
         "INSERT", "SELECT", "UPDATE", "INSERT", "INSERT"
     ]  # fmt: skip
+
+
+async def test_a_record_not_sent_as_json_is_refused_alone_as_the_subscriber_always_did(
+    service: InMemoryService,
+) -> None:
+    dead = dead_letters(service, topics.ORDERS_COMMANDS)
+    requests = [order_request() for _ in range(3)]
+    batch = records(topics.ORDERS_COMMANDS, *requests)
+    batch[1].headers = [("content-type", b"text/plain")]  # FastStream hands its handler a str
+    async with running(service.broker):
+        _, commit = await consumer_of(service, topics.ORDERS_COMMANDS)._partition(
+            Consumer(), TopicPartition(topics.ORDERS_COMMANDS, 0), batch
+        )
+    assert commit == 13
+    assert [m.headers["dlq.reason"] for m in dead] == ["schema_invalid"]
+    assert await count(service, orders) == 2
+
+
+class GoneConsumer(Consumer):
+    """A consumer whose partitions went to another member meanwhile (a rebalance)."""
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        raise IllegalStateError(f"No current assignment for partition {tp}")
+
+
+async def test_a_record_given_back_on_a_partition_no_longer_ours_commits_nothing_and_goes_on(
+    service: InMemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = consumer_of(service, topics.ORDERS_COMMANDS)
+    batch = records(topics.ORDERS_COMMANDS, order_request(), b"{not json", order_request())
+
+    async def dead_letter_topic_away(record: ConsumerRecord) -> Any:
+        record.consumer.seek(TopicPartition(record.topic, record.partition), record.offset)
+
+    async with running(service.broker):
+        monkeypatch.setattr(batches.subscriber, "consume", dead_letter_topic_away)
+        _, commit = await batches._partition(
+            GoneConsumer(), TopicPartition(topics.ORDERS_COMMANDS, 0), batch
+        )
+    assert commit is None  # its new owner reads it from the last commit
+
+
+class Fetches:
+    """aiokafka's consumer as the batch loop uses it: one fetch, then stopped."""
+
+    def __init__(self, fetch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        self.fetches = [fetch]
+        self.committed: list[dict[TopicPartition, Any]] = []
+        self.sought: list[tuple[TopicPartition, int]] = []
+
+    async def getmany(self, **_options: Any) -> dict[TopicPartition, list[ConsumerRecord]]:
+        if not self.fetches:
+            raise ConsumerStoppedError
+        return self.fetches.pop()
+
+    async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        self.committed.append(offsets)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+
+async def test_a_partition_that_fails_unexpectedly_is_read_again_and_the_loop_goes_on(
+    service: InMemoryService,
+) -> None:
+    good, bad = TopicPartition(topics.ORDERS_COMMANDS, 0), TopicPartition(topics.ORDERS_COMMANDS, 1)
+    fetch = {
+        good: records(topics.ORDERS_COMMANDS, order_request()),
+        bad: records(topics.ORDERS_COMMANDS, order_request()),
+    }
+    batches = consumer_of(service, topics.ORDERS_COMMANDS)
+    handle = batches._partition
+
+    async def failing_on_one(consumer: Any, tp: TopicPartition, got: Any) -> Any:
+        if tp == bad:
+            raise RuntimeError("a bug, say")
+        return await handle(consumer, tp, got)
+
+    batches._partition = failing_on_one  # type: ignore[method-assign,assignment]  # this one only
+    consumer = Fetches(fetch)
+    async with running(service.broker):
+        await batches._run(consumer)  # returns once stopped
+    assert [{tp: o.offset for tp, o in c.items()} for c in consumer.committed] == [{good: 11}]
+    assert consumer.sought == [(bad, 10)]
