@@ -16,8 +16,8 @@ with calls still out leaves rows that the settler (payments) or the retrier
 command about the same payment or top-up (a repeat, a refund after its charge) first
 waits for the call still out about it in this process, so one key's commands are
 still handled in their order, each seeing what the one before did. At most
-`OUTSIDE_CALLS_AT_MOST` calls are out at once; beyond, the consumer waits for its
-answer as it always did (backpressure, not an unbounded pile of tasks).
+`OUTSIDE_CALLS_AT_MOST` calls are out at once; beyond, the consumer waits for room
+(backpressure, not an unbounded pile of tasks or of requests to the outside world).
 """
 
 from __future__ import annotations
@@ -82,15 +82,17 @@ class LateAnswers:
         result is returned when it is done within the patience; else [] at once, while
         it goes on and records its answer on its own (a record that fails for a moment,
         a database lock say, is tried again). Waited for in full (its failure the
-        message's) when patience is None, the service is stopping, too many calls are out,
-        or one about the same key is (a caller that did not wait for `settled(key)`)."""
-        if (
-            self._patience_s is None
-            or self._closing
-            or len(self._out) >= self._at_most
-            or key in self._out
-        ):
+        message's) when patience is None, the service is stopping, or one about the same
+        key is out (a caller that did not wait for `settled(key)`). While
+        OUTSIDE_CALLS_AT_MOST calls are out it first waits for one of them to finish: never
+        more out at once, however many calls a batch makes side by side."""
+        if self._patience_s is None or self._closing or key in self._out:
             return await record(await call())
+        while len(self._out) >= self._at_most:
+            # Backpressure: wait for room (a batch's calls, side by side, wait here too).
+            await asyncio.wait(set(self._out.values()), return_when=asyncio.FIRST_COMPLETED)
+            if self._closing or key in self._out:
+                return await record(await call())
         task = asyncio.create_task(_recorded(await_call=call, record=record))
         self._out[key] = task  # a strong reference while it runs, whatever befalls us
         task.add_done_callback(lambda finished: self._finished(key, finished))

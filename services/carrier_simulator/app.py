@@ -34,6 +34,7 @@ from typing import Any, Final
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import ClientDisconnect
 
 from services.carrier_simulator import ledger
 from services.carrier_simulator.ledger import Order
@@ -226,7 +227,10 @@ async def submit_top_up_order(request: Request) -> JSONResponse:
     arrival (slow, or waiting behind others) is given up and rolled back: a 504, nothing
     done. So a top-up the client gave up on lands late, or never, but never later."""
     arrived = time.monotonic()
-    await request.body()  # received whole on arrival; the client may go while it waits
+    try:
+        await request.body()  # received whole on arrival; the client may go while it waits
+    except ClientDisconnect:  # gone before sending it whole: nothing to place
+        return JSONResponse({}, status_code=499)
     simulator = simulator_of(request)
     late = await simulator.admit(request)
     form = await request.form()

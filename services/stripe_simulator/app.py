@@ -41,6 +41,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import ClientDisconnect
 
 from services.stripe_simulator import forms
 from services.stripe_simulator.ledger import (
@@ -456,7 +457,11 @@ def build_app(
             return _json(429, body, {"Retry-After": str(max(1, math.ceil(wait)))})
         await sim.ready()
         await sim.travel()
-        pairs = _pairs(request.url.query) + _pairs((await request.body()).decode("latin-1"))
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # the caller gave up (or died) before sending it whole
+            return Response(status_code=499)
+        pairs = _pairs(request.url.query) + _pairs(raw.decode("latin-1"))
         try:
             params = forms.decode(pairs)
         except ValueError as bad:

@@ -21,6 +21,10 @@ from tests.faults.load import CONSUMED_TOPICS, LoadPlan
 from tests.faults.stack import Stack
 
 TERMINAL_STATES = frozenset({"COMPLETED", "PAYMENT_FAILED", "REFUNDED", "EXPIRED"})
+OPEN_PAYMENTS = text(
+    "SELECT count(*) FROM payments WHERE status IN ('NEW', 'PENDING', 'UNKNOWN', 'REFUND_PENDING')"
+)
+OPEN_TOPUPS = text("SELECT count(*) FROM topups WHERE status IN ('NEW', 'RETRYING', 'UNKNOWN')")
 
 Row = dict[str, Any]
 
@@ -158,11 +162,14 @@ class Progress:
     answered: int  # published requests with an order or a rejection
     unfinished: int  # orders not in a terminal state
     unpublished: int  # outbox rows waiting for the relay
+    open_payments: int = 0  # charges and refunds not settled yet
+    open_topups: int = 0  # top-ups not settled yet
 
     def __str__(self) -> str:
         return (
             f"answered {self.answered}, unfinished {self.unfinished}, "
-            f"unpublished {self.unpublished}"
+            f"unpublished {self.unpublished}, open payments {self.open_payments}, "
+            f"open top-ups {self.open_topups}"
         )
 
 
@@ -178,6 +185,8 @@ async def wait_until_settled(stack: Stack, plan: LoadPlan, within_s: float) -> P
                 progress.answered == len(plan.requests)
                 and progress.unfinished == 0
                 and progress.unpublished == 0
+                and progress.open_payments == 0
+                and progress.open_topups == 0
             )
             if settled or time.monotonic() > deadline:
                 return progress
@@ -199,10 +208,19 @@ async def _progress(engines: dict[str, AsyncEngine], plan: LoadPlan) -> Progress
                 unpublished += (
                     await db.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
                 ).scalar_one()
+    # A charge or a top-up still being settled (its answer lost, asked about again, a
+    # refund under way) may still move money or a line: an EXPIRED order's late capture
+    # is refunded only once its payment's settler has found it.
+    async with engines["payments"].connect() as db:
+        open_payments = (await db.execute(OPEN_PAYMENTS)).scalar_one()
+    async with engines["provisioning"].connect() as db:
+        open_topups = (await db.execute(OPEN_TOPUPS)).scalar_one()
     return Progress(
         answered=sum(r.request_id in answered for r in plan.requests),
         unfinished=sum(row.state not in TERMINAL_STATES for row in placed),
         unpublished=unpublished,
+        open_payments=open_payments,
+        open_topups=open_topups,
     )
 
 

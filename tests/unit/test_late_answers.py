@@ -79,12 +79,35 @@ async def test_with_no_patience_the_consumer_never_waits() -> None:
     assert recorded == ["instant"]
 
 
-async def test_with_too_many_calls_out_the_consumer_waits_for_the_answer_again() -> None:
+async def test_with_too_many_calls_out_the_consumer_waits_for_room_first() -> None:
     late, recorded = LateAnswers(0.02, 1, "test"), list[str]()
     assert await late.answer("a", *answered_after(0.2, recorded, "first")) == []
-    assert await late.answer("b", *answered_after(0.1, recorded, "second")) == ["second"]
+    assert await late.answer("b", *answered_after(0.1, recorded, "second")) == []
+    assert recorded == ["first"]  # answered before the second could go out
     await settled(late)
-    assert recorded == ["second", "first"]
+    assert recorded == ["first", "second"]
+
+
+async def test_however_many_calls_a_batch_makes_side_by_side_no_more_are_out_at_once() -> None:
+    late, most, out = LateAnswers(0.0, 3, "test"), list[int](), list[str]()
+
+    def counted(key: str) -> tuple[Call, Record]:
+        async def call() -> str:
+            out.append(key)
+            most.append(len(out))
+            await asyncio.sleep(0.01)
+            out.remove(key)
+            return key
+
+        async def record(answer: str) -> list[str]:
+            return [answer]
+
+        return call, record
+
+    await asyncio.gather(*(late.answer(f"k{i}", *counted(f"k{i}")) for i in range(12)))
+    await settled(late)
+    assert len(most) == 12
+    assert max(most) == 3
 
 
 async def test_waited_for_in_full_a_failure_to_record_is_the_messages() -> None:
