@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from deploy.local.processes import SERVICES
 from shared.kafka_access import KafkaClient
 from shared.topics import DEAD_LETTER_TOPICS
 from tests.faults.load import CONSUMED_TOPICS, LoadPlan
@@ -23,6 +24,13 @@ from tests.faults.stack import Stack
 TERMINAL_STATES = frozenset({"COMPLETED", "PAYMENT_FAILED", "REFUNDED", "EXPIRED"})
 OPEN_PAYMENTS = text(
     "SELECT count(*) FROM payments WHERE status IN ('NEW', 'PENDING', 'UNKNOWN', 'REFUND_PENDING')"
+)
+OUTSIDE_PENDING = (
+    text(
+        "SELECT count(*) FROM payment_intents"
+        " WHERE status = 'requires_action' AND confirm_at IS NOT NULL"
+    ),
+    text("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL"),
 )
 OPEN_TOPUPS = text("SELECT count(*) FROM topups WHERE status IN ('NEW', 'RETRYING', 'UNKNOWN')")
 
@@ -164,12 +172,15 @@ class Progress:
     unpublished: int  # outbox rows waiting for the relay
     open_payments: int = 0  # charges and refunds not settled yet
     open_topups: int = 0  # top-ups not settled yet
+    outside_pending: int = 0  # payments the provider will confirm, events not delivered
+    unconsumed: int = 0  # messages on the saga's topics its consumers have not committed
 
     def __str__(self) -> str:
         return (
             f"answered {self.answered}, unfinished {self.unfinished}, "
             f"unpublished {self.unpublished}, open payments {self.open_payments}, "
-            f"open top-ups {self.open_topups}"
+            f"open top-ups {self.open_topups}, outside pending {self.outside_pending}, "
+            f"unconsumed {self.unconsumed}"
         )
 
 
@@ -181,12 +192,15 @@ async def wait_until_settled(stack: Stack, plan: LoadPlan, within_s: float) -> P
     try:
         while True:
             progress = await _progress(engines, plan)
+            progress.unconsumed = await _unconsumed(stack)
             settled = (
                 progress.answered == len(plan.requests)
                 and progress.unfinished == 0
                 and progress.unpublished == 0
                 and progress.open_payments == 0
                 and progress.open_topups == 0
+                and progress.outside_pending == 0
+                and progress.unconsumed == 0
             )
             if settled or time.monotonic() > deadline:
                 return progress
@@ -194,6 +208,33 @@ async def wait_until_settled(stack: Stack, plan: LoadPlan, within_s: float) -> P
     finally:
         for engine in engines.values():
             await engine.dispose()
+
+
+async def _unconsumed(stack: Stack) -> int:
+    """Messages the services' consumer groups have not committed yet, on every topic they
+    read: a message published is not a message acted on."""
+    options = stack.kafka.options()
+    admin = AIOKafkaAdminClient(**options)
+    consumer = AIOKafkaConsumer(**options)
+    await admin.start()
+    await consumer.start()
+    try:
+        groups = [
+            str(group[0])
+            for group in await admin.list_consumer_groups()
+            if str(group[0]).split(":", 1)[0] in SERVICES
+        ]
+        behind = 0
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group)
+            if not committed:
+                continue
+            ends = await consumer.end_offsets(list(committed))
+            behind += sum(max(0, ends[tp] - at.offset) for tp, at in committed.items())
+        return behind
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 async def _progress(engines: dict[str, AsyncEngine], plan: LoadPlan) -> Progress:
@@ -215,12 +256,16 @@ async def _progress(engines: dict[str, AsyncEngine], plan: LoadPlan) -> Progress
         open_payments = (await db.execute(OPEN_PAYMENTS)).scalar_one()
     async with engines["provisioning"].connect() as db:
         open_topups = (await db.execute(OPEN_TOPUPS)).scalar_one()
+    # What the provider will still do on its own: confirm a pending payment, send an event.
+    async with engines["stripe_simulator"].connect() as db:
+        outside_pending = sum([(await db.execute(query)).scalar_one() for query in OUTSIDE_PENDING])
     return Progress(
         answered=sum(r.request_id in answered for r in plan.requests),
         unfinished=sum(row.state not in TERMINAL_STATES for row in placed),
         unpublished=unpublished,
         open_payments=open_payments,
         open_topups=open_topups,
+        outside_pending=outside_pending,
     )
 
 
