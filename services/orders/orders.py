@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -122,10 +123,7 @@ def _accept(
 
 
 async def on_payment_event(session: AsyncSession, event: PaymentEvent) -> list[Outgoing]:
-    book = await OrderBook.of(session).load(session, [event.order_id])
-    sent = payment_event(book, event)
-    await book.flush(session)
-    return sent
+    return await _in_book(session, event.order_id, lambda book: payment_event(book, event))
 
 
 def payment_event(book: OrderBook, event: PaymentEvent) -> list[Outgoing]:
@@ -134,8 +132,16 @@ def payment_event(book: OrderBook, event: PaymentEvent) -> list[Outgoing]:
 
 
 async def on_provisioning_event(session: AsyncSession, event: ProvisioningEvent) -> list[Outgoing]:
-    book = await OrderBook.of(session).load(session, [event.order_id])
-    sent = provisioning_event(book, event)
+    return await _in_book(session, event.order_id, lambda book: provisioning_event(book, event))
+
+
+async def _in_book(
+    session: AsyncSession, order_id: uuid.UUID, act: Callable[[OrderBook], list[Outgoing]]
+) -> list[Outgoing]:
+    """`act` on the transaction's book, the order loaded (a batch's book has it already),
+    and the book written back (a batch's, once, at its end)."""
+    book = await OrderBook.of(session).load(session, [order_id])
+    sent = act(book)
     await book.flush(session)
     return sent
 
