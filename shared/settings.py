@@ -44,8 +44,9 @@ class ServiceSettings(BaseSettings):
     # /health says degraded when a partition is held at one offset this long (shared/progress.py).
     partition_stuck_after_s: float = Field(default=30.0, gt=0)
     # The most records a consumer handles in one fetch, across its partitions
-    # (shared/batches.py); 1 handles every message in its own transaction.
-    consumer_batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    # (shared/batches.py); 1 handles every message in its own transaction. At most 1000:
+    # a batch's new orders are one INSERT, within PostgreSQL's 32,767 parameters.
+    consumer_batch_max_records: int = Field(default=500, ge=1, le=1000)
     # Partitions of each topic a service creates (an existing topic keeps its own: more
     # partitions would move a line's key to another one, out of order). The unit of
     # parallelism between a consumer group's members, and within one (shared/batches.py).

@@ -1,8 +1,10 @@
 """Provisioning's subscribers: parse, call one function, publish (through the outbox).
 
-Top-up commands are handled in batches (shared/batches.py): one transaction records the
-top-ups of a batch, and their carrier calls go out side by side; two commands about one
-top-up are never in one transaction, and the second waits for the first's call."""
+Each topic is handled in batches (shared/batches.py); the step below a subscriber is what
+one message does, in a batch's transaction or alone. Top-ups: one transaction records the
+top-ups of a batch, and their carrier calls go out side by side after it commits; two
+commands about one top-up are never in one transaction, and the second waits for the
+first's call."""
 
 from typing import Annotated, Any, cast
 

@@ -71,8 +71,11 @@ async def get_usage(iccid: Iccid, request: Request, _who: Reader) -> UsageView:
     now = provisioner.clock()
     async with request.app.state.sessions() as session:
         await known_line(session, iccid)
-        line = await usage_db.find_cycle(session, iccid)
+        # Reports first: a report and its effect on the cycle commit together, so the
+        # cycle read after it counts every report shown (each statement sees at least
+        # what the one before did), never a report whose usage it lacks.
         reports = await usage_db.latest_usage_reports(session, iccid, LATEST_REPORTS)
+        line = await usage_db.find_cycle(session, iccid)
     cycle = None
     if line is not None:
         current = cycle_of(line, now)
