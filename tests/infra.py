@@ -18,13 +18,15 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
@@ -200,3 +202,26 @@ def describe_choice() -> str:
     postgres = "DATABASE_URL" if os.environ.get("DATABASE_URL") else None
     fallback = "testcontainers" if docker_engine_answers() else "local processes"
     return f"Kafka: {kafka or fallback}; PostgreSQL: {postgres or fallback}"
+
+
+async def unconsumed(kafka: KafkaUnderTest, groups: Callable[[str], bool]) -> int:
+    """Messages the consumer groups `groups` selects have not committed yet, on every
+    partition they have committed on: a message published is not a message acted on."""
+    options = kafka.options()
+    admin = AIOKafkaAdminClient(**options)
+    consumer = AIOKafkaConsumer(**options)
+    await admin.start()
+    await consumer.start()
+    try:
+        behind = 0
+        for listed in await admin.list_consumer_groups():
+            if not groups(str(listed[0])):
+                continue
+            committed = await admin.list_consumer_group_offsets(str(listed[0]))
+            if committed:
+                ends = await consumer.end_offsets(list(committed))
+                behind += sum(max(0, ends[tp] - at.offset) for tp, at in committed.items())
+        return behind
+    finally:
+        await consumer.stop()
+        await admin.close()

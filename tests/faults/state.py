@@ -20,6 +20,7 @@ from shared.kafka_access import KafkaClient
 from shared.topics import DEAD_LETTER_TOPICS
 from tests.faults.load import CONSUMED_TOPICS, LoadPlan
 from tests.faults.stack import Stack
+from tests.infra import unconsumed
 
 TERMINAL_STATES = frozenset({"COMPLETED", "PAYMENT_FAILED", "REFUNDED", "EXPIRED"})
 OPEN_PAYMENTS = text(
@@ -192,7 +193,8 @@ async def wait_until_settled(stack: Stack, plan: LoadPlan, within_s: float) -> P
     try:
         while True:
             progress = await _progress(engines, plan)
-            progress.unconsumed = await _unconsumed(stack)
+            # What the services' groups have not acted on yet (their groups: `<service>:<topic>`).
+            progress.unconsumed = await unconsumed(stack.kafka, _ours)
             settled = (
                 progress.answered == len(plan.requests)
                 and progress.unfinished == 0
@@ -210,31 +212,8 @@ async def wait_until_settled(stack: Stack, plan: LoadPlan, within_s: float) -> P
             await engine.dispose()
 
 
-async def _unconsumed(stack: Stack) -> int:
-    """Messages the services' consumer groups have not committed yet, on every topic they
-    read: a message published is not a message acted on."""
-    options = stack.kafka.options()
-    admin = AIOKafkaAdminClient(**options)
-    consumer = AIOKafkaConsumer(**options)
-    await admin.start()
-    await consumer.start()
-    try:
-        groups = [
-            str(group[0])
-            for group in await admin.list_consumer_groups()
-            if str(group[0]).split(":", 1)[0] in SERVICES
-        ]
-        behind = 0
-        for group in groups:
-            committed = await admin.list_consumer_group_offsets(group)
-            if not committed:
-                continue
-            ends = await consumer.end_offsets(list(committed))
-            behind += sum(max(0, ends[tp] - at.offset) for tp, at in committed.items())
-        return behind
-    finally:
-        await consumer.stop()
-        await admin.close()
+def _ours(group: str) -> bool:
+    return group.split(":", 1)[0] in SERVICES
 
 
 async def _progress(engines: dict[str, AsyncEngine], plan: LoadPlan) -> Progress:

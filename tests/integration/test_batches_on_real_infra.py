@@ -8,8 +8,7 @@ import asyncio
 import json
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from services.orders.app import build_app
@@ -19,7 +18,7 @@ from shared.events import order_id_for
 from shared.kafka import ensure_topics
 from shared.metrics import BATCH_SIZES, CONSUMED
 from tests.factories import order_request
-from tests.infra import KafkaUnderTest, PostgresUnderTest
+from tests.infra import KafkaUnderTest, PostgresUnderTest, unconsumed
 from tests.integration.harness import service_running
 
 pytestmark = pytest.mark.integration
@@ -35,30 +34,6 @@ def batches_seen(topic: str) -> float:
             if sample.name.endswith("_count") and sample.labels["topic"] == topic:
                 return sample.value
     return 0.0
-
-
-async def lag_of(kafka: KafkaUnderTest, group: str, topic: str) -> int:
-    """Messages of `topic` past `group`'s committed offsets."""
-    admin = AIOKafkaAdminClient(**kafka.options())
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    producer = AIOKafkaProducer(**kafka.options())
-    await producer.start()
-    try:
-        partitions = await producer.partitions_for(topic)
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(**kafka.options())
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
 
 
 async def test_a_burst_published_while_orders_is_down_is_placed_in_batches_and_committed(
@@ -94,7 +69,7 @@ async def test_a_burst_published_while_orders_is_down_is_placed_in_batches_and_c
                 await asyncio.sleep(0.2)
         async with asyncio.timeout(30):
             while True:
-                if await lag_of(kafka, GROUP, topics.ORDERS_COMMANDS) == 0:
+                if await unconsumed(kafka, lambda group: group == GROUP) == 0:
                     break
                 await asyncio.sleep(0.2)
         async with app.state.sessions() as session:
