@@ -20,7 +20,7 @@ import stat
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -127,11 +127,13 @@ def cluster_dir(name: str) -> Path:
 
 
 @contextmanager
-def scratch_postgres(prefix: str, *, fsync: bool = False) -> Iterator[LocalPostgres]:
+def scratch_postgres(
+    prefix: str, *, fsync: bool = False, settings: Mapping[str, str] | None = None
+) -> Iterator[LocalPostgres]:
     """A cluster of its own in a new folder, started, then stopped and removed."""
     data_dir = cluster_dir(f"{prefix}-{uuid.uuid4().hex[:8]}")
     try:
-        with LocalPostgres(data_dir, fsync=fsync) as server:
+        with LocalPostgres(data_dir, fsync=fsync, settings=settings) as server:
             yield server
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -139,7 +141,8 @@ def scratch_postgres(prefix: str, *, fsync: bool = False) -> Iterator[LocalPostg
 
 class LocalPostgres:
     """One cluster in `data_dir`. `die_with_parent`: the server gets a fast shutdown when
-    the thread that started it ends (`make run`; see deploy/local/lifetime.py)."""
+    the thread that started it ends (`make run`; see deploy/local/lifetime.py). `settings`:
+    more server settings (`-c name=value`), e.g. the bench's pg_stat_statements."""
 
     def __init__(
         self,
@@ -148,8 +151,10 @@ class LocalPostgres:
         *,
         fsync: bool = False,
         die_with_parent: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.settings = dict(settings or {})
         self.port = port or free_port()
         self.fsync = fsync
         self.die_with_parent = die_with_parent
@@ -189,6 +194,7 @@ class LocalPostgres:
             "-c", "unix_socket_directories=",
             "-c", f"fsync={'on' if self.fsync else 'off'}",
             "-c", "max_connections=200",
+            *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}")),
         ]  # fmt: skip
         preexec: Callable[[], None] | None = None
         if self.die_with_parent:

@@ -193,6 +193,19 @@ def print_report(figures: dict[str, Any], console: Console) -> None:
             sizes.add_row(name, str(seen["batches"]), str(seen["p50"]), str(seen["p99"]))
         console.print(sizes)
 
+    run = figures["saga"].get("statements", {})
+    if run.get("by_service"):
+        title = f"PostgreSQL per saga, closed loop at {run['throughput_per_s']:.1f}/s"
+        counts = Table(title=title)
+        for column in ("database", "transactions", "statements", "run most (per saga)"):
+            counts.add_column(column, justify="left" if column != "statements" else "right")
+        for name, seen in run["by_service"].items():
+            most = "; ".join(f"{t['per_saga']:g}x {t['query'][:60]}" for t in seen["top"][:3])
+            counts.add_row(
+                name, f"{seen['transactions_per_saga']:g}", f"{seen['statements_per_saga']:g}", most
+            )
+        console.print(counts)
+
     verdicts = Table(title="Targets (issue 15)")
     for column in ("target", "measured", "met"):
         verdicts.add_column(column)

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from deploy.local.kafka import LocalKafka
 from deploy.local.postgres import LocalPostgres
 from deploy.local.processes import SERVICES
-from tests.bench import batch_sizes, profiling, raw_relay, report, stack
+from tests.bench import batch_sizes, profiling, raw_relay, report, stack, statements
 from tests.bench.driver import ClosedLoop, Driver, OpenLoop, Phase, Timing, run_phase
 from tests.bench.invariants import Verdict, check
 from tests.bench.resources import ResourceMeter
@@ -218,14 +218,24 @@ async def _saga(
             steps, measured = await bench.maximum(driver, sizes.ramp_levels)
             at_best = ClosedLoop(measured.concurrency or 1)
             # Batch sizes over the closed loop at its best, once more: the phase measured.
+            # And the statements and transactions per saga, per database.
             before = await batch_sizes.read(ours)
+            counted = await statements.read(server.url().replace("+asyncpg", ""))
+            ended = len(driver.endings)
             closed = await bench.measure(driver, "saga closed loop (batches)", at_best,
                                          sizes.closed_s / 4)  # fmt: skip
             seen = batch_sizes.quantiles(before, await batch_sizes.read(ours))
+            run_by_saga = statements.per_saga(
+                counted,
+                await statements.read(server.url().replace("+asyncpg", "")),
+                len(driver.endings) - ended,
+                {url.rsplit("/", 1)[1]: name for name, url in services.databases.items()},
+            )
             figures: dict[str, Any] = {
                 "ramp": [s.figures() for s in steps],
                 "closed_loop": measured.figures(),
                 "batch_sizes": {"throughput_per_s": closed.throughput, "by_topic": seen},
+                "statements": {"throughput_per_s": closed.throughput, "by_service": run_by_saga},
                 "open_loop": await _open_loops(bench, driver, measured.throughput),
             }
             if options.profile:

@@ -20,7 +20,7 @@ from deploy.local.kafka import JVM_FLAGS, REPO_ROOT, LocalKafka
 from deploy.local.outside_world import SIMULATORS
 from deploy.local.postgres import LocalPostgres, scratch_postgres
 from deploy.local.processes import SERVICES, running, service_process, simulator_processes
-from tests.bench import raw_relay
+from tests.bench import raw_relay, statements
 from tests.faults.stack import Stack
 
 # The C1-only JIT makes the broker start faster and run slower: not for a load test.
@@ -51,7 +51,8 @@ def broker() -> Iterator[LocalKafka]:
 @contextmanager
 def postgres() -> Iterator[LocalPostgres]:
     # Not in /tmp: PostgreSQL runs as its own user, which /tmp's folders may not let in.
-    with scratch_postgres("bench", fsync=True) as server:
+    # pg_stat_statements: the statements and transactions per saga (tests/bench/statements.py).
+    with scratch_postgres("bench", fsync=True, settings=statements.SERVER_SETTINGS) as server:
         yield server
 
 

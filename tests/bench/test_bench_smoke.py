@@ -107,6 +107,22 @@ def test_the_batches_the_services_took_are_reported(
     assert all(s["batches"] > 0 and 1 <= s["p50"] <= s["p99"] for s in seen.values())
 
 
+def test_postgresql_tells_the_statements_and_transactions_of_each_service_per_saga(
+    smoke_run: tuple[int, dict[str, Any], Path],
+) -> None:
+    _, figures, _ = smoke_run
+    counted = figures["saga"]["statements"]["by_service"]
+    assert set(counted) == {*SERVICES, *SIMULATORS}
+    for name, seen in counted.items():
+        # Every service and simulator writes in a saga: at least one transaction, and more
+        # statements than transactions (BEGIN and COMMIT are statements too).
+        assert seen["transactions_per_saga"] > 0, name
+        assert seen["statements_per_saga"] > seen["transactions_per_saga"], name
+        assert seen["top"], name
+        assert all(t["per_saga"] > 0 for t in seen["top"]), name
+    assert any(t["query"].startswith("INSERT INTO outbox") for t in counted["orders"]["top"])
+
+
 def test_the_report_holds_the_targets_the_machine_and_a_chart(
     smoke_run: tuple[int, dict[str, Any], Path],
 ) -> None:
