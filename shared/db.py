@@ -91,6 +91,17 @@ async def insert_once(session: AsyncSession, statement: Insert) -> bool:
     return (await session.execute(guarded)).first() is not None
 
 
+async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any]]) -> set[Any]:
+    """`insert_once` for many rows in one statement (a batch's): the primary keys of the
+    rows it inserted; a row whose key exists is left as it is. `table`'s primary key is
+    one column."""
+    if not rows:
+        return set()
+    (key,) = table.primary_key.columns
+    statement = insert_ignoring_conflicts(session, table).values(rows).returning(key)
+    return set((await session.execute(statement)).scalars())
+
+
 def insert_ignoring_conflicts(session: AsyncSession, table: Any) -> Any:
     """`INSERT ... ON CONFLICT DO NOTHING` into `table`, in the session's dialect."""
     dialect = session.get_bind().dialect.name

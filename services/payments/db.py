@@ -148,6 +148,12 @@ async def get_payment(session: AsyncSession, key: str, *, lock: bool = False) ->
     return None if row is None else Payment.from_row(row)
 
 
+async def get_payments(session: AsyncSession, keys: list[str]) -> dict[str, Payment]:
+    """The payments under `keys` that exist, by key, in one statement."""
+    query = select(payments).where(payments.c.idempotency_key.in_(keys))
+    return {row.idempotency_key: Payment.from_row(row) for row in await session.execute(query)}
+
+
 async def payment_key_by_reference(session: AsyncSession, reference: str) -> str | None:
     return cast(
         "str | None",

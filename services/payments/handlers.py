@@ -3,13 +3,15 @@
 A command's first transaction records its intent; the provider is called after it
 commits, and a transaction of its own records the answer (see payments.py). Commands
 are handled in batches (shared/batches.py): one transaction records the intents of
-a batch, and their calls go out side by side; two commands about one payment are never
-in one transaction, and the second waits for the first's call."""
+a batch (its charges in one statement), and their calls go out side by side; two
+commands about one payment are never in one transaction, and the second waits for the
+first's call."""
 
 from typing import Any
 
 from faststream.kafka import KafkaRouter
 from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments import payments
 from services.payments.context import Checks, Late, Provider, backoff_in, late_in, provider_in
@@ -30,7 +32,14 @@ async def _settled(key: str, context: Context) -> None:
     await late_in(context).settled(key)
 
 
-@in_batches(commands, _command.validate_json, key=payments.key_of, settle=_settled)
+async def _record_charges(session: AsyncSession, commands: list[Any], context: Context) -> None:
+    await payments.record_charges(session, backoff_in(context), commands)
+
+
+@in_batches(
+    commands, _command.validate_json,
+    key=payments.key_of, settle=_settled, prepare=_record_charges,
+)  # fmt: skip
 def command_step(command: Any, context: Context) -> Step:
     sessions, provider, backoff = context.get("sessions"), provider_in(context), backoff_in(context)
     late = late_in(context)

@@ -28,6 +28,7 @@ from services.payments.db import (
     Refund,
     charge_key_for,
     get_payment,
+    get_payments,
     get_refund,
     payment_key_by_reference,
     payments,
@@ -46,7 +47,7 @@ from services.payments.states import OPEN, PaymentStatus, can_transition
 from shared import topics
 from shared.audit import audited
 from shared.card_numbers import holds_card_number, storable
-from shared.db import insert_once
+from shared.db import insert_new, insert_once
 from shared.dead_letters import BusinessRuleViolation
 from shared.events import (
     CancelPayment,
@@ -157,6 +158,48 @@ async def intend(
 charge = cancel = refund = handle
 
 
+# A batch's charges, recorded in one statement before its steps (`record_charges`):
+# (inserted now?, the row if its answer is known already) by key, in the session.
+RECORDED: Final = "payments.charges_recorded"
+
+
+async def record_charges(session: AsyncSession, backoff: Backoff, commands: list[Any]) -> None:
+    """Record every charge among `commands` under its idempotency key in one statement,
+    and read back in one more those whose answer is known already: a repeat's, or a
+    refusal's (`charge_intent` takes its own from the session)."""
+    now = _now()
+    charges = {c.idempotency_key: c for c in commands if isinstance(c, ChargePayment)}
+    if not charges:
+        return
+    refusals = {key: _refusal(command) for key, command in charges.items()}
+    rows = [_new_payment(c, refusals[key], backoff, now) for key, c in charges.items()]
+    created = await insert_new(session, payments, rows)
+    known = [key for key in charges if key not in created or refusals[key]]
+    found = await get_payments(session, known) if known else {}
+    recorded = session.info.setdefault(RECORDED, {})
+    for key in charges:
+        recorded[key] = (key in created, found.get(key))
+
+
+def _new_payment(
+    command: ChargePayment, refusal: dict[str, Any] | None, backoff: Backoff, now: datetime
+) -> dict[str, Any]:
+    return {
+        "idempotency_key": command.idempotency_key,
+        "order_id": command.order_id,
+        "iccid": command.iccid,
+        "amount_minor": command.amount.amount_minor,
+        "currency": command.amount.currency,
+        "fee_minor": command.fee.amount_minor,
+        "payment_method": command.payment_method,
+        "payment_token": storable(command.payment_token),
+        "attempts": 0 if refusal else 1,
+        "created_at": now,
+        "updated_at": now,
+        **(refusal or {"status": PaymentStatus.NEW, "next_check_at": backoff.grace(now)}),
+    }
+
+
 async def charge_intent(
     session: AsyncSession,
     sessions: SessionFactory,
@@ -166,31 +209,13 @@ async def charge_intent(
 ) -> Intent:
     """Charge once per idempotency key; a repeated command gets the first answer again."""
     key = command.idempotency_key
-    now = _now()
-    refusal = _refusal(command)
-    created = await insert_once(
-        session,
-        insert(payments).values(
-            idempotency_key=key,
-            order_id=command.order_id,
-            iccid=command.iccid,
-            amount_minor=command.amount.amount_minor,
-            currency=command.amount.currency,
-            fee_minor=command.fee.amount_minor,
-            payment_method=command.payment_method,
-            payment_token=storable(command.payment_token),
-            attempts=0 if refusal else 1,
-            created_at=now,
-            updated_at=now,
-            **(refusal or {"status": PaymentStatus.NEW, "next_check_at": backoff.grace(now)}),
-        ),
-    )
-    if not created or refusal:
-        payment = await get_payment(session, key)
-        assert payment is not None, "just inserted, or inserted before"
+    if key not in session.info.get(RECORDED, {}):
+        await record_charges(session, backoff, [command])
+    created, known = session.info[RECORDED].pop(key)
+    if known is not None:  # a repeat, or refused without asking the provider
         if not created:
-            log.info("payment %s is %s already; answering again", key, payment.status)
-        return charge_answer(payment), None
+            log.info("payment %s is %s already; answering again", key, known.status)
+        return charge_answer(known), None
     amount, fee, method, token = (
         command.amount, command.fee, command.payment_method, command.payment_token
     )  # fmt: skip

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Table,
     Uuid,
     case,
-    insert,
     select,
     update,
 )
@@ -29,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.provisioning.balances import Balance, Package
 from services.provisioning.topup_states import UNSETTLED, TopUpStatus
-from shared.db import as_utc, insert_once
+from shared.db import as_utc, insert_new
 from shared.events import TopUpLine
 from shared.inbox import add_inbox_to
 from shared.outbox import add_outbox_to
@@ -188,39 +187,53 @@ class TopUp:
     last_sent_at: datetime | None = None
 
 
+async def insert_topups(
+    session: AsyncSession, commands: list[TopUpLine], now: datetime, due_at: datetime
+) -> set[str]:
+    """Record new top-ups NEW, and their lines if unknown, in a statement per table (a
+    batch's top-ups at once); the keys of those that did not exist yet."""
+    created = await insert_new(session, topups, [_new_topup(c, now, due_at) for c in commands])
+    # The line exists from its first top-up on, so recording the result only ever locks
+    # and updates it (no racing inserts of a new line). Sorted: a lock order.
+    new_lines = sorted({c.iccid for c in commands if c.idempotency_key in created})
+    line_rows = [
+        {"iccid": iccid, "data_remaining_mb": 0, "created_at": now, "updated_at": now}
+        for iccid in new_lines
+    ]
+    await insert_new(session, lines, line_rows)
+    return created
+
+
 async def insert_topup(
     session: AsyncSession, command: TopUpLine, now: datetime, due_at: datetime
 ) -> bool:
-    """Record a new top-up NEW, and its line if unknown; False when the key exists."""
-    created = await insert_once(
-        session,
-        insert(topups).values(
-            idempotency_key=command.idempotency_key,
-            order_id=command.order_id,
-            iccid=command.iccid,
-            package_id=command.package_id,
-            data_mb=command.data_mb,
-            fair_use_mb=command.fair_use_mb,
-            bonus_mb=command.bonus_mb,
-            validity_days=command.validity_days,
-            status=TopUpStatus.NEW,
-            attempts=0,
-            next_attempt_at=due_at,
-            last_sent_at=now,  # the first send follows this transaction
-            created_at=now,
-            updated_at=now,
-        ),
-    )
-    if created:
-        # The line exists from its first top-up on, so recording the result only
-        # ever locks and updates it (no racing inserts of a new line).
-        await insert_once(
-            session,
-            insert(lines).values(
-                iccid=command.iccid, data_remaining_mb=0, created_at=now, updated_at=now
-            ),
-        )
-    return created
+    """Record one new top-up NEW, and its line if unknown; False when the key exists."""
+    return command.idempotency_key in await insert_topups(session, [command], now, due_at)
+
+
+def _new_topup(command: TopUpLine, now: datetime, due_at: datetime) -> dict[str, Any]:
+    return {
+        "idempotency_key": command.idempotency_key,
+        "order_id": command.order_id,
+        "iccid": command.iccid,
+        "package_id": command.package_id,
+        "data_mb": command.data_mb,
+        "fair_use_mb": command.fair_use_mb,
+        "bonus_mb": command.bonus_mb,
+        "validity_days": command.validity_days,
+        "status": TopUpStatus.NEW,
+        "attempts": 0,
+        "next_attempt_at": due_at,
+        "last_sent_at": now,  # the first send follows this transaction
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def find_topups(session: AsyncSession, keys: list[str]) -> dict[str, TopUp]:
+    """The top-ups of `keys` that exist, by key, in one statement."""
+    query = select(topups).where(topups.c.idempotency_key.in_(keys))
+    return {row.idempotency_key: _topup(row) for row in await session.execute(query)}
 
 
 async def find_topup(session: AsyncSession, key: str, *, lock: bool = False) -> TopUp | None:

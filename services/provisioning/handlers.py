@@ -2,9 +2,9 @@
 
 Each topic is handled in batches (shared/batches.py); the step below a subscriber is what
 one message does, in a batch's transaction or alone. Top-ups: one transaction records the
-top-ups of a batch, and their carrier calls go out side by side after it commits; two
-commands about one top-up are never in one transaction, and the second waits for the
-first's call."""
+top-ups of a batch (a statement per table), and their carrier calls go out side by side
+after it commits; two commands about one top-up are never in one transaction, and the
+second waits for the first's call."""
 
 from typing import Annotated, Any, cast
 
@@ -38,11 +38,18 @@ async def _settled(key: str, context: Context) -> None:
     await _provisioner(context).late.settled(key)
 
 
+async def _record_top_ups(
+    session: AsyncSession, commands: list[TopUpLine], context: Context
+) -> None:
+    await provisioning.record_top_ups(session, _provisioner(context), commands)
+
+
 @in_batches(
     top_ups,
     TypeAdapter(TopUpLine).validate_json,
     key=lambda command: command.idempotency_key,
     settle=_settled,
+    prepare=_record_top_ups,
 )
 def top_up_step(command: TopUpLine, context: Context) -> Step:
     sessions, provisioner = context.get("sessions"), _provisioner(context)

@@ -101,6 +101,26 @@ async def top_up(
 TopUpIntent = tuple[list[Outgoing], OutsideCall[Outcome, Outgoing] | None]
 
 
+# A batch's top-ups, recorded in one statement before its steps (`record_top_ups`):
+# (first delivery?, the row) by key, in the transaction's session.
+RECORDED: Final = "provisioning.top_ups_recorded"
+
+
+async def record_top_ups(
+    session: AsyncSession, provisioner: Provisioner, commands: list[TopUpLine]
+) -> None:
+    """Record every top-up of `commands` NEW under its key, and read them all back: a
+    statement per table for a batch (`top_up_intent` takes its own from the session)."""
+    now = provisioner.clock()
+    # Until the grace period is over the retrier leaves these calls alone.
+    due_at = now + timedelta(seconds=provisioner.retry.grace_s)
+    first = await db.insert_topups(session, commands, now, due_at)
+    found = await db.find_topups(session, [c.idempotency_key for c in commands])
+    recorded = session.info.setdefault(RECORDED, {})
+    for key, topup in found.items():
+        recorded[key] = (key in first, topup)
+
+
 async def top_up_intent(
     session: AsyncSession,
     sessions: async_sessionmaker[AsyncSession],
@@ -109,13 +129,10 @@ async def top_up_intent(
 ) -> TopUpIntent:
     """The command's first transaction (`session`'s): the top-up recorded NEW under its
     key, and the carrier call to make after the commit; a repeat's answer instead."""
-    now = provisioner.clock()
-    # Until the grace period is over the retrier leaves this call alone.
-    due_at = now + timedelta(seconds=provisioner.retry.grace_s)
-    first = await db.insert_topup(session, command, now, due_at)
-    topup = await db.find_topup(session, command.idempotency_key)
-    if topup is None:  # pragma: no cover - the row was just inserted or found by its key
-        raise RuntimeError(f"top-up {command.idempotency_key} vanished")
+    key = command.idempotency_key
+    if key not in session.info.get(RECORDED, {}):
+        await record_top_ups(session, provisioner, [command])
+    first, topup = session.info[RECORDED].pop(key)
     if not first:
         log.info("top-up %s is %s; repeated command answered again", topup.key, topup.status)
         return answer_for(topup), None

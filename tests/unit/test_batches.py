@@ -22,6 +22,8 @@ from services.orders.db import metadata, order_transitions, orders
 from services.orders.settings import OrdersSettings
 from services.payments.db import payments
 from services.payments.stripe_provider import StripeProvider
+from services.provisioning.balances import StackingRule
+from services.provisioning.topup_states import TopUpStatus
 from services.stripe_simulator.ledger import payment_intents
 from shared import outbox, topics
 from shared.batches import BatchConsumer, _rounds, batched
@@ -35,7 +37,9 @@ from tests.factories import order_request
 from tests.unit.harness import InMemoryService, in_memory_service, running
 from tests.unit.test_dead_letters import raw_body
 from tests.unit.test_payments_handlers import charge, payments_service
+from tests.unit.test_provisioning_handlers import ICCID, rig_with, top_up_line
 
+SECOND_LINE = "8944500102198304818"  # a valid ICCID the carrier simulator knows
 PRICE = Money(amount_minor=1586, currency="EUR")
 FEE = Money(amount_minor=0, currency="EUR")
 
@@ -279,18 +283,29 @@ async def test_a_batch_of_charges_charges_each_once_and_a_repeat_gets_the_first_
 
 @contextmanager
 def statements_counted(service: InMemoryService) -> Iterator[list[str]]:
-    """Every SQL statement the service's engine runs inside, in order."""
+    """Every SQL statement the service's engine runs inside, in order, and COMMIT where a
+    transaction commits."""
     engine = service.sessions.kw["bind"].sync_engine
     seen: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement.split()[0].upper())
 
+    def committed(_conn: Any) -> None:
+        seen.append("COMMIT")
+
     event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "commit", committed)
     try:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", count)
+        event.remove(engine, "commit", committed)
+
+
+def first_transaction(statements: list[str]) -> list[str]:
+    """The statements up to the first COMMIT, BEGIN left out."""
+    return [s for s in statements[: statements.index("COMMIT")] if s != "BEGIN"]
 
 
 @pytest.mark.parametrize("size", [2, 12])
@@ -319,6 +334,41 @@ async def test_a_batch_runs_as_many_statements_whatever_its_size(
     assert [s for s in paying if s not in {"BEGIN", "COMMIT"}] == [
         "INSERT", "SELECT", "UPDATE", "INSERT", "INSERT"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [2, 12])
+async def test_a_batch_of_charges_records_them_in_one_statement_whatever_its_size(
+    tmp_path: Path, provider: StripeProvider, size: int
+) -> None:
+    commands = [charge() for _ in range(size)]
+    async with payments_service(tmp_path, provider) as service, running(service.broker):
+        consumer = consumer_of(service, topics.PAYMENTS_COMMANDS)
+        where = TopicPartition(topics.PAYMENTS_COMMANDS, 0)
+        with statements_counted(service) as charging:
+            await consumer._partition(Consumer(), where, records(where.topic, *commands))
+        with statements_counted(service) as repeating:
+            await consumer._partition(Consumer(), where, records(where.topic, *commands))
+        assert await count(service, payments, payments.c.status == "CAPTURED") == size
+    # The intents' transaction: the charges inserted, then their calls after it commits.
+    assert first_transaction(charging) == ["INSERT"]
+    # Repeats: none inserted, the answers they get again read in one statement, and
+    # staged in the outbox in one.
+    assert first_transaction(repeating) == ["INSERT", "SELECT", "INSERT"]
+
+
+@pytest.mark.parametrize("size", [2, 12])
+async def test_a_batch_of_top_ups_records_them_in_a_statement_per_table_whatever_its_size(
+    tmp_path: Path, size: int
+) -> None:
+    commands = [top_up_line(iccid=ICCID if n % 2 else SECOND_LINE) for n in range(size)]
+    async with rig_with(tmp_path, StackingRule.EXTEND) as rig:
+        consumer = consumer_of(rig.service, topics.PROVISIONING_COMMANDS)
+        where = TopicPartition(topics.PROVISIONING_COMMANDS, 0)
+        with statements_counted(rig.service) as topping_up:
+            await consumer._partition(Consumer(), where, records(where.topic, *commands))
+        assert [(await rig.topup(c)).status for c in commands] == [TopUpStatus.APPLIED] * size
+    # The top-ups inserted, their lines inserted if new, and the top-ups read back.
+    assert first_transaction(topping_up) == ["INSERT", "INSERT", "SELECT"]
 
 
 async def test_a_record_not_sent_as_json_is_refused_alone_as_the_subscriber_always_did(
