@@ -11,12 +11,13 @@ STRIPE_MOCK := var/tools/bin/stripe-mock
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 PYTEST_ARGS ?=
 
-.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-fuzz test-anywhere test-api bench bench-smoke lint format clean migration contract stripe-mock
+.PHONY: help install prerequisites kafka-jars node-tools run test test-unit test-integration test-e2e test-faults test-faults-cluster test-fuzz test-anywhere test-api bench bench-smoke lint format clean migration contract stripe-mock
 
 help:
 	@echo "make run          start Kafka, the three services and the operator dashboard (DB=postgres for PostgreSQL)"
 	@echo "make test         unit, integration and end-to-end tests on the real broker and PostgreSQL"
 	@echo "make test-faults  the fault-injection suite at full size (3000 orders, kills, a broker restart)"
+	@echo "make test-faults-cluster  the same on three brokers: leader and controller kills, PostgreSQL restarts, a paused service"
 	@echo "make test-fuzz    10,000 malformed payloads thrown at every consumer"
 	@echo "make test-api     schemathesis against every HTTP API's OpenAPI document, 300 examples per operation"
 	@echo "make test-anywhere  make run / make test in temporary clones: odd folders, hard kills, two clones"
@@ -74,7 +75,10 @@ test-e2e: install prerequisites kafka-jars
 
 # The long runs; `make test` runs a bounded slice of each.
 test-faults: install prerequisites kafka-jars
-	FAULTS_ORDERS=$${FAULTS_ORDERS:-3000} $(PY) -m pytest tests/faults -s $(PYTEST_ARGS)
+	FAULTS_ORDERS=$${FAULTS_ORDERS:-3000} $(PY) -m pytest tests/faults -m "not cluster" -s $(PYTEST_ARGS)
+
+test-faults-cluster: install prerequisites kafka-jars
+	FAULTS_ORDERS=$${FAULTS_ORDERS:-3000} $(PY) -m pytest tests/faults -m cluster -s $(PYTEST_ARGS)
 
 test-fuzz: install
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(PY) -m pytest tests/fuzz -s $(PYTEST_ARGS)

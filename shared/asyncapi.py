@@ -39,9 +39,10 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from shared import events, topics
-from shared.kafka import DEFAULT_PARTITIONS, message_headers
+from shared.kafka import message_headers
 from shared.schema_compatibility import Change, breaking, compare_snapshots
 from shared.settings import REPO_ROOT, ServiceSettings
+from shared.topic_layout import DEFAULT_PARTITIONS
 
 DOCUMENT: Final = REPO_ROOT / "docs" / "asyncapi.yaml"
 SNAPSHOTS: Final = REPO_ROOT / "tests" / "contract" / "snapshots"

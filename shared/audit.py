@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import outbox, topics
 from shared.kafka_access import KafkaClient
 from shared.logs import mask_fields
 from shared.settings import ServiceSettings
+from shared.topic_layout import TopicLayout, ensure_topics
 
 AUDIT_TOPIC: Final = topics.OPERATOR_AUDIT
 
@@ -81,24 +80,11 @@ async def audited(
     entry.logged()
 
 
-async def ensure_audit_topic(kafka: KafkaClient | ServiceSettings) -> None:
-    """The audit topic as it must be (one partition, kept forever), created by whichever
-    of its writers starts first: never by the broker's defaults on a first write."""
-    client = KafkaClient.of(kafka)
-    admin = AIOKafkaAdminClient(**client.options())
-    await admin.start()
-    try:
-        if AUDIT_TOPIC in set(await admin.list_topics()):
-            return
-        topic = NewTopic(
-            AUDIT_TOPIC,
-            num_partitions=1,
-            replication_factor=1,
-            topic_configs={"retention.ms": "-1"},
-        )
-        try:
-            await admin.create_topics([topic])
-        except TopicAlreadyExistsError:
-            log.debug("another process created the audit topic first")
-    finally:
-        await admin.close()
+async def ensure_audit_topic(
+    kafka: KafkaClient | ServiceSettings, layout: TopicLayout | None = None
+) -> None:
+    """The audit topic as it must be (one partition, kept forever, replicated as
+    `layout` says), created by whichever of its writers starts first: never by the
+    broker's defaults on a first write."""
+    audit = replace(layout or TopicLayout(), partitions=1, configs={"retention.ms": "-1"})
+    await ensure_topics(kafka, (AUDIT_TOPIC,), audit)

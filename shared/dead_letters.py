@@ -5,7 +5,9 @@ the consumer moves on at once. Nothing is dropped and no partition is blocked.
 - undecodable bytes, a schema-invalid payload, an unknown schema version or a
   broken business rule: dead-lettered at once (retrying cannot help);
 - anything else (a database or broker hiccup) is retried with backoff, a few
-  times, and dead-lettered only if it keeps failing;
+  times, and dead-lettered only if it keeps failing; but never while the database is
+  out of reach (shared/outages.py): the message is given back and comes again, however
+  long the outage lasts;
 - a message larger than the contract allows (shared/limits.py) is dead-lettered
   `too_large` before anyone parses it, and a dead letter always fits the broker:
   one too large to copy keeps a prefix, with the original's size and SHA-256 and
@@ -44,6 +46,7 @@ from shared.limits import (
 )
 from shared.logs import now_and_then
 from shared.metrics import DEAD_LETTERS
+from shared.outages import database_unreachable
 from shared.progress import PROGRESS
 from shared.topics import dead_letter_topic
 
@@ -206,6 +209,12 @@ class DeadLetters(BaseMiddleware):
                         log.warning("transient failure (%r); retrying in %.1fs", error, delay)
                     await asyncio.sleep(delay)
                     continue
+                if reason is None and database_unreachable(error):
+                    # Not the message's fault: given back to the ack policy, it comes again
+                    # (its partition held, and shown stuck) until the database is back.
+                    if now_and_then("database unreachable"):
+                        log.error("database unreachable (%r); the message comes again", error)
+                    raise
                 await self._dead_letter(msg, reason or "retries_exhausted", error)
                 return None
         return None  # unreachable: the last pass either returns or dead-letters

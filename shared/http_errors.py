@@ -12,6 +12,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, Final
 
+import sqlalchemy.exc
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.limits import QUOTED_CHARS
 from shared.logs import mask
+from shared.outages import database_unreachable
 
 MAX_ERRORS: Final = 10
 MAX_MESSAGE_CHARS: Final = 300
@@ -148,6 +150,19 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": body}, status_code=error.status_code, headers=error.headers)
 
 
+async def _database_unreachable(_request: Request, error: Exception) -> JSONResponse:
+    """The database out of reach (restarting, say) is a 503 to try again, not a 500."""
+    if not database_unreachable(error):
+        raise error  # any other failure: Starlette's 500, logged
+    return JSONResponse(
+        {"detail": "the database cannot be reached right now; try again"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def answer_errors_safely(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for failure in (sqlalchemy.exc.DBAPIError, ConnectionError):
+        app.add_exception_handler(failure, _database_unreachable)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream._internal.context import Context as FastStreamContext  # pinned (requirements.lock)
 from faststream.kafka import KafkaBroker, KafkaRouter
@@ -24,6 +21,7 @@ from shared.limits import PRODUCER_MAX_REQUEST_BYTES
 from shared.logs import LogContext
 from shared.metrics import prometheus_middleware
 from shared.settings import ServiceSettings
+from shared.topic_layout import DEFAULT_PARTITIONS
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +29,6 @@ log = logging.getLogger(__name__)
 # succeeded; a failure seeks back so the message is delivered again. FastStream's
 # Kafka default (ACK_FIRST) commits before handling: at-most-once, wrong for a saga.
 SAGA_ACK_POLICY: Final = AckPolicy.NACK_ON_ERROR
-
-DEFAULT_PARTITIONS: Final = 3  # KAFKA_PARTITIONS' default (shared/settings.py)
 
 
 class InContext(FastStreamContext):
@@ -136,68 +132,6 @@ def message_headers(message: Envelope) -> dict[str, str]:
     if isinstance(message, Message):
         headers["order_id"] = str(message.order_id)
     return headers
-
-
-async def ensure_topics(
-    kafka: KafkaClient | ServiceSettings,
-    topics: tuple[str, ...],
-    partitions: int = DEFAULT_PARTITIONS,
-) -> None:
-    """Create the topics a service uses, so nothing depends on broker auto-creation.
-
-    A service may start while the broker is still (re)starting: wait for it, backing
-    off, instead of exiting.
-    """
-    client = KafkaClient.of(kafka)
-    bootstrap_servers = client.bootstrap_servers
-    admin = AIOKafkaAdminClient(**client.options())
-    for delay in (0.5, 1, 2, 4, 8, 15, 30, None):
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            if delay is None:
-                raise
-            log.warning("broker %s not reachable; retrying in %ss", bootstrap_servers, delay)
-            await asyncio.sleep(delay)
-    try:
-        existing = set(await admin.list_topics())
-        await _report_other_partition_counts(
-            admin, [t for t in topics if t in existing], partitions
-        )
-        missing = [
-            NewTopic(name=t, num_partitions=partitions, replication_factor=1)
-            for t in topics
-            if t not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                log.debug("another process created the topics first")
-    finally:
-        await admin.close()
-
-
-async def _report_other_partition_counts(
-    admin: AIOKafkaAdminClient, topics: list[str], partitions: int
-) -> None:
-    """Existing topics keep their partitions: said once at start, never changed."""
-    if not topics:
-        return
-    try:
-        described = await admin.describe_topics(topics)
-    except KafkaError as error:  # only a report: never a reason not to start
-        log.debug("topics not described (%r)", error)
-        return
-    for topic in described:
-        count = len(topic.get("partitions") or ())
-        if count and count != partitions:
-            log.warning(
-                "topic %s has %d partitions, KAFKA_PARTITIONS says %d: kept as it is "
-                "(more partitions would move a line's messages out of order)",
-                topic.get("topic"), count, partitions,
-            )  # fmt: skip
 
 
 Outgoing = tuple[str, Message]

@@ -48,6 +48,34 @@ BATCH_SIZES = Histogram(
     ["topic"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
+# Topics as found or made at start-up (shared/topic_layout.py).
+TOPIC_REPLICATION = Gauge(
+    "topup_topic_replication_factor",
+    "Replicas of a topic's partitions (the fewest of any), found or made at start-up",
+    ["topic"],
+)
+TOPIC_MIN_INSYNC = Gauge(
+    "topup_topic_min_insync_replicas", "A topic's min.insync.replicas at start-up", ["topic"]
+)
+TOPIC_BELOW_SETTING = Gauge(
+    "topup_topic_replication_below_setting",
+    "1: the topic's replication factor or min.insync.replicas is below the settings'",
+    ["topic"],
+)
+# Topics as the operator service samples them (services/operator/topics.py).
+UNDER_REPLICATED = Gauge(
+    "topup_topic_under_replicated_partitions",
+    "Partitions of a topic with fewer replicas in sync than it has",
+    ["topic"],
+)
+OFFLINE_PARTITIONS = Gauge(
+    "topup_topic_offline_partitions", "Partitions of a topic without a leader", ["topic"]
+)
+IN_SYNC_REPLICAS = Gauge(
+    "topup_topic_in_sync_replicas",
+    "In-sync replicas of a topic's partitions (the fewest)",
+    ["topic"],
+)
 OUTBOX_BACKLOG = Gauge("topup_outbox_backlog", "Outbox rows not yet published")
 OUTBOX_PUBLISHED = Counter("topup_outbox_published_total", "Outbox rows published")
 OUTBOX_PARKED = Counter(

@@ -22,12 +22,13 @@ from shared.audit import ensure_audit_topic
 from shared.batches import start_batch_consumers
 from shared.http_errors import GUARDED, HEALTH_ANSWERS, known_query_only
 from shared.http_guard import PUBLIC_PATHS, secure
-from shared.kafka import build_broker, ensure_topics
+from shared.kafka import build_broker
 from shared.logs import configure_logging, uvicorn_log_config
 from shared.metrics import mount_metrics
 from shared.migrations import migrate
 from shared.progress import PROGRESS
 from shared.settings import ServiceSettings
+from shared.topic_layout import TopicLayout, ensure_topics
 from shared.worker import BackgroundTask, Runtime
 
 HEALTH_TIMEOUT_S = 3.0
@@ -54,8 +55,9 @@ def build_service_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await migrate(engine, migrations)
-        await ensure_topics(settings, topics, settings.kafka_partitions)
-        await ensure_audit_topic(settings)  # what a service's API changes is audited there
+        layout = TopicLayout.of(settings)
+        await ensure_topics(settings, topics, layout)
+        await ensure_audit_topic(settings, layout)  # a service's API changes are audited there
         await broker.start()
         # The subscribers declared `in_batches` are fed by batch consumers of their own.
         batches = await start_batch_consumers(

@@ -51,6 +51,11 @@ class ServiceSettings(BaseSettings):
     # partitions would move a line's key to another one, out of order). The unit of
     # parallelism between a consumer group's members, and within one (shared/batches.py).
     kafka_partitions: int = Field(default=3, ge=1, le=64)
+    # Replicas of each partition of the topics a service creates, and how many must have a
+    # write before it is acknowledged (shared/topic_layout.py). Unset: 3 and 2 on a
+    # cluster of three brokers or more, what it has below that (1 and 1 on one broker).
+    kafka_replication_factor: int | None = Field(default=None, ge=1, le=16)
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1, le=16)
     # Tracing (shared/tracing.py, docs/tracing.md): off unless TRACING_ENABLED=true; then
     # spans go to OTLP/HTTP when the standard OTEL_EXPORTER_OTLP_ENDPOINT is set, else
     # as JSON lines to TRACING_FILE, else to stdout.

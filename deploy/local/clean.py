@@ -11,7 +11,9 @@ from deploy.local.kafka import REPO_ROOT
 from deploy.local.lock import holder, is_held
 from deploy.local.postgres import SHARED_HOME, shared_home_of_this_clone
 
-STATE = ("var/data", "var/log", "var/pg", "var/kafka/run", "var/run", "test-results")
+STATE = (
+    "var/data", "var/log", "var/pg", "var/kafka/run", "var/kafka/cluster", "var/run", "test-results"
+)  # fmt: skip
 CACHES = (".pytest_cache", ".mypy_cache", ".ruff_cache")
 
 

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Self
@@ -204,8 +205,25 @@ def secured_properties(client: str, controller: str, admin_password: str) -> dic
     }
 
 
+@dataclass(frozen=True)
+class Quorum:
+    """A node's place in a cluster of several (deploy/local/kafka_cluster.py): its id, every
+    controller's address by node id (a static quorum: each node is broker and controller),
+    and the cluster's id, the same on every node's storage."""
+
+    node_id: int
+    voters: Mapping[int, str]  # node id -> host:controller port
+    cluster_id: str
+
+    @property
+    def replicas(self) -> int:
+        """Replicas of the internal topics, and the default of any topic: three at most."""
+        return min(len(self.voters), 3)
+
+
 class LocalKafka:
-    """One KRaft node (broker+controller) running from KAFKA_LIBS, with its state in data_dir.
+    """One KRaft node (broker+controller) running from KAFKA_LIBS, with its state in data_dir:
+    a cluster of its own, or with `quorum`, one node of several.
 
     With `passwords` (principal -> password, the admin's included) it authenticates every
     client and applies shared/kafka_access.py's ACLs (`secured_properties`); without, it is
@@ -222,9 +240,11 @@ class LocalKafka:
         jvm_flags: Sequence[str] = JVM_FLAGS,
         die_with_parent: bool = False,
         passwords: Mapping[str, str] | None = None,
+        quorum: Quorum | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.passwords = dict(passwords) if passwords is not None else None
+        self.quorum = quorum
         self.host = host
         self.jvm_flags = tuple(jvm_flags)
         # The broker gets SIGTERM when the thread that started it ends (`make run`).
@@ -265,12 +285,22 @@ class LocalKafka:
         """Start the broker and return once it answers a Metadata request listing itself."""
         if self.running:
             return
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process, without waiting for it (the nodes of a cluster start together:
+        none is ready before a majority of the controllers runs)."""
+        if self.running:
+            return
         self.kill()  # reap a broker that died by itself, if any, and close its log
         libs = ensure_jars()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._format_storage(libs)
         self._launch(libs)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -315,13 +345,35 @@ class LocalKafka:
         admin_password = self.passwords[ADMIN]
         return plaintext | secured_properties(self.bootstrap_servers, controller, admin_password)
 
+    def _quorum_properties(self) -> dict[str, str]:
+        controller = f"{self.host}:{self.controller_port}"
+        if self.quorum is None:
+            # Kafka 4.x dynamic quorum (KIP-853): bootstrap servers + `format --standalone`.
+            return {"node.id": "1", "controller.quorum.bootstrap.servers": controller}
+        voters = ",".join(f"{node}@{address}" for node, address in self.quorum.voters.items())
+        replicas, in_sync = str(self.quorum.replicas), str(max(1, self.quorum.replicas - 1))
+        return {
+            "node.id": str(self.quorum.node_id),
+            # A static quorum: every node knows every controller from its configuration.
+            "controller.quorum.voters": voters,
+            # What a cluster of three is for: every partition on three brokers, a write
+            # acknowledged once on two of them (internal topics too).
+            "default.replication.factor": replicas,
+            "min.insync.replicas": in_sync,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": in_sync,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": in_sync,
+            # A broker back from a crash leads its partitions again once in sync.
+            "auto.leader.rebalance.enable": "true",
+            "leader.imbalance.check.interval.seconds": "30",
+        }
+
     def _plaintext_properties(self) -> dict[str, str]:
         controller = f"{self.host}:{self.controller_port}"
         return {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            # Kafka 4.x dynamic quorum (KIP-853): bootstrap servers + `format --standalone`.
-            "controller.quorum.bootstrap.servers": controller,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listeners": f"PLAINTEXT://{self.bootstrap_servers},CONTROLLER://{controller}",
@@ -361,7 +413,7 @@ class LocalKafka:
             # until it times out (default 9 s), refusing the restarted broker meanwhile.
             "broker.heartbeat.interval.ms": "500",
             "broker.session.timeout.ms": "3000",
-        }
+        } | self._quorum_properties()
 
     def _write_config(self) -> None:
         _write_private(self.properties_path, java_properties(self.server_properties()))
@@ -430,12 +482,12 @@ class LocalKafka:
             self._cds_flags(libs, dump=False),
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
-            "-t",
-            random_cluster_id(),
+            # One node: a quorum of itself. Several: the quorum their configuration names.
+            *(("--standalone", "-t", random_cluster_id()) if self.quorum is None
+              else ("-t", self.quorum.cluster_id)),
             "-c",
             str(properties),
-        )
+        )  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             output = f"{result.stdout}\n{result.stderr}"

@@ -297,12 +297,14 @@ class LocalPostgres:
             subprocess.run([*psql, "-qc", f'CREATE DATABASE "{name}"'], check=True)
         return self.url(name)
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Fast shutdown (SIGINT), then SIGKILL if it does not go in time."""
+    def stop(self, timeout: float = 20.0, *, immediate: bool = False) -> None:
+        """Fast shutdown (SIGINT: sessions ended, a checkpoint written), or `immediate`
+        (SIGQUIT: no checkpoint, crash recovery at the next start); SIGKILL if it does not
+        go in time."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(process.pid, signal.SIGQUIT if immediate else signal.SIGINT)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -14,6 +14,11 @@ variable to change. Settings (environment variables):
   KAFKA_PORT=9092      the broker's port;  PG_PORT=55432  the cluster's port; the broker
                        signs each process in as its own principal (passwords generated
                        once into var/kafka-credentials/, 0600; shared/kafka_access.py)
+  KAFKA_BROKERS=1|3    one broker, or a cluster of three (brokers and controllers alike,
+                       deploy/local/kafka_cluster.py) on KAFKA_PORT, KAFKA_PORT_2 and
+                       KAFKA_PORT_3 (default: the two ports after KAFKA_PORT), its state in
+                       var/kafka/cluster; the services then replicate every topic three
+                       times, two in sync (shared/topic_layout.py)
   ORDERS_PORT=8001, PAYMENTS_PORT=8002, PROVISIONING_PORT=8003, OPERATOR_PORT=8000
   OPERATOR_TOKENS=name=token,...   who may use the dashboard and the operator API; unset:
                        one token for $USER, generated once into var/operator-token (0600)
@@ -46,6 +51,7 @@ from pathlib import Path
 from deploy.local import leftovers
 from deploy.local.errors import StackError
 from deploy.local.kafka import REPO_ROOT, LocalKafka, kafka_version
+from deploy.local.kafka_cluster import LocalKafkaCluster
 from deploy.local.leftovers import MARKER
 from deploy.local.lock import only_run_in_this_clone
 from deploy.local.outside_world import (
@@ -63,6 +69,7 @@ from shared.settings import DEFAULT_HTTP_PORTS
 
 LOG_DIR = REPO_ROOT / "var" / "log"
 KAFKA_DIR = REPO_ROOT / "var" / "kafka" / "run"
+CLUSTER_DIR = REPO_ROOT / "var" / "kafka" / "cluster"
 TOKEN_FILE = REPO_ROOT / "var" / "operator-token"
 API_TOKEN_FILE = REPO_ROOT / "var" / "api-token"
 CLI_CALLER = "topup-cli:read+auto-renewal"
@@ -132,7 +139,8 @@ def run(env: dict[str, str]) -> int:
     db = env.get("DB", "sqlite").lower()
     if db not in ("sqlite", "postgres"):
         raise StackError(f"DB must be 'sqlite' or 'postgres', not {db[:20]!r}")
-    ports = wanted_ports(env, db)
+    brokers = kafka_brokers(env)
+    ports = wanted_ports(env, db, brokers)
     # SIGTERM and a closed terminal's SIGHUP stop it as Ctrl-C does: in order, in full
     # (SIGINT too when started in the background, where it would be ignored).
     for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -145,10 +153,23 @@ def run(env: dict[str, str]) -> int:
         # Each service, the carrier, the CLI (publisher) and the admin: a password each,
         # generated once into var/kafka-credentials/ (0600); users and ACLs made at start.
         passwords = stored_credentials()
-        kafka = LocalKafka(
-            KAFKA_DIR, port=ports["KAFKA_PORT"], die_with_parent=True, passwords=passwords
+        kafka: LocalKafka | LocalKafkaCluster
+        if brokers == 1:
+            kafka = LocalKafka(
+                KAFKA_DIR, port=ports["KAFKA_PORT"], die_with_parent=True, passwords=passwords
+            )
+        else:
+            kafka = LocalKafkaCluster(
+                CLUSTER_DIR,
+                brokers,
+                [port for variable, port in ports.items() if variable.startswith("KAFKA_PORT")],
+                die_with_parent=True,
+                passwords=passwords,
+            )
+        shape = "" if brokers == 1 else f" ({brokers} brokers)"
+        print(
+            f"starting Kafka {kafka_version()}{shape} on {kafka.bootstrap_servers} ...", flush=True
         )
-        print(f"starting Kafka {kafka_version()} on {kafka.bootstrap_servers} ...", flush=True)
         stack.callback(kafka.stop)
         kafka.start()
         database_urls = {name: "" for name in SERVICES}
@@ -212,10 +233,21 @@ def run(env: dict[str, str]) -> int:
     return 0
 
 
-def wanted_ports(env: dict[str, str], db: str) -> dict[str, int]:
+def kafka_brokers(env: dict[str, str]) -> int:
+    raw = env.get("KAFKA_BROKERS", "").strip() or "1"
+    if raw not in ("1", "3"):
+        raise StackError(
+            f"KAFKA_BROKERS must be 1 (one broker) or 3 (a cluster of three), not {raw[:20]!r}"
+        )
+    return int(raw)
+
+
+def wanted_ports(env: dict[str, str], db: str, brokers: int = 1) -> dict[str, int]:
     """Variable -> port of everything `make run` listens on (readable errors for bad values)."""
+    kafka = port_setting(env, "KAFKA_PORT", 9092)
     defaults = {
-        "KAFKA_PORT": 9092,
+        "KAFKA_PORT": kafka,
+        **{f"KAFKA_PORT_{node}": kafka + node - 1 for node in range(2, brokers + 1)},
         **{
             f"{name.upper()}_PORT": DEFAULT_HTTP_PORTS[name]
             for name in (*SERVICES, *simulated(env))
@@ -228,7 +260,8 @@ def wanted_ports(env: dict[str, str], db: str) -> dict[str, int]:
 
 def make_room(ports: dict[str, int]) -> None:
     """Stop what an earlier run of this clone left, then insist the ports are free."""
-    our_data = [KAFKA_DIR / "server.properties", cluster_dir("run") / "pgdata"]
+    nodes = [node / "server.properties" for node in CLUSTER_DIR.glob("node-*")]
+    our_data = [KAFKA_DIR / "server.properties", *nodes, cluster_dir("run") / "pgdata"]
     left = leftovers.find(REPO_ROOT, our_data)
     if left:
         stopped = leftovers.stop(left)
@@ -241,10 +274,11 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def _print_where_to_look(
-    kafka: LocalKafka, services: list[ServiceProcess], db: str, seconds: float
+    kafka: LocalKafka | LocalKafkaCluster, services: list[ServiceProcess], db: str, seconds: float
 ) -> None:
     print(f"\nAll up in {seconds:.1f}s (databases: {db}).", flush=True)
-    print(f"  {'Kafka':<17} {kafka.bootstrap_servers}   log: {kafka.log_path}")
+    for node in kafka.nodes if isinstance(kafka, LocalKafkaCluster) else [kafka]:
+        print(f"  {'Kafka':<17} {node.bootstrap_servers}   log: {node.log_path}")
     for service in services:
         print(f"  {service.name:<17} {service.base_url}/health   log: {service.log_path}")
 

@@ -29,9 +29,9 @@ from shared import topics
 from shared.access import Callers
 from shared.http_errors import GUARDED, HEALTH_ANSWERS, UPSTREAM, known_query_only, shown
 from shared.http_guard import PAGE_CSP, PUBLIC_PATHS, secure
-from shared.kafka import ensure_topics
 from shared.metrics import mount_metrics
 from shared.settings import ServiceSettings, specialise
+from shared.topic_layout import TopicLayout, ensure_topics
 
 STATIC: Final = Path(__file__).parent / "static"
 STALE_AFTER_SAMPLES: Final = 5
@@ -66,8 +66,9 @@ def build_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # waits for the broker
-        await ensure_topics(kafka, topics.ALL_TOPICS, config.kafka_partitions)
-        await ensure_audit_topic(kafka)
+        layout = TopicLayout.of(config)
+        await ensure_topics(kafka, topics.ALL_TOPICS, layout)
+        await ensure_audit_topic(kafka, layout)
         await audit.start()
         sampling = asyncio.create_task(sampler.run(), name="topic sampler")
         log.info("operator ready on http://%s:%s", config.http_host, config.port)

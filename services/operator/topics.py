@@ -1,4 +1,5 @@
-"""The topic overview: every topic's end offsets, message rate and consumer groups' lag.
+"""The topic overview: every topic's end offsets, message rate, consumer groups' lag and
+replicas (how many each partition has, how many are in sync, which broker leads it).
 
 A sampler reads the end offset of every partition every couple of seconds and keeps
 the samples of the last window; a rate is how far the end moved over that window.
@@ -23,10 +24,28 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.operator.dead_letter_store import DLT_SUFFIX, reader
 from shared.kafka_access import KafkaClient
+from shared.metrics import IN_SYNC_REPLICAS, OFFLINE_PARTITIONS, UNDER_REPLICATED
 
 log = logging.getLogger(__name__)
 
 Offsets = dict[TopicPartition, int]
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """A partition's replicas as the broker's metadata says: its leader (-1: none, the
+    partition is offline), its replicas and those in sync."""
+
+    leader: int
+    replicas: int
+    in_sync: int
+
+    @property
+    def under_replicated(self) -> bool:
+        return self.in_sync < self.replicas
+
+
+Placement = dict[TopicPartition, Replicas]
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,7 @@ class TopicSampler:
     window_s: float = 10.0
     samples: deque[Sample] = field(default_factory=deque)
     committed: dict[str, Offsets] = field(default_factory=dict)
+    placement: Placement = field(default_factory=dict)
     sampled_at: datetime | None = None
 
     async def run(self) -> None:
@@ -78,12 +98,16 @@ class TopicSampler:
 
     async def sample(self, admin: AIOKafkaAdminClient, consumer: Any) -> None:
         described = await admin.describe_topics(list(self.topics))
-        partitions = [
-            TopicPartition(str(t["topic"]), int(p["partition"]))
+        self.placement = {
+            TopicPartition(str(t["topic"]), int(p["partition"])): Replicas(
+                int(p["leader"]), len(p["replicas"] or ()), len(p["isr"] or ())
+            )
             for t in described
             if t["topic"] in self.topics
             for p in t["partitions"]
-        ]
+        }
+        show_replicas(self.topics, self.placement)
+        partitions = list(self.placement)
         ends: Offsets = await consumer.end_offsets(partitions) if partitions else {}
         self.committed = await self._committed(admin)
         now = time.monotonic()
@@ -122,7 +146,20 @@ class TopicSampler:
             self.committed,
             self.sampled_at,
             self.window_s,
+            self.placement,
         )
+
+
+def show_replicas(topics: Iterable[str], placement: Placement) -> None:
+    """Each topic's under-replicated and offline partitions and its fewest in-sync
+    replicas, on /metrics."""
+    for topic in topics:
+        mine = [r for tp, r in placement.items() if tp.topic == topic]
+        if not mine:
+            continue
+        UNDER_REPLICATED.labels(topic).set(sum(r.under_replicated for r in mine))
+        OFFLINE_PARTITIONS.labels(topic).set(sum(r.leader < 0 for r in mine))
+        IN_SYNC_REPLICAS.labels(topic).set(min(r.in_sync for r in mine))
 
 
 def topic_overview(
@@ -132,17 +169,32 @@ def topic_overview(
     committed: dict[str, Offsets],
     sampled_at: datetime | None,
     window_s: float,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
     """The /api/topics body from one snapshot."""
     return {
         "sampled_at": sampled_at.isoformat() if sampled_at else None,
         "window_s": window_s,
-        "topics": [_topic(name, ends, rate, committed) for name in topics],
+        "topics": [_topic(name, ends, rate, committed, placement or {}) for name in topics],
+    }
+
+
+def _replication(partitions: list[TopicPartition], placement: Placement) -> dict[str, Any]:
+    known = [placement[tp] for tp in partitions if tp in placement]
+    return {
+        "replication_factor": min((r.replicas for r in known), default=None),
+        "in_sync_replicas": min((r.in_sync for r in known), default=None),
+        "under_replicated_partitions": sum(r.under_replicated for r in known),
+        "offline_partitions": sum(r.leader < 0 for r in known),
     }
 
 
 def _topic(
-    name: str, ends: Offsets, rate: dict[TopicPartition, float], committed: dict[str, Offsets]
+    name: str,
+    ends: Offsets,
+    rate: dict[TopicPartition, float],
+    committed: dict[str, Offsets],
+    placement: Placement,
 ) -> dict[str, Any]:
     partitions = sorted((tp for tp in ends if tp.topic == name), key=lambda tp: tp.partition)
     groups = []
@@ -164,13 +216,21 @@ def _topic(
         "dead_letter": name.endswith(DLT_SUFFIX),
         "end_offset": sum(ends[tp] for tp in partitions),
         "rate_per_s": round(sum(rate.get(tp, 0.0) for tp in partitions), 2),
+        **_replication(partitions, placement),
         "partitions": [
             {
                 "partition": tp.partition,
                 "end_offset": ends[tp],
                 "rate_per_s": round(rate.get(tp, 0.0), 2),
+                **_placed(placement.get(tp)),
             }
             for tp in partitions
         ],
         "consumer_groups": groups,
     }
+
+
+def _placed(replicas: Replicas | None) -> dict[str, Any]:
+    if replicas is None:
+        return {}
+    return {"leader": replicas.leader, "replicas": replicas.replicas, "in_sync": replicas.in_sync}

@@ -1,39 +1,29 @@
 """Chaos while the load runs, bounded in count and in time, and over by itself:
 service instances and the outside world's simulators SIGKILLed and restarted, the broker
-killed and restarted once, and messages already delivered published again (same bytes,
-same key, same headers)."""
+killed and restarted once (on a cluster, its brokers one by one, PostgreSQL restarted and a
+service paused: cluster_chaos.py), and messages already delivered published again (same
+bytes, same key, same headers)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from deploy.local.kafka import LocalKafka
 from deploy.local.outside_world import SIMULATORS
 from deploy.local.processes import ServiceProcess
+from tests.faults.chaos_figures import ChaosFigures
+from tests.faults.cluster_chaos import unleash_cluster_chaos
 from tests.faults.load import CONSUMED_TOPICS, MARKER_PREFIX
 from tests.faults.stack import HEALTHY_WITHIN_S, Stack, instance_label
 
 START_ATTEMPTS = 5  # a service started while the broker is down exits: start it again
 SIMULATOR_KILL_SHARE = 0.2
-
-
-@dataclass
-class ChaosFigures:
-    kills: int = 0
-    service_restarts: int = 0
-    broker_restarts: int = 0
-    duplicates_injected: int = 0
-    log: list[str] = field(default_factory=list)  # what happened when, for the report
-    started: float = field(default_factory=time.monotonic)
-
-    def note(self, event: str) -> None:
-        self.log.append(f"{time.monotonic() - self.started:6.1f}s {event}")
 
 
 @dataclass(frozen=True)
@@ -47,10 +37,15 @@ async def unleash_chaos(stack: Stack, limits: ChaosLimits, rng: random.Random) -
     figures = ChaosFigures()
     started = asyncio.get_running_loop().time()
     until = started + limits.seconds
-    broker_crash_at = started + limits.seconds * rng.uniform(0.35, 0.6)
+    down: set[str] = set()  # services with an instance down (killed, or paused)
+    if isinstance(stack.broker, LocalKafka):
+        broker_crash_at = started + limits.seconds * rng.uniform(0.35, 0.6)
+        brokers = restart_the_broker_once(stack, broker_crash_at, rng, figures)
+    else:
+        brokers = unleash_cluster_chaos(stack, limits.seconds, rng, figures, down)
     await asyncio.gather(
-        kill_and_restart_random_instances(stack, until, limits.max_kills, rng, figures),
-        restart_the_broker_once(stack, broker_crash_at, rng, figures),
+        kill_and_restart_random_instances(stack, until, limits.max_kills, rng, figures, down),
+        brokers,
         deliver_a_sample_of_messages_again(stack, until, limits.max_duplicates, rng, figures),
     )
     await bring_back_every_instance(stack, figures)
@@ -58,14 +53,18 @@ async def unleash_chaos(stack: Stack, limits: ChaosLimits, rng: random.Random) -
 
 
 async def kill_and_restart_random_instances(
-    stack: Stack, until: float, max_kills: int, rng: random.Random, figures: ChaosFigures
+    stack: Stack,
+    until: float,
+    max_kills: int,
+    rng: random.Random,
+    figures: ChaosFigures,
+    down: set[str],
 ) -> None:
     """Kill an instance every few seconds and bring it back after a moment, in the
     background: a restart takes a while (its consumer groups wait for the dead member's
     session to time out), and the next kill need not wait for it. Never both instances
     of one service at once: what is tested is taking over mid-message, not an outage."""
     loop = asyncio.get_running_loop()
-    down: set[str] = set()
     restarts: list[asyncio.Task[None]] = []
 
     async def restart_later(victim: ServiceProcess) -> None:
@@ -103,6 +102,7 @@ async def restart_the_broker_once(
     stack: Stack, at: float, rng: random.Random, figures: ChaosFigures
 ) -> None:
     """A crash (SIGKILL, no clean shutdown), then the same broker on the same ports and data."""
+    assert isinstance(stack.broker, LocalKafka)
     await asyncio.sleep(max(0.0, at - asyncio.get_running_loop().time()))
     await asyncio.to_thread(stack.broker.kill)
     figures.note("SIGKILL broker")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.local.kafka import REPO_ROOT
-from tests.faults.chaos import ChaosFigures
+from tests.faults.chaos_figures import ChaosFigures
 from tests.faults.load import MARKER_PREFIX, LoadFigures, LoadPlan
 from tests.faults.state import Progress, Snapshot
 
@@ -57,6 +57,12 @@ def figures_of(
         "kills": chaos.kills,
         "service restarts": chaos.service_restarts,
         "broker restarts": chaos.broker_restarts,
+        "partition leaders killed": chaos.leader_kills,
+        "controllers killed": chaos.controller_kills,
+        "postgres restarts": chaos.postgres_restarts,
+        "services paused": chaos.pauses,
+        "seconds to recover": chaos.recoveries,
+        "health while postgres was down": chaos.health_without_postgres,
         "duplicates injected": chaos.duplicates_injected,
         "malformed injected": len(plan.malformed),
         "dead letters found": len(snapshot.dead_letters),

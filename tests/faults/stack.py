@@ -1,5 +1,6 @@
-"""The stack the faults are injected into: a broker of its own, a fresh PostgreSQL
-database per service, two processes of every service sharing that database and its
+"""The stack the faults are injected into: a broker of its own (or a cluster of three), a
+fresh PostgreSQL database per service (on the suite's own server, for the cluster run,
+which restarts it), two processes of every service sharing that database and its
 consumer groups, and the outside world's two simulators (one process each, a database of
 their own), tuned to finish orders in seconds."""
 
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.kafka import LocalKafka
+from deploy.local.kafka_cluster import LocalKafkaCluster
 from deploy.local.outside_world import SIMULATORS
+from deploy.local.postgres import LocalPostgres
 from deploy.local.processes import SERVICES, ServiceProcess, service_process, simulator_processes
 from shared.kafka_access import CARRIER
 from shared.kafka_grants import new_passwords
@@ -67,10 +70,11 @@ def simulation(suspended_iccids: list[str]) -> dict[str, str]:
 
 @dataclass
 class Stack:
-    broker: LocalKafka
+    broker: LocalKafka | LocalKafkaCluster
     databases: dict[str, str]  # service name -> SQLAlchemy URL of its database
     instances: list[ServiceProcess]  # the simulators' too: they are killed as well
     log_dir: Path
+    postgres: LocalPostgres | None = None  # the server, when the suite owns it
 
     @property
     def bootstrap_servers(self) -> str:
@@ -81,22 +85,33 @@ class Stack:
         return kafka_of(self.broker)
 
 
-def kafka_of(broker: LocalKafka) -> KafkaUnderTest:
+def kafka_of(broker: LocalKafka | LocalKafkaCluster) -> KafkaUnderTest:
     """The broker with its principals: the services' and the suite's own (the admin)."""
     passwords = broker.passwords or {}
     return KafkaUnderTest(broker.bootstrap_servers, "the faults' broker", passwords=passwords)
 
 
 async def start_stack(
-    broker_dir: Path, postgres: PostgresUnderTest, log_dir: Path, suspended: list[str]
+    broker_dir: Path,
+    postgres: PostgresUnderTest | LocalPostgres,
+    log_dir: Path,
+    suspended: list[str],
+    *,
+    brokers: int = 1,
 ) -> Stack:
     """A broker of the suite's own (it kills and restarts it, and no consumer group or
-    message of an earlier test may mix with the run), six service processes on it."""
-    broker = LocalKafka(broker_dir, passwords=new_passwords())  # SASL/SCRAM and ACLs on
+    message of an earlier test may mix with the run), or a cluster of `brokers`, six
+    service processes on it."""
+    passwords = new_passwords()  # SASL/SCRAM and ACLs on
+    broker: LocalKafka | LocalKafkaCluster = (
+        LocalKafka(broker_dir, passwords=passwords)
+        if brokers == 1
+        else LocalKafkaCluster(broker_dir, brokers, passwords=passwords)
+    )
     await asyncio.to_thread(broker.start, 90.0)
     kafka = kafka_of(broker)
     databases = {
-        name: await postgres.create_database(f"faults_{name}") for name in (*SERVICES, *SIMULATORS)
+        name: await _database(postgres, f"faults_{name}") for name in (*SERVICES, *SIMULATORS)
     }
     services = {
         name: [
@@ -116,7 +131,8 @@ async def start_stack(
         services, databases, simulation(suspended), log_dir, kafka.env(CARRIER)
     )
     instances = [*simulators, *(i for group in services.values() for i in group)]
-    stack = Stack(broker, databases, instances, log_dir)
+    own = postgres if isinstance(postgres, LocalPostgres) else None
+    stack = Stack(broker, databases, instances, log_dir, own)
     for instance in instances:
         instance.start()
     try:
@@ -127,6 +143,12 @@ async def start_stack(
         stop_stack(stack)
         raise
     return stack
+
+
+async def _database(postgres: PostgresUnderTest | LocalPostgres, name: str) -> str:
+    if isinstance(postgres, LocalPostgres):
+        return await asyncio.to_thread(postgres.create_database, name)
+    return await postgres.create_database(name)
 
 
 def stop_stack(stack: Stack) -> None:

@@ -15,8 +15,8 @@ from services.orders.app import build_app
 from services.orders.db import orders
 from shared import topics
 from shared.events import order_id_for
-from shared.kafka import ensure_topics
 from shared.metrics import BATCH_SIZES, CONSUMED
+from shared.topic_layout import ensure_topics
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest, PostgresUnderTest, unconsumed
 from tests.integration.harness import service_running

@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from services.orders.app import build_app
 from shared import topics
 from shared.events import LineToppedUp, Money, PaymentCaptured, order_id_for
-from shared.kafka import ensure_topics
 from shared.kafka_access import PRINCIPALS, PUBLISHER, KafkaClient, Principal
+from shared.topic_layout import ensure_topics
 from tests.factories import order_request
 from tests.infra import KafkaUnderTest, PostgresUnderTest
 from tests.integration.harness import messages_about, publish_as, service_running

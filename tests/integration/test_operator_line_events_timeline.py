@@ -14,7 +14,8 @@ from aiokafka import AIOKafkaProducer
 from services.operator.timeline import OrderRef, timelines
 from shared import topics
 from shared.events import DataForfeited, Envelope, LineAlertRaised, UsageReported
-from shared.kafka import ensure_topics, message_headers
+from shared.kafka import message_headers
+from shared.topic_layout import ensure_topics
 from tests.factories import random_iccid
 from tests.infra import KafkaUnderTest
 

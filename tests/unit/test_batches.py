@@ -10,9 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, IllegalStateError
+from fastapi import FastAPI
 from faststream.kafka import KafkaMessage
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,6 +37,7 @@ from shared.metrics import CONSUMED
 from shared.topics import dead_letter_topic
 from tests.factories import order_request
 from tests.unit.harness import InMemoryService, in_memory_service, running
+from tests.unit.payments_fixtures import API_KEY
 from tests.unit.test_dead_letters import raw_body
 from tests.unit.test_payments_handlers import charge, payments_service
 from tests.unit.test_provisioning_handlers import ICCID, rig_with, top_up_line
@@ -338,8 +341,14 @@ async def test_a_batch_runs_as_many_statements_whatever_its_size(
 
 @pytest.mark.parametrize("size", [2, 12])
 async def test_a_batch_of_charges_records_them_in_one_statement_whatever_its_size(
-    tmp_path: Path, provider: StripeProvider, size: int
+    tmp_path: Path, stripe_simulator: FastAPI, size: int
 ) -> None:
+    # Patient enough that no charge of the batch times out on a busy machine: every one
+    # is answered, so the repeats all get an answer again.
+    transport = httpx.ASGITransport(app=stripe_simulator)
+    provider = StripeProvider(
+        API_KEY, api_base="http://stripe-simulator", timeout_s=10.0, transport=transport
+    )
     commands = [charge() for _ in range(size)]
     async with payments_service(tmp_path, provider) as service, running(service.broker):
         consumer = consumer_of(service, topics.PAYMENTS_COMMANDS)
@@ -349,6 +358,7 @@ async def test_a_batch_of_charges_records_them_in_one_statement_whatever_its_siz
         with statements_counted(service) as repeating:
             await consumer._partition(Consumer(), where, records(where.topic, *commands))
         assert await count(service, payments, payments.c.status == "CAPTURED") == size
+    await provider.close()
     # The intents' transaction: the charges inserted, then their calls after it commits.
     assert first_transaction(charging) == ["INSERT"]
     # Repeats: none inserted, the answers they get again read in one statement, and

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 import shared.metrics  # noqa: F401 - registers the business metrics
-from deploy.local.kafka import LocalKafka, secured_properties
+from deploy.local.kafka import LocalKafka, Quorum, secured_properties
 from deploy.local.processes import OPERATOR, SERVICES
 from services.carrier_simulator.settings import CarrierSimulatorSettings
 from services.operator.settings import OperatorSettings
@@ -249,3 +249,56 @@ def test_kafka_setup_gives_every_principal_its_password_and_the_ui_reads_only(
     assert carrier["KAFKA_USERNAME"] == "carrier"  # its usage reports, as the carrier
     ui = compose["services"]["kafka-ui"]["environment"]
     assert 'username="viewer"' in ui["KAFKA_CLUSTERS_0_PROPERTIES_SASL_JAAS_CONFIG"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.cluster.yaml").read_text())
+    return loaded
+
+
+def _same_text(value: Any) -> str:
+    return " ".join(str(value).split()).replace("compose.yaml", "this file")
+
+
+def test_the_cluster_file_adds_two_brokers_like_the_first_in_a_quorum_of_three(
+    compose: dict[str, Any], cluster: dict[str, Any]
+) -> None:
+    kafka = compose["services"]["kafka"]
+    first = kafka["environment"] | cluster["services"]["kafka"]["environment"]
+    own = {"KAFKA_NODE_ID", "KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS"}
+    for node in (2, 3):
+        peer = cluster["services"][f"kafka-{node}"]
+        assert peer["image"] == kafka["image"]
+        assert peer["environment"]["KAFKA_NODE_ID"] == str(node)
+        assert f"kafka-{node}:19092" in peer["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+        assert {k: _same_text(v) for k, v in peer["environment"].items() if k not in own} == {
+            k: _same_text(v) for k, v in first.items() if k not in own
+        }
+    assert first["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+
+
+def test_the_cluster_replicates_as_the_local_one_does(cluster: dict[str, Any]) -> None:
+    voters = {1: "x:1", 2: "x:2", 3: "x:3"}
+    local = LocalKafka(
+        Path("/nonexistent"), port=1, controller_port=2, quorum=Quorum(1, voters, "id")
+    ).server_properties()
+    replication = {k: v for k, v in local.items() if "replication" in k or "isr" in k}
+    env = cluster["services"]["kafka"]["environment"]
+    shared_keys = {k: v for k, v in image_env(replication).items() if "SHARE" not in k}
+    assert shared_keys == {k: env[k] for k in shared_keys}
+    assert (env["KAFKA_DEFAULT_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
+
+
+def test_in_the_cluster_every_kafka_client_knows_all_three_brokers(
+    compose: dict[str, Any], cluster: dict[str, Any]
+) -> None:
+    brokers = "kafka:19092,kafka-2:19092,kafka-3:19092"
+    clients = [n for n, s in compose["services"].items()
+               if "KAFKA_BOOTSTRAP_SERVERS" in s.get("environment", {})]  # fmt: skip
+    assert clients
+    for name in clients:
+        assert cluster["services"][name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == brokers
+    assert cluster["services"]["kafka-setup"]["command"][-1] == brokers
+    ui = cluster["services"]["kafka-ui"]["environment"]
+    assert ui["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == brokers

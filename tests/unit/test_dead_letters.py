@@ -240,6 +240,24 @@ async def test_a_failure_that_persists_is_dead_lettered_once_as_retries_exhauste
     assert rig.handled == []
 
 
+async def test_a_database_out_of_reach_never_dead_letters_a_message_which_comes_again(
+    rig: Rig,
+) -> None:
+    restarting = asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+    outage = OperationalError("INSERT", {}, restarting)
+    rig.fail_with = lambda _attempt: outage
+    body = json.dumps(captured()).encode()
+    with pytest.raises(OperationalError):  # to the ack policy: delivered again
+        await rig.broker.publish(body, topic=TOPIC, key=KEY)
+    assert rig.dead == []
+    assert len(rig.calls) == len(dead_letters.RETRY_DELAYS_S) + 1
+
+    rig.fail_with = lambda _attempt: None  # the database is back
+    await rig.send(body)
+    assert rig.handled == [json.loads(body)]
+    assert rig.dead == []
+
+
 async def test_when_the_dead_letter_topic_cannot_be_written_it_is_tried_again_then_the_error_reaches_the_ack_policy(  # noqa: E501
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

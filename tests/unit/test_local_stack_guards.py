@@ -21,6 +21,7 @@ from deploy.local.errors import StackError, first_line
 from deploy.local.kafka import free_port
 from deploy.local.lock import is_held, only_run_in_this_clone
 from deploy.local.ports import check_free, port_setting
+from deploy.local.stack import kafka_brokers, wanted_ports
 
 
 @pytest.fixture
@@ -145,3 +146,17 @@ def test_the_gist_of_a_complaint_is_its_first_error_line_cut_short() -> None:
     assert first_line("one\ntwo\n", containing=("ERROR",)) == "two"
     assert first_line("", containing=("ERROR",)) == "(no output)"
     assert len(first_line("ERROR " + "x" * 5000, containing=("ERROR",))) == 300
+
+
+def test_a_cluster_of_three_listens_on_kafka_port_and_the_two_after_it() -> None:
+    ports = wanted_ports({"KAFKA_PORT": "9300"}, "sqlite", kafka_brokers({"KAFKA_BROKERS": "3"}))
+    assert [ports[f"KAFKA_PORT{n}"] for n in ("", "_2", "_3")] == [9300, 9301, 9302]
+    moved = wanted_ports({"KAFKA_PORT_3": "9500"}, "sqlite", 3)
+    assert [moved[f"KAFKA_PORT{n}"] for n in ("", "_2", "_3")] == [9092, 9093, 9500]
+    assert "KAFKA_PORT_2" not in wanted_ports({}, "sqlite")
+
+
+@pytest.mark.parametrize("brokers", ["2", "three", "4"])
+def test_kafka_brokers_is_one_or_three_and_anything_else_is_said_plainly(brokers: str) -> None:
+    with pytest.raises(StackError, match=r"KAFKA_BROKERS must be 1 .* or 3"):
+        kafka_brokers({"KAFKA_BROKERS": brokers})

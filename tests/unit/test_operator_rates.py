@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 
-from services.operator.topics import Sample, rates, topic_overview
+from services.operator.topics import Replicas, Sample, rates, show_replicas, topic_overview
+from shared.metrics import IN_SYNC_REPLICAS, OFFLINE_PARTITIONS, UNDER_REPLICATED
 
-P0, P1 = TopicPartition("t.v1", 0), TopicPartition("t.v1", 1)
+P0, P1, P2 = (TopicPartition("t.v1", n) for n in range(3))
 
 
 def test_a_rate_is_how_far_the_end_moved_over_the_window() -> None:
@@ -55,3 +56,20 @@ def test_the_overview_sums_partitions_and_shows_each_groups_lag() -> None:
         ]},
     ]  # fmt: skip
     assert (dead["dead_letter"], dead["end_offset"], dead["consumer_groups"]) == (True, 2, [])
+
+
+def test_a_partition_with_a_replica_out_of_sync_or_no_leader_is_shown_and_counted() -> None:
+    placement = {P0: Replicas(1, 3, 3), P1: Replicas(2, 3, 2), P2: Replicas(-1, 3, 1)}
+    body = topic_overview(["t.v1"], {P0: 4, P1: 5, P2: 6}, {}, {}, None, 10, placement)
+    [topic] = body["topics"]
+    assert topic["replication_factor"] == 3
+    assert topic["in_sync_replicas"] == 1
+    assert (topic["under_replicated_partitions"], topic["offline_partitions"]) == (2, 1)
+    assert topic["partitions"][1] == {
+        "partition": 1, "end_offset": 5, "rate_per_s": 0.0, "leader": 2, "replicas": 3,
+        "in_sync": 2,
+    }  # fmt: skip
+    show_replicas(["t.v1"], placement)
+    assert UNDER_REPLICATED.labels("t.v1")._value.get() == 2
+    assert OFFLINE_PARTITIONS.labels("t.v1")._value.get() == 1
+    assert IN_SYNC_REPLICAS.labels("t.v1")._value.get() == 1

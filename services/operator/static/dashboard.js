@@ -159,8 +159,9 @@
         h("td", { className: "name" }, topic.name, topic.dead_letter ? h("span", { className: "tag" }, "dead letters") : null),
         h("td", { className: "num", "data-testid": "end-offset" }, topic.end_offset),
         h("td", { className: "num" }, topic.rate_per_s.toFixed(1)),
+        replicasCell(topic),
         h("td", {}, topic.partitions.map((p) =>
-          h("span", { className: "part", title: `${p.rate_per_s.toFixed(1)} msg/s` }, `p${p.partition}: ${p.end_offset}`))),
+          h("span", { className: "part", title: partitionTitle(p) }, `p${p.partition}: ${p.end_offset}`))),
         h("td", {}, topic.consumer_groups.length
           ? topic.consumer_groups.map((g) =>
             h("div", { className: g.lag > 0 ? "group lag" : "group", "data-testid": "group" },
@@ -170,7 +171,23 @@
           : h("span", { className: "muted" }, "no consumer group")),
       );
     });
-    fill($("topics-rows"), rows, "no topics yet", 5);
+    fill($("topics-rows"), rows, "no topics yet", 6);
+  }
+
+  /** "3 (3 in sync)"; warned when a partition has fewer in sync than it has, or no leader. */
+  function replicasCell(topic) {
+    if (topic.replication_factor == null) return h("td", { className: "muted" }, "-");
+    const troubles = [];
+    if (topic.offline_partitions) troubles.push(`${topic.offline_partitions} offline`);
+    if (topic.under_replicated_partitions) troubles.push(`${topic.under_replicated_partitions} under-replicated`);
+    return h("td", { className: troubles.length ? "warn" : "", "data-testid": "replicas" },
+      `${topic.replication_factor} (${topic.in_sync_replicas} in sync)`,
+      troubles.length ? h("div", { className: "under-replicated" }, troubles.join(", ")) : null);
+  }
+
+  function partitionTitle(p) {
+    const rate = `${p.rate_per_s.toFixed(1)} msg/s`;
+    return p.leader == null ? rate : `${rate}; leader broker ${p.leader}, ${p.in_sync} of ${p.replicas} replicas in sync`;
   }
 
   /** ok, degraded (a stuck partition, a failing relay, parked outbox rows), unavailable. */
