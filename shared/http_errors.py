@@ -150,6 +150,14 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": body}, status_code=error.status_code, headers=error.headers)
 
 
+def ledger_unreachable(service: str, error: BaseException) -> JSONResponse:
+    """A simulator's /health while its ledger (database) cannot be read: 503, in words."""
+    problem = f"its ledger cannot be read ({type(error).__name__})"
+    return JSONResponse(
+        {"status": "unavailable", "service": service, "problems": [problem]}, status_code=503
+    )
+
+
 async def _database_unreachable(_request: Request, error: Exception) -> JSONResponse:
     """The database out of reach (restarting, say) is a 503 to try again, not a 500."""
     if not database_unreachable(error):

@@ -50,7 +50,7 @@ Sessions = Annotated[async_sessionmaker[AsyncSession], InContext("sessions")]
 def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
     """One broker per process; an idempotent producer that waits for all replicas."""
     broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        addresses(settings.kafka_bootstrap_servers),
         security=broker_security(KafkaClient.of(settings)),
         client_id=settings.service_name,
         acks="all",
@@ -71,6 +71,12 @@ def build_broker(settings: ServiceSettings, **context: Any) -> KafkaBroker:
     for key, value in {"settings": settings, **context}.items():
         broker.context.set_global(key, value)
     return broker
+
+
+def addresses(bootstrap_servers: str) -> list[str]:
+    """KAFKA_BOOTSTRAP_SERVERS ("host:port,host:port") as FastStream's broker takes them: a
+    list (given a string, it takes it whole for one address, commas included)."""
+    return [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
 
 
 def broker_security(client: KafkaClient) -> BaseSecurity | None:

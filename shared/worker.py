@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.logs import now_and_then
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -33,14 +34,16 @@ BackgroundTask = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 async def every(interval_s: float, step: Callable[[], Awaitable[object]], name: str) -> None:
     """Run `step` every `interval_s` seconds until cancelled; a failing step is logged
-    and tried again next time, it never ends the loop."""
+    (once per 30 s while it keeps failing: a database restart is not a flood) and tried
+    again next time, it never ends the loop."""
     while True:
         try:
             await step()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("%s failed; trying again in %.1fs", name, interval_s)
+            if now_and_then(f"every:{name}"):
+                log.exception("%s failed; trying again in %.1fs", name, interval_s)
         await asyncio.sleep(interval_s)
 
 

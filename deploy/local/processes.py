@@ -68,7 +68,10 @@ class ServiceProcess:
                 body: dict[str, Any] = json.load(response)
                 return body
         except urllib.error.HTTPError as error:
-            unhealthy: dict[str, Any] = json.load(error)
+            try:
+                unhealthy: dict[str, Any] = json.load(error)
+            except ValueError:  # not our health body: a plain error page
+                return {"status": f"HTTP {error.code}"}
             return unhealthy
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None

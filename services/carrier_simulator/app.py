@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import sqlalchemy.exc
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,6 +44,7 @@ from services.carrier_simulator.settings import CarrierSimulatorSettings
 from services.carrier_simulator.usage_reports import run_usage_reports
 from services.provisioning.iccid import is_valid_iccid
 from shared import db
+from shared.http_errors import ledger_unreachable
 
 log = logging.getLogger("carrier_simulator")
 
@@ -173,11 +175,15 @@ def simulator_of(request: Request) -> Simulator:
 
 
 @router.get("/health")
-async def health(request: Request) -> dict[str, str]:
+async def health(request: Request) -> JSONResponse:
     simulator = simulator_of(request)
-    async with simulator.sessions() as session:
-        await ledger.token_expiry(session, "-")  # the ledger answers
-    return {"status": "ok", "service": simulator.settings.service_name}
+    name = simulator.settings.service_name
+    try:
+        async with simulator.sessions() as session:
+            await ledger.token_expiry(session, "-")  # the ledger answers
+    except (sqlalchemy.exc.DBAPIError, OSError) as error:
+        return ledger_unreachable(name, error)
+    return JSONResponse({"status": "ok", "service": name})
 
 
 @router.post("/v2/token")

@@ -43,7 +43,7 @@ from services.carrier_simulator import ledger
 from services.carrier_simulator.settings import CarrierSimulatorSettings
 from shared import topics
 from shared.events import UsageReported
-from shared.kafka import broker_security, message_headers
+from shared.kafka import addresses, broker_security, message_headers
 from shared.kafka_access import CARRIER, KafkaClient
 from shared.settings import specialise
 from shared.worker import Runtime, every
@@ -161,7 +161,7 @@ async def report_usage(runtime: Runtime) -> None:
 async def carrier_broker(settings: CarrierSimulatorSettings) -> AsyncIterator[KafkaBroker]:
     """The carrier's own client: it signs in as KAFKA_USERNAME (`carrier` on a broker with ACLs)."""
     broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        addresses(settings.kafka_bootstrap_servers),
         security=broker_security(KafkaClient.of(settings)),
         client_id=CARRIER,
         acks="all",

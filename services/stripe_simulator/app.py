@@ -37,6 +37,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import httpx
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import and_, insert, or_, select, update
@@ -66,6 +67,7 @@ from services.stripe_simulator.outcomes import (
 from services.stripe_simulator.settings import NAME, SimulatorSettings
 from shared import db
 from shared.card_numbers import storable
+from shared.http_errors import ledger_unreachable
 
 log = logging.getLogger(NAME)
 
@@ -440,10 +442,13 @@ def build_app(
     app.state.simulator = sim
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
+    async def health() -> JSONResponse:
         await sim.ready()
-        await db.ping(sim.engine)
-        return {"status": "ok", "service": NAME}
+        try:
+            await db.ping(sim.engine)
+        except (sqlalchemy.exc.DBAPIError, OSError) as error:
+            return ledger_unreachable(NAME, error)
+        return JSONResponse({"status": "ok", "service": NAME})
 
     async def serve(
         request: Request, act: Callable[[AsyncSession, dict[str, Any]], Awaitable[Answer]],

@@ -26,6 +26,8 @@ async def test_nothing_is_lost_and_nothing_doubled_on_a_cluster_under_faults(
     assert figures["controllers killed"] == 1
     assert figures["postgres restarts"] == 2
     assert figures["services paused"] == 1
-    # While PostgreSQL was down no service said it was fine.
+    # While PostgreSQL was down no service said it was fine (one restarted by the chaos
+    # meanwhile may not answer yet).
     for healths in figures["health while postgres was down"]:
-        assert set(healths.values()) <= {"unavailable", "down", "paused"}, healths
+        assert "unavailable" in healths.values(), healths
+        assert not {"ok", "degraded"} & set(healths.values()), healths

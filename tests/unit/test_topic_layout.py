@@ -3,8 +3,11 @@ what there is on one broker, and the settings first, unless they cannot work."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from shared.kafka import addresses, build_broker
 from shared.settings import ServiceSettings
 from shared.topic_layout import Replication, ReplicationError, TopicLayout
 
@@ -44,3 +47,11 @@ def test_the_layout_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch
     layout = TopicLayout.of(ServiceSettings(service_name="orders"))
     assert (layout.partitions, layout.replication_factor, layout.min_insync_replicas) == (6, 3, 2)
     assert TopicLayout.of(ServiceSettings(service_name="orders")).configs == {}
+
+
+def test_every_address_of_kafka_bootstrap_servers_reaches_the_broker_client() -> None:
+    assert addresses("a:1, b:2,c:3,") == ["a:1", "b:2", "c:3"]
+    broker = build_broker(ServiceSettings(service_name="orders", kafka_bootstrap_servers="a:1,b:2"))
+    # The consumers' factory (shared/batches.py builds its consumers with it too).
+    builder: Any = broker.config.broker_config.builder  # a functools.partial
+    assert builder.keywords["bootstrap_servers"] == ["a:1", "b:2"]
