@@ -97,6 +97,11 @@ async def insert_new(session: AsyncSession, table: Any, rows: list[dict[str, Any
     one column."""
     if not rows:
         return set()
+    columns = set(rows[0])
+    if any(set(row) != columns for row in rows):
+        # One multi-row INSERT takes its columns from the first row: another row's own
+        # would be dropped without a word.
+        raise ValueError(f"rows for {table.name} with different columns")
     (key,) = table.primary_key.columns
     statement = insert_ignoring_conflicts(session, table).values(rows).returning(key)
     return set((await session.execute(statement)).scalars())

@@ -172,5 +172,4 @@ async def _database_unreachable(_request: Request, error: Exception) -> JSONResp
 def answer_errors_safely(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for failure in (sqlalchemy.exc.DBAPIError, ConnectionError):
-        app.add_exception_handler(failure, _database_unreachable)
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, _database_unreachable)

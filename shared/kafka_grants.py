@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 # Kafka's enums (org.apache.kafka.common.resource / acl).
 TOPIC, GROUP, CLUSTER = 2, 3, 4
 LITERAL, PREFIXED = 3, 4
-READ, WRITE, CREATE, DESCRIBE = 3, 4, 5, 8
+READ, WRITE, CREATE, DESCRIBE, DESCRIBE_CONFIGS = 3, 4, 5, 8, 10
 ALLOW = 3
 SCRAM_SHA_512 = 2
 SCRAM_ITERATIONS: Final = 4096  # Kafka's minimum for SCRAM-SHA-512
@@ -80,10 +80,11 @@ def acls_of(principal: Principal) -> list[Acl]:
     if principal.service:
         acls.append(Acl(name, GROUP, principal.group_prefix, PREFIXED, READ))
     if principal.lays_out_topics:
+        # DESCRIBE_CONFIGS: a topic's min.insync.replicas, checked at start (topic_layout.py).
         acls += [
             Acl(name, TOPIC, topic, LITERAL, operation)
             for topic in OPERATED_TOPICS
-            for operation in (CREATE, DESCRIBE)
+            for operation in (CREATE, DESCRIBE, DESCRIBE_CONFIGS)
         ]
     if principal.watches_groups:
         acls.append(Acl(name, GROUP, "*", LITERAL, DESCRIBE))

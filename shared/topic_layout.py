@@ -5,7 +5,10 @@ broker's auto-creation or its defaults.
 Replication, unless KAFKA_REPLICATION_FACTOR and KAFKA_MIN_INSYNC_REPLICAS say otherwise,
 is chosen from the cluster met at start: three replicas and two in sync on three brokers or
 more (a broker may die and writes go on, with every acknowledged message on two disks),
-what the cluster has below that (one and one on a single local broker). The producers wait
+what the cluster has below that (one and one on a single local broker). The brokers
+counted are those up at that moment: on a real cluster, set both, so that a service
+starting while a broker is down refuses to make a topic with fewer (`ReplicationError`)
+rather than making it so. The producers wait
 for every in-sync replica (`acks=all`, shared/kafka.py); docs/guarantees.md says what a
 broker's death loses at each setting.
 
@@ -25,9 +28,15 @@ from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from shared.kafka_access import KafkaClient
+from shared.kafka_admin import patiently
 from shared.metrics import TOPIC_BELOW_SETTING, TOPIC_MIN_INSYNC, TOPIC_REPLICATION
 from shared.settings import ServiceSettings
 
@@ -96,11 +105,12 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(**KafkaClient.of(kafka).options())
     await _started(admin, KafkaClient.of(kafka).bootstrap_servers)
     try:
-        brokers = len((await admin.describe_cluster()).get("brokers") or ())
+        cluster = await patiently(admin.describe_cluster)
+        brokers = len(cluster.get("brokers") or ())
         replication = Replication.for_cluster(
             brokers, layout.replication_factor, layout.min_insync_replicas
         )
-        existing = set(await admin.list_topics())
+        existing = set(await patiently(admin.list_topics))
         await _report_existing(admin, [t for t in topics if t in existing], layout, replication)
         missing = [t for t in topics if t not in existing]
         if missing:
@@ -138,10 +148,17 @@ async def _create(
     configs = {**layout.configs, MIN_INSYNC: str(replication.min_insync)}
     new = [NewTopic(name, layout.partitions, replication.factor, topic_configs=configs)
            for name in names]  # fmt: skip
-    try:
-        await admin.create_topics(new)
-    except TopicAlreadyExistsError:
-        log.debug("another process created the topics first")
+    answer = await patiently(lambda: admin.create_topics(new))
+    # The broker answers each topic's outcome; aiokafka raises none of them.
+    for topic, code, *message in answer.topic_errors:
+        if code == TopicAlreadyExistsError.errno:
+            log.debug("another process created %s first", topic)
+        elif code != 0:
+            error = for_code(code)
+            raise ReplicationError(
+                f"topic {topic} was not created: {error.__name__} ({code}) "
+                f"{' '.join(str(m) for m in message if m)}".strip()
+            )
     log.info(
         "topics created with %d partitions, %d replicas, min.insync.replicas %d: %s",
         layout.partitions, replication.factor, replication.min_insync, ", ".join(names),
@@ -158,14 +175,20 @@ async def _report_existing(
     if not names:
         return
     try:
-        described = await admin.describe_topics(names)
-        min_insync = await _min_insync_of(admin, names)
+        described = await patiently(lambda: admin.describe_topics(names))
+        min_insync = await patiently(lambda: _min_insync_of(admin, names))
     except KafkaError as error:  # only a report: never a reason not to start
         log.warning("topics not described (%r): their replication is not checked", error)
         return
+    unread = [name for name in names if name not in min_insync]
+    if unread:
+        log.warning(
+            "min.insync.replicas of %s not readable (the principal may lack DESCRIBE_CONFIGS): "
+            "only their replicas are checked", ", ".join(unread),
+        )  # fmt: skip
     for topic in described:
-        name, partitions = topic.get("topic"), topic.get("partitions") or ()
-        if not partitions or name not in min_insync:
+        name, partitions = str(topic.get("topic")), topic.get("partitions") or ()
+        if not partitions:
             continue
         if len(partitions) != layout.partitions:
             log.warning(
@@ -174,15 +197,17 @@ async def _report_existing(
                 name, len(partitions), layout.partitions,
             )  # fmt: skip
         factor = min(len(p.get("replicas") or ()) for p in partitions)
-        below = factor < wanted.factor or min_insync[name] < wanted.min_insync
+        in_sync = min_insync.get(name)
+        below = factor < wanted.factor or (in_sync is not None and in_sync < wanted.min_insync)
         if below:
             log.warning(
-                "topic %s has %d replicas and min.insync.replicas %d, below the %d and %d "
+                "topic %s has %d replicas and min.insync.replicas %s, below the %d and %d "
                 "asked for: kept as it is (a broker's death may lose acknowledged messages); "
                 "raise them with a partition reassignment and kafka-configs",
-                name, factor, min_insync[name], wanted.factor, wanted.min_insync,
+                name, factor, "unknown" if in_sync is None else in_sync, wanted.factor,
+                wanted.min_insync,
             )  # fmt: skip
-        _shown(name, factor, min_insync[name], below=below)
+        _shown(name, factor, in_sync, below=below)
 
 
 async def _min_insync_of(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
@@ -197,7 +222,8 @@ async def _min_insync_of(admin: AIOKafkaAdminClient, names: list[str]) -> dict[s
     return found
 
 
-def _shown(topic: str, factor: int, min_insync: int, *, below: bool) -> None:
+def _shown(topic: str, factor: int, min_insync: int | None, *, below: bool) -> None:
     TOPIC_REPLICATION.labels(topic).set(factor)
-    TOPIC_MIN_INSYNC.labels(topic).set(min_insync)
+    if min_insync is not None:
+        TOPIC_MIN_INSYNC.labels(topic).set(min_insync)
     TOPIC_BELOW_SETTING.labels(topic).set(1 if below else 0)

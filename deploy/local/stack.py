@@ -166,6 +166,9 @@ def run(env: dict[str, str]) -> int:
                 die_with_parent=True,
                 passwords=passwords,
             )
+        # Said, not left to what the services see when they start: a broker not yet up
+        # then would have the topics made with fewer replicas.
+        replication = cluster_replication(brokers)
         shape = "" if brokers == 1 else f" ({brokers} brokers)"
         print(
             f"starting Kafka {kafka_version()}{shape} on {kafka.bootstrap_servers} ...", flush=True
@@ -192,6 +195,7 @@ def run(env: dict[str, str]) -> int:
                 ports[f"{name.upper()}_PORT"],
                 env={
                     "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                    **replication,
                     "DATABASE_URL": database_urls.get(name, ""),  # simulators: SQLite
                     **({} if name in SIMULATORS else callers),
                     **own_settings(name, env),
@@ -216,6 +220,7 @@ def run(env: dict[str, str]) -> int:
             ports["OPERATOR_PORT"],
             env={
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                **replication,
                 **{f"{s.name.upper()}_URL": s.base_url for s in services if s.name in SERVICES},
                 **callers,
                 **service_env(OPERATOR, passwords),
@@ -231,6 +236,13 @@ def run(env: dict[str, str]) -> int:
         _print_dashboard(operator, url_token)
         return _wait_for_stop(everything)
     return 0
+
+
+def cluster_replication(brokers: int) -> dict[str, str]:
+    """The replication settings of the services on a cluster: three replicas, two in sync."""
+    if brokers == 1:
+        return {}
+    return {"KAFKA_REPLICATION_FACTOR": "3", "KAFKA_MIN_INSYNC_REPLICAS": "2"}
 
 
 def kafka_brokers(env: dict[str, str]) -> int:

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.operator.dead_letter_store import DLT_SUFFIX, reader
 from shared.kafka_access import KafkaClient
+from shared.kafka_admin import patiently
 from shared.metrics import IN_SYNC_REPLICAS, OFFLINE_PARTITIONS, UNDER_REPLICATED
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class TopicSampler:
             await admin.close()
 
     async def sample(self, admin: AIOKafkaAdminClient, consumer: Any) -> None:
-        described = await admin.describe_topics(list(self.topics))
+        described = await patiently(lambda: admin.describe_topics(list(self.topics)))
         self.placement = {
             TopicPartition(str(t["topic"]), int(p["partition"])): Replicas(
                 int(p["leader"]), len(p["replicas"] or ()), len(p["isr"] or ())
@@ -118,7 +119,8 @@ class TopicSampler:
 
     async def _committed(self, admin: AIOKafkaAdminClient) -> dict[str, Offsets]:
         """Each group's committed offsets on our topics (groups with none left out)."""
-        groups = sorted({str(group[0]) for group in await admin.list_consumer_groups()})
+        listed = await patiently(admin.list_consumer_groups)
+        groups = sorted({str(group[0]) for group in listed})
         fetched = await asyncio.gather(
             *(admin.list_consumer_group_offsets(group) for group in groups),
             return_exceptions=True,

@@ -196,6 +196,9 @@ def _new_payment(
         "attempts": 0 if refusal else 1,
         "created_at": now,
         "updated_at": now,
+        # Every row of a batch's INSERT has the same columns (shared/db.py insert_new).
+        "decline_reason": None,
+        "decline_message": None,
         **(refusal or {"status": PaymentStatus.NEW, "next_check_at": backoff.grace(now)}),
     }
 

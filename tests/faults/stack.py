@@ -16,6 +16,7 @@ from deploy.local.kafka_cluster import LocalKafkaCluster
 from deploy.local.outside_world import SIMULATORS
 from deploy.local.postgres import LocalPostgres
 from deploy.local.processes import SERVICES, ServiceProcess, service_process, simulator_processes
+from deploy.local.stack import cluster_replication
 from shared.kafka_access import CARRIER
 from shared.kafka_grants import new_passwords
 from tests.factories import random_iccid
@@ -119,7 +120,7 @@ async def start_stack(
                 name,
                 broker.bootstrap_servers,
                 databases[name],
-                simulation(suspended) | kafka.env(name),
+                simulation(suspended) | kafka.env(name) | cluster_replication(brokers),
                 log_dir / f"{name}-{number}.log",
             )
             for number in range(1, INSTANCES_PER_SERVICE + 1)

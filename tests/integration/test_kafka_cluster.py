@@ -9,14 +9,19 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local.kafka_cluster import LocalKafkaCluster
+from services.operator.dead_letter_store import reader
+from services.operator.topics import TopicSampler
 from shared import topics
 from shared.audit import AUDIT_TOPIC, ensure_audit_topic
 from shared.kafka_grants import new_passwords
+from shared.metrics import UNDER_REPLICATED
 from shared.topic_layout import Replication, TopicLayout, ensure_topics
 from tests.infra import KafkaUnderTest
 from tests.integration.test_topic_layout import described
@@ -96,3 +101,46 @@ def test_a_cluster_made_again_in_its_folder_is_the_same_cluster(tmp_path: Path) 
     ids = {n.quorum.cluster_id for n in (*first.nodes, *again.nodes) if n.quorum is not None}
     assert len(ids) == 1
     assert [n.data_dir for n in again.nodes] == [tmp_path / f"node-{i}" for i in (1, 2, 3)]
+
+
+async def test_the_topic_overview_shows_a_dead_brokers_partitions_out_of_sync_until_it_is_back(
+    nodes: LocalKafkaCluster,
+) -> None:
+    topic = f"watched-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaUnderTest(nodes.bootstrap_servers, "three plaintext brokers")
+    await ensure_topics(kafka.client(), (topic,))
+    sampler = TopicSampler(kafka.client(), (topic,))
+
+    async def sampled() -> dict[str, Any]:
+        admin, consumer = AIOKafkaAdminClient(**kafka.options()), reader(kafka.client())
+        await admin.start()
+        await consumer.start()
+        try:
+            await sampler.sample(admin, consumer)
+        finally:
+            await consumer.stop()
+            await admin.close()
+        [overview] = sampler.overview()["topics"]
+        return dict(overview)
+
+    async def until(wanted: int) -> dict[str, Any]:
+        for _ in range(60):
+            found = await sampled()
+            if found["under_replicated_partitions"] == wanted:
+                return found
+            await asyncio.sleep(0.5)
+        return found
+
+    healthy = await until(0)
+    assert (healthy["replication_factor"], healthy["in_sync_replicas"]) == (3, 3)
+    nodes.node(3).kill()
+    try:
+        # Every partition has a replica on every broker: all three are out of sync.
+        degraded = await until(3)
+        assert (degraded["under_replicated_partitions"], degraded["in_sync_replicas"]) == (3, 2)
+        assert UNDER_REPLICATED.labels(topic)._value.get() == 3
+        assert all(p["in_sync"] == 2 and p["leader"] != 3 for p in degraded["partitions"])
+    finally:
+        nodes.node(3).start()
+    assert (await until(0))["in_sync_replicas"] == 3
+    assert UNDER_REPLICATED.labels(topic)._value.get() == 0

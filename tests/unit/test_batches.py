@@ -366,6 +366,36 @@ async def test_a_batch_of_charges_records_them_in_one_statement_whatever_its_siz
     assert first_transaction(repeating) == ["INSERT", "SELECT", "INSERT"]
 
 
+@pytest.mark.parametrize("refused_first", [False, True])
+async def test_a_charge_refused_without_the_provider_keeps_its_reason_in_a_batch_with_others(
+    tmp_path: Path, provider: StripeProvider, refused_first: bool
+) -> None:
+    paid, refused = charge(), charge(paying_with="4242424242424242")  # a card number
+    batch = [refused, paid] if refused_first else [paid, refused]
+    async with payments_service(tmp_path, provider) as service:
+        answers = service.watch(topics.PAYMENTS_EVENTS)
+        where = TopicPartition(topics.PAYMENTS_COMMANDS, 0)
+        consumed_alone = consumed(topics.PAYMENTS_COMMANDS, "one")
+        async with running(service.broker):
+            await consumer_of(service, topics.PAYMENTS_COMMANDS)._partition(
+                Consumer(), where, records(where.topic, *batch)
+            )
+            await service.relay()
+        async with service.sessions() as session:
+            stored = (
+                await session.execute(
+                    select(payments.c.status, payments.c.decline_reason).where(
+                        payments.c.idempotency_key == refused.idempotency_key
+                    )
+                )
+            ).one()
+    assert tuple(stored) == ("DECLINED", "card_number_not_accepted")
+    by_order = {a["order_id"]: a for a in answers}
+    assert by_order[str(refused.order_id)]["reason"] == "card_number_not_accepted"
+    assert by_order[str(paid.order_id)]["type"] == "PaymentCaptured"
+    assert consumed(topics.PAYMENTS_COMMANDS, "one") == consumed_alone  # all in the batch
+
+
 @pytest.mark.parametrize("size", [2, 12])
 async def test_a_batch_of_top_ups_records_them_in_a_statement_per_table_whatever_its_size(
     tmp_path: Path, size: int

@@ -300,5 +300,9 @@ def test_in_the_cluster_every_kafka_client_knows_all_three_brokers(
     for name in clients:
         assert cluster["services"][name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == brokers
     assert cluster["services"]["kafka-setup"]["command"][-1] == brokers
+    for name in ("orders", "payments", "provisioning", "operator"):
+        env = cluster["services"][name]["environment"]
+        # Said, not chosen from the brokers a service happens to see when it starts.
+        assert (env["KAFKA_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
     ui = cluster["services"]["kafka-ui"]["environment"]
     assert ui["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == brokers

@@ -3,6 +3,9 @@ so never a dead letter; and what does not."""
 
 from __future__ import annotations
 
+import errno
+import socket
+
 import asyncpg
 import pytest
 from fastapi import FastAPI
@@ -23,8 +26,10 @@ def wrapped(error: BaseException, *, invalidated: bool = False) -> DBAPIError:
 @pytest.mark.parametrize(
     "error",
     [
-        pytest.param(ConnectionRefusedError(111, "refused"), id="refused"),
-        pytest.param(ConnectionResetError(104, "reset"), id="reset"),
+        pytest.param(wrapped(ConnectionRefusedError(111, "refused")), id="refused"),
+        pytest.param(wrapped(ConnectionResetError(104, "reset")), id="reset"),
+        pytest.param(wrapped(socket.gaierror(-2, "Name or service not known")), id="no-such-host"),
+        pytest.param(wrapped(OSError(errno.EHOSTUNREACH, "No route to host")), id="no-route"),
         pytest.param(wrapped(ERRORS.CannotConnectNowError("starting up")), id="starting-up"),
         pytest.param(wrapped(ERRORS.AdminShutdownError("terminating")), id="fast-shutdown"),
         pytest.param(wrapped(ERRORS.CrashShutdownError("crash")), id="immediate-shutdown"),
@@ -47,10 +52,21 @@ def test_the_database_out_of_reach_is_told_apart(error: BaseException) -> None:
         pytest.param(wrapped(ERRORS.DeadlockDetectedError("deadlock")), id="deadlock"),
         pytest.param(TimeoutError("slow"), id="timeout"),
         pytest.param(ValueError("bad"), id="value"),
+        # Not the database's: a refused connection to the carrier, or raised near one.
     ],
 )
 def test_what_is_not_an_outage_is_not_taken_for_one(error: BaseException) -> None:
     assert not database_unreachable(error)
+
+
+def test_a_refused_connection_that_is_not_the_databases_is_no_outage() -> None:
+    carrier = RuntimeError("carrier unavailable")
+    carrier.__cause__ = ConnectionRefusedError(111, "refused")
+    assert not database_unreachable(carrier)
+    while_handling = KeyError("field")
+    while_handling.__context__ = ConnectionRefusedError(111, "refused")
+    assert not database_unreachable(while_handling)
+    assert not database_unreachable(ConnectionRefusedError(111, "refused"))
 
 
 def test_an_outage_found_behind_other_errors_counts() -> None:
