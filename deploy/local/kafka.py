@@ -311,6 +311,12 @@ class LocalKafka:
         """SIGTERM (clean shutdown), SIGKILL if still alive after timeout. Safe to call twice."""
         self._signal_and_wait(signal.SIGTERM, timeout)
 
+    def terminate(self) -> None:
+        """SIGTERM, without waiting (a cluster's nodes are told together: see stop)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+
     def kill(self) -> None:
         """SIGKILL the broker (an unclean crash, for fault tests)."""
         self._signal_and_wait(signal.SIGKILL, 10.0)
