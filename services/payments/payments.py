@@ -215,6 +215,7 @@ async def charge_intent(
     if key not in session.info.get(RECORDED, {}):
         await record_charges(session, backoff, [command])
     created, known = session.info[RECORDED].pop(key)
+    assert created or known is not None, "inserted now, or found as it was"
     if known is not None:  # a repeat, or refused without asking the provider
         if not created:
             log.info("payment %s is %s already; answering again", key, known.status)

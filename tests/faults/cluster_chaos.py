@@ -114,10 +114,11 @@ async def kill_a_busy_leader(
     )
     node_id = rng.choice(choices)
     led = sorted(f"{t}[{p}]" for (t, p), n in leaders.items() if n == node_id)
+    killed = time.monotonic()
     await _crash_and_restart(cluster.node(node_id), rng)
     figures.leader_kills += 1
     figures.note(f"SIGKILL broker {node_id}, leader of {', '.join(led[:4])}...; back")
-    await _in_sync_again(stack, figures, f"broker {node_id}")
+    await _in_sync_again(stack, figures, f"broker {node_id}", killed)
     return node_id
 
 
@@ -125,10 +126,11 @@ async def kill_the_active_controller(
     stack: Stack, cluster: LocalKafkaCluster, rng: random.Random, figures: ChaosFigures
 ) -> None:
     node_id = active_controller(cluster)
+    killed = time.monotonic()
     await _crash_and_restart(cluster.node(node_id), rng)
     figures.controller_kills += 1
     figures.note(f"SIGKILL broker {node_id}, the active controller; back")
-    await _in_sync_again(stack, figures, f"controller {node_id}")
+    await _in_sync_again(stack, figures, f"controller {node_id}", killed)
 
 
 def active_controller(cluster: LocalKafkaCluster) -> int:
@@ -168,8 +170,9 @@ async def _crash_and_restart(node: LocalKafka, rng: random.Random) -> None:
     await asyncio.to_thread(node.start, 90.0)
 
 
-async def _in_sync_again(stack: Stack, figures: ChaosFigures, who: str) -> None:
-    """Wait until every replica of the consumed topics is in sync; note how long it took."""
+async def _in_sync_again(stack: Stack, figures: ChaosFigures, who: str, killed: float) -> None:
+    """Wait until every replica of the consumed topics is in sync; note how long after the
+    kill (the broker was down 6-10 s of it)."""
     started = time.monotonic()
     while time.monotonic() - started < IN_SYNC_WITHIN_S:
         admin = AIOKafkaAdminClient(**stack.kafka.options())
@@ -182,9 +185,9 @@ async def _in_sync_again(stack: Stack, figures: ChaosFigures, who: str) -> None:
             await admin.close()
         partitions = [p for t in described for p in t["partitions"]]
         if partitions and all(len(p["isr"]) == len(p["replicas"]) for p in partitions):
-            seconds = time.monotonic() - started
+            seconds = time.monotonic() - killed
             figures.recoveries[who] = round(seconds, 1)
-            figures.note(f"every replica in sync again {seconds:.1f}s after {who} was back")
+            figures.note(f"every replica in sync again {seconds:.1f}s after {who} was killed")
             return
         await asyncio.sleep(0.5)
     raise RuntimeError(f"replicas still out of sync {IN_SYNC_WITHIN_S:.0f}s after {who} was back")
@@ -245,12 +248,12 @@ async def pause_a_service_instance(
 ) -> None:
     """SIGSTOP a service instance (never a simulator) past its group's session timeout,
     then SIGCONT: the group has given its partitions to the other instance meanwhile."""
-    candidates = [
-        i for i in stack.instances if i.name not in SIMULATORS and i.name not in down and _alive(i)
-    ]
-    if not candidates:
-        figures.note("no instance to pause")
-        return
+    waited = time.monotonic()
+    while not (candidates := _pausable(stack, down)):
+        # Every service has an instance down: wait until one is back whole.
+        if time.monotonic() - waited > IN_SYNC_WITHIN_S:
+            raise RuntimeError("no service instance to pause: every service had one down")
+        await asyncio.sleep(0.5)
     victim = rng.choice(candidates)
     assert victim.process is not None
     down.add(victim.name)
@@ -263,6 +266,11 @@ async def pause_a_service_instance(
         figures.note(f"SIGCONT {instance_label(victim)} after {PAUSE_S:.0f}s")
     finally:
         down.discard(victim.name)
+
+
+def _pausable(stack: Stack, down: set[str]) -> list[ServiceProcess]:
+    return [i for i in stack.instances if i.name not in SIMULATORS and i.name not in down
+            and _alive(i)]  # fmt: skip
 
 
 def _alive(instance: ServiceProcess) -> bool:
