@@ -15,6 +15,7 @@ class ChaosFigures:
     controller_kills: int = 0
     postgres_restarts: int = 0
     pauses: int = 0
+    zombie_commits_refused: int = 0  # offset commits of a paused instance, once woken
     recoveries: dict[str, float] = field(default_factory=dict)  # what -> seconds to recover
     # Per PostgreSQL restart, each service instance's /health while the database was down.
     health_without_postgres: list[dict[str, str]] = field(default_factory=list)

@@ -31,6 +31,7 @@ from tests.faults.stack import Stack, instance_label
 PAUSE_S = 16.0
 IN_SYNC_WITHIN_S = 120.0
 HEALTHY_AGAIN_WITHIN_S = 60.0
+ZOMBIE_WATCH_S = 5.0  # after SIGCONT: what the woken instance tries
 
 
 @dataclass(frozen=True)
@@ -261,11 +262,30 @@ async def pause_a_service_instance(
         victim.process.send_signal(signal.SIGSTOP)
         figures.note(f"SIGSTOP {instance_label(victim)}")
         await asyncio.sleep(PAUSE_S)
+        logged = _log_size(victim)
         victim.process.send_signal(signal.SIGCONT)
         figures.pauses += 1
         figures.note(f"SIGCONT {instance_label(victim)} after {PAUSE_S:.0f}s")
+        await asyncio.sleep(ZOMBIE_WATCH_S)
+        # The zombie's commits of what it held, refused by the group that moved on.
+        refused = _log_since(victim, logged).count("offsets not committed")
+        figures.zombie_commits_refused += refused
+        figures.note(f"{instance_label(victim)}: {refused} commits refused after it woke")
     finally:
         down.discard(victim.name)
+
+
+def _log_size(instance: ServiceProcess) -> int:
+    path = instance.log_path
+    return path.stat().st_size if path is not None and path.exists() else 0
+
+
+def _log_since(instance: ServiceProcess, offset: int) -> str:
+    if instance.log_path is None or not instance.log_path.exists():
+        return ""
+    with instance.log_path.open("rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
 
 
 def _pausable(stack: Stack, down: set[str]) -> list[ServiceProcess]:

@@ -61,6 +61,7 @@ def figures_of(
         "controllers killed": chaos.controller_kills,
         "postgres restarts": chaos.postgres_restarts,
         "services paused": chaos.pauses,
+        "zombie commits refused": chaos.zombie_commits_refused,
         "seconds to recover": chaos.recoveries,
         "health while postgres was down": chaos.health_without_postgres,
         "duplicates injected": chaos.duplicates_injected,
