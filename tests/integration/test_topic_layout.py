@@ -48,6 +48,15 @@ async def described(kafka: KafkaUnderTest, topic: str) -> tuple[int, int, int]:
     return len(partitions), min(len(p["replicas"]) for p in partitions), min_insync
 
 
+def warned_about(caplog: pytest.LogCaptureFixture, topic: str) -> list[str]:
+    """The warnings about `topic` (what else is logged depends on the tests run before)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and topic in r.getMessage()
+    ]
+
+
 def shown(gauge: Any, topic: str) -> float:
     return float(gauge.labels(topic)._value.get())
 
@@ -74,7 +83,7 @@ async def test_an_existing_topic_keeps_its_partitions_and_the_difference_is_repo
     with caplog.at_level(logging.WARNING, logger="shared.topic_layout"):
         await ensure_topics(kafka.client(), (topic,), TopicLayout(partitions=6))
     assert (await described(kafka, topic))[0] == 2
-    [said] = [r.getMessage() for r in caplog.records if topic in r.getMessage()]
+    [said] = warned_about(caplog, topic)
     assert "has 2 partitions, KAFKA_PARTITIONS says 6: kept as it is" in said
 
 
@@ -87,7 +96,7 @@ async def test_an_existing_topic_replicated_less_than_the_settings_ask_is_report
     asked = TopicLayout(replication_factor=3, min_insync_replicas=2)
     with caplog.at_level(logging.WARNING, logger="shared.topic_layout"):
         await ensure_topics(kafka.client(), (topic,), asked)
-    [said] = [r.getMessage() for r in caplog.records if topic in r.getMessage()]
+    [said] = warned_about(caplog, topic)
     assert "has 1 replicas and min.insync.replicas 1, below the 3 and 2 asked for" in said
     assert shown(TOPIC_BELOW_SETTING, topic) == 1
     assert (shown(TOPIC_REPLICATION, topic), shown(TOPIC_MIN_INSYNC, topic)) == (1, 1)

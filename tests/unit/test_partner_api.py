@@ -137,8 +137,10 @@ async def test_a_top_up_answered_too_late_is_unknown_and_the_line_tells_it_was_a
 async def test_a_top_up_lost_before_it_was_processed_is_not_found_afterwards(
     tmp_path: Path,
 ) -> None:
-    async with simulated_carrier(tmp_path, timeout_s=0.2, carrier_hang_s=0.6) as carrier:
+    # Patient enough for a busy machine; the lost answer is held longer still.
+    async with simulated_carrier(tmp_path, timeout_s=0.5, carrier_hang_s=1.5) as carrier:
         key, iccid = new_key(), random_iccid()
+        assert await carrier.adapter.status(key, iccid) == NotFound()  # the token, first
         carrier.behaviour.timeout_rate, carrier.behaviour.timeout_applied_rate = 1.0, 0.0
         with pytest.raises(CarrierTimeout):
             await carrier.adapter.top_up(key, iccid, ONE_GB)
